@@ -1,0 +1,37 @@
+# Every target bootstraps its own virtual environment, so a fresh clone needs only Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test lint typecheck bench asyncapi clean install
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)  ## run the whole platform (embedded NATS + PostgreSQL + the four services)
+	$(BIN)/iioe up
+
+test: $(STAMP) lint typecheck  ## ruff, mypy and the whole test suite against real servers
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check shared services tests
+	$(BIN)/ruff format --check shared services tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy shared/iioe services
+
+bench: $(STAMP)  ## throughput measurements (not pass/fail)
+	$(BIN)/python -m tests.bench
+
+asyncapi: $(STAMP)
+	$(BIN)/iioe asyncapi --out docs/asyncapi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .iioe

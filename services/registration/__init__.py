@@ -1,0 +1,1 @@
+"""Registration service: educator identity and the institution catalogue."""

@@ -1,0 +1,21 @@
+"""Registration settings (env prefix `IIOE_REGISTRATION_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from iioe.runtime.settings import ServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+
+class RegistrationSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="IIOE_REGISTRATION_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "registration"
+    http_port: int = 8001
+    db_schema: str = "registration"
+    source: str = "urn:iioe:service:registration"
+    institutions_file: Path | None = Field(default=None, validation_alias="IIOE_INSTITUTIONS_FILE")
+    """Extra institutions (same JSON shape as the shipped catalogue) that extend or override it."""
+    command_queue: str = "registration"

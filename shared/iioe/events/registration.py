@@ -1,0 +1,37 @@
+"""Events of the registration context."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from iioe.events.common import EventData, Identifier, InstitutionCode, Language, Role, Timestamp
+
+
+# .. event_type: org.iioe.registration.educator_registered.v1
+# .. subject: iioe.events.<institution>.educator_registered.v1 (stream IIOE_EVENTS)
+# .. producer: registration service
+# .. consumers: certification, analytics, notifications
+# .. personal_data: none — names and e-mails travel in EducatorContact only
+class EducatorRegistered(EventData):
+    """An educator joined the programme at an institution."""
+
+    educator_id: Identifier
+    institution: InstitutionCode
+    language: Language
+    role: Role
+    registered_at: Timestamp
+
+
+# .. event_type: org.iioe.registration.educator_contact.v1
+# .. subject: iioe.contacts.<institution>.educator_contact.v1 (stream IIOE_CONTACTS, 30-day retention)
+# .. producer: registration service
+# .. consumers: notifications
+# .. personal_data: full_name, email
+class EducatorContact(EventData):
+    """How to reach an educator; kept off the long-lived event log."""
+
+    educator_id: Identifier
+    institution: InstitutionCode
+    full_name: str = Field(min_length=1, max_length=200)
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    language: Language

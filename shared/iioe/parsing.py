@@ -1,0 +1,83 @@
+"""Turning raw bytes from NATS into a typed CloudEvent, or a precise reason why not."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from iioe.envelope import CloudEvent
+from iioe.events import BY_TYPE, EventSpec
+from iioe.reasons import Reason
+from iioe.subjects import MAX_EVENT_BYTES, parse_event_subject
+
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "data")
+
+
+class InvalidEvent(Exception):
+    """A message that can never be processed; it belongs in the dead-letter stream."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
+
+
+def _data_reason(exc: ValidationError) -> Reason:
+    err = exc.errors()[0]
+    if tuple(err.get("loc", ())) == ("data", "score") and err.get("type") in _RANGE_ERRORS:
+        return Reason.SCORE_OUT_OF_RANGE
+    return Reason.INVALID_DATA
+
+
+_RANGE_ERRORS = {"greater_than_equal", "less_than_equal"}
+
+
+def parse_event(raw: bytes, subject: str | None = None) -> tuple[EventSpec, CloudEvent[Any]]:
+    """Validate envelope and data; check that the subject names the event's institution and type."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(Reason.TOO_LARGE, f"{len(raw)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent(Reason.INVALID_JSON, str(exc)) from None
+    if not isinstance(body, dict):
+        raise InvalidEvent(Reason.NOT_AN_OBJECT, f"a CloudEvent is a JSON object, got {type(body).__name__}")
+    missing = [name for name in REQUIRED_ATTRIBUTES if name not in body]
+    if missing:
+        raise InvalidEvent(Reason.MISSING_ATTRIBUTE, f"missing CloudEvents attribute(s): {', '.join(missing)}")
+    if body["specversion"] != "1.0":
+        raise InvalidEvent(Reason.UNSUPPORTED_SPECVERSION, f"specversion {body['specversion']!r} is not '1.0'")
+    spec = BY_TYPE.get(body["type"]) if isinstance(body["type"], str) else None
+    if spec is None:
+        raise InvalidEvent(Reason.UNKNOWN_TYPE, f"unknown event type {body['type']!r}")
+    envelope_only = {k: v for k, v in body.items() if k != "data"}
+    try:
+        CloudEvent[Any].model_validate({**envelope_only, "data": None})
+    except ValidationError as exc:
+        raise InvalidEvent(Reason.INVALID_ATTRIBUTE, _first_error(exc)) from None
+    try:
+        event = CloudEvent[spec.model].model_validate(body)  # type: ignore[name-defined]
+    except ValidationError as exc:
+        raise InvalidEvent(_data_reason(exc), _first_error(exc)) from None
+    if subject is not None and not spec.contact:
+        _check_subject(subject, spec, event)
+    return spec, event
+
+
+def _check_subject(subject: str, spec: EventSpec, event: CloudEvent[Any]) -> None:
+    parts = parse_event_subject(subject)
+    institution = getattr(event.data, "institution", None)
+    if parts is None or parts.name != spec.name or parts.major != spec.major or parts.institution != institution:
+        raise InvalidEvent(
+            Reason.SUBJECT_MISMATCH,
+            f"{spec.type} for institution {institution!r} must be published on {spec.subject(str(institution))}"
+            f", not {subject}",
+        )

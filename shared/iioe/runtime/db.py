@@ -1,0 +1,107 @@
+"""PostgreSQL access: one asyncpg pool per service, confined to the service's own schema,
+and versioned SQL migrations applied under an advisory lock so replicas may start together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from iioe.runtime.logging import get_logger
+
+log = get_logger(__name__)
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+RUNTIME_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    sql: str
+
+
+def load_migrations(**directories: Path) -> list[Migration]:
+    """`NNN_name.sql` files of each labelled directory, versioned `<label>/<stem>`, in order."""
+    found: list[Migration] = []
+    for label, directory in directories.items():
+        for path in sorted(directory.glob("*.sql")):
+            found.append(Migration(f"{label}/{path.stem}", path.read_text(encoding="utf-8")))
+    return found
+
+
+def quote_schema(schema: str) -> str:
+    if not _SCHEMA_RE.fullmatch(schema):
+        raise ValueError(f"schema name {schema!r} is not a plain lower-case identifier")
+    return f'"{schema}"'
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect_with_retry(dsn: str, attempts: int = 30, delay: float = 0.5) -> asyncpg.Connection:
+    """Connect, retrying while the server is starting up."""
+    for attempt in range(1, attempts + 1):
+        try:
+            conn: asyncpg.Connection = await asyncpg.connect(dsn)
+            return conn
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+            if attempt == attempts:
+                raise
+            log.info("database not ready, retrying", attempt=attempt, error=str(exc))
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose `search_path` is the service's schema (created if missing)."""
+    conn = await connect_with_retry(dsn)
+    try:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_schema(schema)}")
+    except asyncpg.UniqueViolationError:
+        pass  # another replica created it at the same moment
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"search_path": schema, "application_name": f"iioe-{schema}"},
+    )
+    assert pool is not None
+    return pool
+
+
+async def migrate(pool: asyncpg.Pool, schema: str, migrations: Iterable[Migration]) -> list[str]:
+    """Apply pending migrations in one transaction; returns the versions applied now."""
+    applied_now: list[str] = []
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"iioe-migrate-{schema}")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for migration in migrations:
+            if migration.version in done:
+                continue
+            await conn.execute(migration.sql)
+            await conn.execute("INSERT INTO schema_migrations(version) VALUES ($1)", migration.version)
+            applied_now.append(migration.version)
+    if applied_now:
+        log.info("migrations applied", schema=schema, versions=applied_now)
+    return applied_now
+
+
+async def setup_database(dsn: str, schema: str, service_migrations: Path, max_size: int = 10) -> asyncpg.Pool:
+    """Pool + runtime tables (outbox, inbox) + the service's own migrations."""
+    pool = await create_pool(dsn, schema, max_size=max_size)
+    await migrate(pool, schema, load_migrations(runtime=RUNTIME_MIGRATIONS, service=service_migrations))
+    return pool

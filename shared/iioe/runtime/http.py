@@ -1,0 +1,116 @@
+"""HTTP conventions shared by the services: error shape, operator auth, health, serving."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from iioe.runtime.logging import configure_logging
+from iioe.runtime.service import ServiceRuntime
+from iioe.runtime.settings import ServiceSettings
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": {"code", "message"}}` with an HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, **exc.extra), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": e.get("msg")}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "", "message": "invalid request"}
+        return JSONResponse(
+            error_body("invalid_request", f"{first['field']}: {first['message']}", fields=errors),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
+            exc.status_code, "http_error"
+        )
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def operator_auth(settings: ServiceSettings) -> Callable[..., Any]:
+    """A dependency requiring `Authorization: Bearer <settings.api_token>` (401 missing, 403 wrong)."""
+    from fastapi import Depends
+
+    async def check(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+        if settings.api_token is None:
+            raise ApiError(403, "operator_token_not_configured", "this service has no operator token configured")
+        if credentials is None:
+            raise ApiError(401, "unauthorized", "operator action: send 'Authorization: Bearer <token>'")
+        if not secrets.compare_digest(credentials.credentials, settings.api_token):
+            raise ApiError(403, "forbidden", "the bearer token is not valid for this service")
+
+    return check
+
+
+def runtime_lifespan(
+    runtime: ServiceRuntime,
+    *,
+    after_start: Sequence[Callable[[], Awaitable[Any]]] = (),
+    before_stop: Sequence[Callable[[], Awaitable[Any]]] = (),
+) -> Callable[[FastAPI], Any]:
+    """Start the runtime (then `after_start` hooks) with the app; stop in reverse order."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        for hook in after_start:
+            await hook()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            for hook in before_stop:
+                with contextlib.suppress(Exception):
+                    await hook()
+            await runtime.stop()
+
+    return lifespan
+
+
+def add_health_route(app: FastAPI, runtime: ServiceRuntime) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> JSONResponse:
+        body = await runtime.health()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run one service process (the entry point of `python -m services.<name>`)."""
+    configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False)

@@ -1,0 +1,128 @@
+"""NATS connection and stream provisioning.
+
+Streams are declared by one owner (`iioe up`, `iioe provision`, the test fixtures);
+services only bind to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from iioe.runtime.logging import get_logger
+from iioe.subjects import (
+    ANALYTICS_STREAM,
+    ANALYTICS_SUBJECTS,
+    CONTACTS_STREAM,
+    CONTACTS_SUBJECTS,
+    DLQ_STREAM,
+    DLQ_SUBJECTS,
+    EVENTS_STREAM,
+    EVENTS_SUBJECTS,
+    MAX_EVENT_BYTES,
+)
+
+log = get_logger(__name__)
+DUPLICATE_WINDOW_SECONDS = 10 * 60
+DAY = 24 * 3600.0
+
+
+async def connect(url: str, name: str, *, connect_attempts: int = 30) -> NATS:
+    """Connect and then reconnect forever (nats-py gives up after 60 attempts by default)."""
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected", client=name)
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected", client=name)
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", client=name, error=repr(exc))
+
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    for attempt in range(1, connect_attempts + 1):
+        try:
+            nc: NATS = await nats.connect(
+                servers=servers,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                connect_timeout=2,
+                allow_reconnect=True,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                error_cb=on_error,
+            )
+            return nc
+        except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
+            if attempt == connect_attempts:
+                raise
+            log.info("nats not reachable yet, retrying", url=url, attempt=attempt, error=repr(exc))
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+def stream_configs(contacts_max_age_days: float = 30) -> list[StreamConfig]:
+    """The contract's streams (section 1, 3, 6) plus the analytics snapshot stream."""
+    return [
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[EVENTS_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_msg_size=MAX_EVENT_BYTES,
+            discard=DiscardPolicy.OLD,
+            description="All IIOE domain events (CloudEvents 1.0); kept for years, no personal data",
+        ),
+        StreamConfig(
+            name=CONTACTS_STREAM,
+            subjects=[CONTACTS_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_msg_size=MAX_EVENT_BYTES,
+            max_age=contacts_max_age_days * DAY,
+            description="Educator contact details (personal data), limited retention",
+        ),
+        StreamConfig(
+            name=DLQ_STREAM,
+            subjects=[DLQ_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_msg_size=1024 * 1024,
+            description="Dead letters: original bytes + subject, consumer and reason code in headers",
+        ),
+        StreamConfig(
+            name=ANALYTICS_STREAM,
+            subjects=[ANALYTICS_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_msgs_per_subject=1,
+            allow_direct=True,
+            description="Latest analytics snapshot per subject, for late-subscribing dashboards",
+        ),
+    ]
+
+
+async def provision_streams(js: JetStreamContext, contacts_max_age_days: float = 30) -> list[str]:
+    """Create or update every stream; idempotent."""
+    names = []
+    for config in stream_configs(contacts_max_age_days):
+        assert config.name is not None
+        try:
+            await js.stream_info(config.name)
+            await js.update_stream(config)
+            log.debug("stream updated", stream=config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("stream created", stream=config.name)
+        names.append(config.name)
+    return names

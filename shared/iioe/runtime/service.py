@@ -1,0 +1,150 @@
+"""What every service process holds: a database pool, a NATS connection, the outbox relay and
+its consumers — built from settings in `start()`, never at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from iioe.runtime.consumer import ConsumerSpec, EventConsumer
+from iioe.runtime.db import setup_database
+from iioe.runtime.logging import get_logger
+from iioe.runtime.nats import connect
+from iioe.runtime.outbox import OutboxRelay, pending_count
+from iioe.runtime.settings import ServiceSettings
+
+log = get_logger(__name__)
+ConsumerFactory = Callable[["ServiceRuntime"], Sequence[ConsumerSpec]]
+
+
+class ServiceRuntime:
+    """Lifecycle of a service's infrastructure; the composition root passes it to use cases."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        migrations: Path,
+        consumers: ConsumerFactory | None = None,
+        *,
+        run_relay: bool = True,
+        pool_size: int = 10,
+    ) -> None:
+        self.settings = settings
+        self._migrations = migrations
+        self._consumer_factory = consumers
+        self._run_relay = run_relay
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[EventConsumer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "runtime not started"
+        return self._pool
+
+    @property
+    def nc(self) -> NATS:
+        assert self._nc is not None, "runtime not started"
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "runtime not started"
+        return self._js
+
+    def durable(self, name: str) -> str:
+        """Durable consumer name: `<prefix><service>-<name>`, shared by the service's replicas."""
+        return f"{self.settings.consumer_prefix}{self.settings.service_name}-{name}"
+
+    def consumer_spec(self, name: str, stream: str, filters: list[str], handler: Any, **kw: Any) -> ConsumerSpec:
+        """A ConsumerSpec with this service's retry settings."""
+        return ConsumerSpec(
+            durable=self.durable(name),
+            stream=stream,
+            filter_subjects=filters,
+            handler=handler,
+            max_deliver=self.settings.max_deliver,
+            ack_wait_seconds=self.settings.ack_wait_seconds,
+            retry_backoff_seconds=self.settings.retry_backoff_seconds,
+            **kw,
+        )
+
+    async def start(self) -> None:
+        s = self.settings
+        self._pool = await setup_database(s.database_url, s.db_schema, self._migrations, max_size=self._pool_size)
+        self._nc = await connect(s.nats_url, s.service_name)
+        self._js = self._nc.jetstream()
+        if self._run_relay:
+            self.relay = OutboxRelay(self._pool, self._js, poll_seconds=s.outbox_poll_seconds)
+            self._spawn(self.relay.run(), "outbox-relay")
+        for spec in self._consumer_factory(self) if self._consumer_factory else ():
+            consumer = EventConsumer(self._js, spec)
+            await consumer.start()
+            self.consumers.append(consumer)
+            self._spawn(consumer.run(), spec.durable)
+        log.info("service started", consumers=[c.spec.durable for c in self.consumers])
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._on_task_done)
+        self._tasks.append(task)
+
+    @staticmethod
+    def _on_task_done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task died", task=task.get_name(), error=repr(task.exception()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("service stopped")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A transaction whose outbox rows the relay publishes right after commit (yields a connection)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+        if self.relay is not None:
+            self.relay.wake()
+
+    async def health(self) -> dict[str, Any]:
+        """Readiness facts for `/healthz`."""
+        db_ok = True
+        pending = None
+        try:
+            pending = await pending_count(self.pool)
+        except Exception:
+            db_ok = False
+        nats_ok = self._nc is not None and self._nc.is_connected
+        dead_tasks = [t.get_name() for t in self._tasks if t.done()]
+        return {
+            "status": "ok" if db_ok and nats_ok and not dead_tasks else "degraded",
+            "service": self.settings.service_name,
+            "database": "ok" if db_ok else "unreachable",
+            "nats": "ok" if nats_ok else "disconnected",
+            "outbox_pending": pending,
+            "consumers": {
+                c.spec.durable: {"processed": c.processed, "dead_lettered": c.dead_lettered} for c in self.consumers
+            },
+            "stopped_tasks": dead_tasks,
+        }

@@ -1,0 +1,41 @@
+"""Settings every service shares; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/iioe"
+
+
+class ServiceSettings(BaseSettings):
+    """Connection and runtime settings.
+
+    `NATS_URL`, `DATABASE_URL`, `IIOE_DATA_DIR` and `LOG_LEVEL` are read unprefixed so one
+    environment configures every service; per-service values use the subclass's prefix.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service_name: str = "iioe"
+    nats_url: str = Field(default=DEFAULT_NATS_URL, validation_alias="NATS_URL")
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    data_dir: Path = Field(default=Path(".iioe"), validation_alias="IIOE_DATA_DIR")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    log_json: bool | None = Field(default=None, validation_alias="LOG_JSON")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    db_schema: str = "public"
+    source: str = "urn:iioe:service:unknown"
+    """CloudEvents `source` of events this service emits."""
+    consumer_prefix: str = ""
+    """Prefix for durable consumer names (tests use a unique one per run)."""
+    max_deliver: int = 5
+    ack_wait_seconds: float = 30.0
+    retry_backoff_seconds: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
+    outbox_poll_seconds: float = 0.5
+    api_token: str | None = None
+    """Bearer token for operator actions on this service's HTTP API."""

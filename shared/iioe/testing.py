@@ -1,0 +1,107 @@
+"""Helpers for tests that run services against real servers (used by every package's tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+from nats.aio.client import Client as NATS
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+T = TypeVar("T")
+
+
+def unique_ref(prefix: str = "t") -> str:
+    """A short unique token for ids, e-mails and consumer names (tests never collide)."""
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers (testcontainers can be used)."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+async def create_database(admin_url: str, name: str) -> str:
+    """Create a fresh database next to `admin_url`'s and return its URL."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@contextlib.asynccontextmanager
+async def running_app(app: FastAPI, base_url: str = "http://test") -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (connections, consumers, relay) and give an HTTP client for it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 15.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> T:
+    """Poll `probe` until it returns a truthy value; fail with `what` after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class StoredMessage:
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    seq: int
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+async def stream_messages(nc: NATS, stream: str, subject: str, *, timeout: float = 0.5) -> list[StoredMessage]:
+    """Every message currently in `stream` on `subject` (an ephemeral ordered read, no side effects)."""
+    js = nc.jetstream()
+    sub = await js.subscribe(
+        subject, stream=stream, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    )
+    out: list[StoredMessage] = []
+    try:
+        info = await js.stream_info(stream)
+        if info.state.messages == 0:
+            return out
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=timeout)
+            except Exception:
+                break
+            out.append(StoredMessage(msg.subject, msg.data, dict(msg.headers or {}), msg.metadata.sequence.stream))
+    finally:
+        await sub.unsubscribe()
+    return out

@@ -1,0 +1,120 @@
+"""Registration end to end: a partner using raw nats-py and HTTP, as contract-v1 describes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM
+from iioe.testing import eventually, running_app, stream_messages
+from nats.aio.client import Client as NATS
+
+from services.registration.main import create_app
+from services.registration.settings import RegistrationSettings
+
+pytestmark = pytest.mark.integration
+
+
+def settings_for(infra, database_url: str, ref: str) -> RegistrationSettings:  # type: ignore[no-untyped-def]
+    return RegistrationSettings(
+        NATS_URL=infra.nats_url, DATABASE_URL=database_url, consumer_prefix=f"{ref}-", outbox_poll_seconds=0.1
+    )
+
+
+async def request(nc: NATS, institution: str, body: object) -> dict:  # type: ignore[type-arg]
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    reply = await nc.request(f"iioe.commands.{institution}.register_educator", raw, timeout=10)
+    return json.loads(reply.data)  # type: ignore[no-any-return]
+
+
+async def test_register_over_nats_emits_one_event_and_one_contact(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+    email = f"sarnai.{ref}@must.edu.mn"
+    async with running_app(create_app(settings_for(infra, database_url, ref))):
+        first = await request(nc, "must", {"full_name": "Батын Сарнай", "email": email, "language": "mn"})
+        assert first["status"] == "registered"
+        educator_id = first["educator_id"]
+
+        async def registered_events() -> list:  # type: ignore[type-arg]
+            msgs = await stream_messages(nc, EVENTS_STREAM, "iioe.events.must.educator_registered.v1")
+            return [m for m in msgs if m.json()["data"]["educator_id"] == educator_id]
+
+        events = await eventually(registered_events, what="EducatorRegistered on the stream")
+        assert len(events) == 1
+        event = events[0].json()
+        assert events[0].headers["Nats-Msg-Id"] == event["id"]
+        assert event["type"] == "org.iioe.registration.educator_registered.v1"
+        assert event["specversion"] == "1.0" and event["subject"] == educator_id
+        assert event["data"]["institution"] == "must" and event["data"]["role"] == "educator"
+        assert email not in events[0].data.decode() and "Сарнай" not in events[0].data.decode()
+
+        contacts = [
+            m
+            for m in await stream_messages(nc, CONTACTS_STREAM, "iioe.contacts.must.educator_contact.v1")
+            if m.json()["data"]["educator_id"] == educator_id
+        ]
+        assert len(contacts) == 1 and contacts[0].json()["data"]["email"] == email
+
+        again = await request(nc, "must", {"full_name": "Batyn Sarnai", "email": email.upper(), "language": "en"})
+        assert again == {"educator_id": educator_id, "status": "already_registered"}
+        assert len(await registered_events()) == 1
+
+
+@pytest.mark.parametrize(
+    ("institution", "body", "code"),
+    [
+        ("must", {"full_name": "A B", "email": "not-an-email", "language": "mn"}, "invalid_email"),
+        ("nowhere", {"full_name": "A B", "email": "a@b.mn", "language": "mn"}, "unknown_institution"),
+        ("must", {"full_name": "A B", "email": "a@b.mn", "language": "de"}, "unsupported_language"),
+        ("must", {"full_name": "A B", "email": "a@b.mn", "language": "mn", "role": "dean"}, "unknown_role"),
+        ("must", {"email": "a@b.mn", "language": "mn"}, "missing_full_name"),
+        (
+            "must",
+            {"full_name": "A", "email": "a@b.mn", "language": "mn", "registered_at": "2999-01-01T00:00:00Z"},
+            "registered_at_in_future",
+        ),
+        ("must", b"{not json", "invalid_json"),
+    ],
+)
+async def test_invalid_registration_gets_error_reply_with_code(
+    infra, database_url, nc, ref, institution, body, code
+) -> None:  # type: ignore[no-untyped-def]
+    async with running_app(create_app(settings_for(infra, database_url, ref))):
+        reply = await request(nc, institution, body)
+    assert reply["error"]["code"] == code
+    assert reply["error"]["message"]
+
+
+async def test_http_api_registers_lists_and_reads(infra, database_url, ref) -> None:  # type: ignore[no-untyped-def]
+    async with running_app(create_app(settings_for(infra, database_url, ref))) as http:
+        institutions = (await http.get("/v1/institutions")).json()
+        assert len(institutions) == 38
+        assert {"code": "must", "name": "Mongolian University of Science and Technology"}.items() <= next(
+            i for i in institutions if i["code"] == "must"
+        ).items()
+
+        body = {
+            "institution": "num",
+            "full_name": "Dorj Bat",
+            "email": f"dorj.{ref}@num.edu.mn",
+            "language": "en",
+            "role": "master_teacher",
+            "registered_at": "2025-03-14T09:30:00+08:00",
+        }
+        created = await http.post("/v1/educators", json=body)
+        assert created.status_code == 201, created.text
+        educator_id = created.json()["educator_id"]
+        repeat = await http.post("/v1/educators", json=body)
+        assert repeat.status_code == 200 and repeat.json() == {
+            "educator_id": educator_id,
+            "status": "already_registered",
+        }
+
+        got = (await http.get(f"/v1/educators/{educator_id}")).json()
+        assert got["role"] == "master_teacher" and got["registered_at"].startswith("2025-03-14T01:30:00")
+
+        bad = await http.post("/v1/educators", json={**body, "email": "x@"})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_email"
+        missing = await http.get("/v1/educators/edu-nope")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "educator_not_found"
+        health = await http.get("/healthz")
+        assert health.status_code == 200 and health.json()["nats"] == "ok"
