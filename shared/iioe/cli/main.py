@@ -18,7 +18,7 @@ COMMAND_MODULES = (
     "iioe.cli.dlq",
     "services.certification.cli",
     "services.analytics.cli",
-    "services.analytics.simulate",
+    "iioe.cli.simulate",
     "services.notifications.cli",
 )
 
