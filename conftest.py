@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client as NATS
+
 from iioe.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from iioe.runtime.nats import connect, provision_streams
 from iioe.testing import create_database, docker_available, unique_ref
-from nats.aio.client import Client as NATS
 
 
 @dataclass(frozen=True)

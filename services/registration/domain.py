@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from iioe.events.common import LANGUAGES, ROLES, Language, Role
 from pydantic import BaseModel, Field
+
+from iioe.events.common import LANGUAGES, ROLES, Language, Role
 
 CLOCK_SKEW = timedelta(minutes=5)
 """A `registered_at` slightly ahead of our clock is accepted: partner clocks drift."""

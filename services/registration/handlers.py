@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 from faststream.nats import NatsMessage, NatsRouter
+
 from iioe.runtime.http import error_body
 from iioe.runtime.logging import get_logger
 from iioe.subjects import MAX_EVENT_BYTES
-
 from services.registration.domain import RegistrationError
 from services.registration.usecases import Registrations
 

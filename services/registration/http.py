@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Body, Response
+
 from iioe.reference import Institution
 from iioe.runtime.http import ApiError
-
 from services.registration import store
 from services.registration.domain import RegisterEducatorReply, RegisterEducatorRequest, RegistrationError
 from services.registration.usecases import Registrations

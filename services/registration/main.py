@@ -7,11 +7,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
+
 from iioe.reference import load_institutions
 from iioe.runtime.http import add_health_route, install_error_handlers, runtime_lifespan
 from iioe.runtime.logging import get_logger
 from iioe.runtime.service import ServiceRuntime
-
 from services.registration.handlers import build_command_router
 from services.registration.http import build_router
 from services.registration.settings import RegistrationSettings

@@ -10,7 +10,6 @@ from iioe.events import EDUCATOR_CONTACT, EDUCATOR_REGISTERED, EducatorContact, 
 from iioe.runtime.logging import get_logger
 from iioe.runtime.outbox import enqueue
 from iioe.runtime.service import ServiceRuntime
-
 from services.registration import store
 from services.registration.domain import (
     RegisterEducatorReply,

@@ -105,3 +105,57 @@ async def stream_messages(nc: NATS, stream: str, subject: str, *, timeout: float
     finally:
         await sub.unsubscribe()
     return out
+
+
+class ServiceProcess:
+    """A service as its own OS process (`python -m services.<name>`), for crash and restart tests."""
+
+    def __init__(self, name: str, env: dict[str, str], port: int, log_path: Any) -> None:
+        self.name = name
+        self.port = port
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, **extra_env: str) -> ServiceProcess:
+        import os
+        import sys
+
+        env = {**os.environ, **self.env, **extra_env, f"IIOE_{self.name.upper()}_HTTP_PORT": str(self.port)}
+        log = open(self.log_path, "ab")  # the child writes to it for its lifetime
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        return self
+
+    async def wait_healthy(self, timeout: float = 30.0) -> None:
+        async def healthy() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                async with httpx.AsyncClient(timeout=1.0) as client:
+                    return (await client.get(f"{self.base_url}/healthz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(healthy, timeout=timeout, interval=0.2, what=f"{self.name} /healthz")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush — a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)

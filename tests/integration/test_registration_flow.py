@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM
-from iioe.testing import eventually, running_app, stream_messages
 from nats.aio.client import Client as NATS
 
+from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM
+from iioe.testing import eventually, running_app, stream_messages
 from services.registration.main import create_app
 from services.registration.settings import RegistrationSettings
 

@@ -37,7 +37,8 @@ async def connect(url: str, name: str, *, connect_attempts: int = 30) -> NATS:
     """Connect and then reconnect forever (nats-py gives up after 60 attempts by default)."""
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected", client=name)
+        if not nc_ref or not nc_ref[0].is_closed:
+            log.warning("nats disconnected", client=name)
 
     async def on_reconnect() -> None:
         log.info("nats reconnected", client=name)
@@ -45,6 +46,7 @@ async def connect(url: str, name: str, *, connect_attempts: int = 30) -> NATS:
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", client=name, error=repr(exc))
 
+    nc_ref: list[NATS] = []
     servers = [u.strip() for u in url.split(",") if u.strip()]
     for attempt in range(1, connect_attempts + 1):
         try:
@@ -59,6 +61,7 @@ async def connect(url: str, name: str, *, connect_attempts: int = 30) -> NATS:
                 reconnected_cb=on_reconnect,
                 error_cb=on_error,
             )
+            nc_ref.append(nc)
             return nc
         except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
             if attempt == connect_attempts:

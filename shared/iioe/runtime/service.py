@@ -33,13 +33,13 @@ class ServiceRuntime:
         migrations: Path,
         consumers: ConsumerFactory | None = None,
         *,
-        run_relay: bool = True,
+        run_relay: bool | None = None,
         pool_size: int = 10,
     ) -> None:
         self.settings = settings
         self._migrations = migrations
         self._consumer_factory = consumers
-        self._run_relay = run_relay
+        self._run_relay = settings.outbox_relay_enabled if run_relay is None else run_relay
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._nc: NATS | None = None

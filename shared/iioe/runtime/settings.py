@@ -37,5 +37,7 @@ class ServiceSettings(BaseSettings):
     ack_wait_seconds: float = 30.0
     retry_backoff_seconds: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
     outbox_poll_seconds: float = 0.5
+    outbox_relay_enabled: bool = True
+    """Off only to run the relay elsewhere (or, in tests, to stop a process between commit and publish)."""
     api_token: str | None = None
     """Bearer token for operator actions on this service's HTTP API."""

@@ -1,0 +1,95 @@
+"""`iioe up` as a user runs it: a subprocess that brings the platform up and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from iioe.cli.up import SERVICES
+from iioe.embedded import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen: list[str]) -> None:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line:
+            seen.append(line)
+            if needle in line:
+                return
+        elif proc.poll() is not None:
+            break
+        else:
+            time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not printed; output:\n{''.join(seen)}")
+
+
+def test_iioe_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+    env["IIOE_NATS_PORT"] = str(free_port())
+    ports = {svc.name: free_port() for svc in SERVICES}
+    for svc in SERVICES:
+        env[svc.port_env] = str(ports[svc.name])
+    data_dir = tmp_path / "data"
+    cmd = [sys.executable, "-m", "iioe.cli.main", "up", "--data-dir", str(data_dir)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    try:
+        wait_for_line(proc, "IIOE platform is up", 120, seen)
+        base = f"http://127.0.0.1:{ports['registration']}"
+        body = {"institution": "must", "full_name": "Up Test", "email": "up@must.edu.mn", "language": "en"}
+        created = httpx.post(f"{base}/v1/educators", json=body, timeout=10)
+        assert created.status_code == 201, created.text
+        educator_id = created.json()["educator_id"]
+        assert httpx.get(f"{base}/v1/educators/{educator_id}", timeout=10).json()["email"] == "up@must.edu.mn"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    rest = proc.stdout.read() if proc.stdout else ""
+    assert code == 0, "".join(seen) + rest
+    assert "[iioe] stopped" in rest or "[iioe] stopped" in "".join(seen)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{ports['registration']}/healthz", timeout=2)
+
+    # data persists: a second run finds the same educator
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        wait_for_line(proc, "IIOE platform is up", 120, seen)
+        again = httpx.post(f"http://127.0.0.1:{ports['registration']}/v1/educators", json=body, timeout=10)
+        assert again.json() == {"educator_id": educator_id, "status": "already_registered"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+
+
+def test_busy_port_gives_a_clear_message_naming_the_setting(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+        env["IIOE_REGISTRATION_HTTP_PORT"] = str(port)
+        result = subprocess.run(
+            [sys.executable, "-m", "iioe.cli.main", "up", "--data-dir", str(tmp_path / "d")],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"HTTP port {port}" in result.stdout and "IIOE_REGISTRATION_HTTP_PORT" in result.stdout
