@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "iioe.cli.up",
     "iioe.cli.provision",
     "iioe.cli.dlq",
+    "iioe.cli.asyncapi",
     "services.certification.cli",
     "services.analytics.cli",
     "iioe.cli.simulate",
