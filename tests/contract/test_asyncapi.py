@@ -21,10 +21,5 @@ def test_asyncapi_names_every_event_subject_and_the_register_command() -> None:
     addresses = {channel["address"] for channel in doc["channels"].values()}
     assert "iioe.commands.{institution}.register_educator" in addresses
     for spec in ALL_EVENTS:
-        prefix = "iioe.contacts" if spec.contact else "iioe.events"
-        assert any(
-            a.startswith(prefix)
-            and a.endswith(f".{spec.name}.v1")
-            or (spec.contact and a.endswith("educator_contact.v1"))
-            for a in addresses
-        )
+        expected = spec.subject("inst").replace(".inst.", ".{institution}.")
+        assert expected in addresses, expected
