@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from iioe.reference import INSTITUTIONS_FILE_ENV, load_institutions
 
 CODE_RE = re.compile(r"^[a-z0-9-]{2,32}$")
