@@ -34,6 +34,7 @@ __all__ = [
     "evaluate",
     "load_catalogue",
     "programmes_newly_earned",
+    "recognition_id_for",
 ]
 
 BUILTIN_CATALOGUE_PATH = Path(__file__).parent / "data" / "programmes.json"
@@ -327,20 +328,27 @@ def _course_progress(programme: Programme, course_id: str, best_scores: Mapping[
 
 
 def programmes_newly_earned(
-    catalogue: ProgrammeCatalogue, best_scores: Mapping[str, float], held: Iterable[str]
+    catalogue: ProgrammeCatalogue,
+    best_scores: Mapping[str, float],
+    held: Iterable[str],
+    barred: Iterable[str] = (),
 ) -> list[Programme]:
     """Programmes to certify now, prerequisites first.
 
     Earning a foundational certificate can make an intermediate one earnable in the same step (its courses
     may already be passed), so this iterates to a fixed point instead of evaluating each programme once.
+    `barred` programmes (revoked certificates) are never earned again and satisfy no prerequisite.
     """
     held_now = set(held)
+    barred_ids = set(barred)
     earned: list[Programme] = []
     changed = True
     while changed:
         changed = False
         for programme in catalogue.in_prerequisite_order():
-            if programme.id not in held_now and evaluate(programme, best_scores, held_now).earned:
+            if programme.id in held_now or programme.id in barred_ids:
+                continue
+            if evaluate(programme, best_scores, held_now).earned:
                 held_now.add(programme.id)
                 earned.append(programme)
                 changed = True
@@ -351,3 +359,14 @@ def certificate_id_for(educator_id: str, programme_id: str) -> str:
     """One certificate per (educator, programme), derived so replicas and replays agree without coordination."""
     name = json.dumps([educator_id, programme_id], ensure_ascii=False, separators=(",", ":"))
     return f"cert-{uuid.uuid5(CERTIFICATE_NAMESPACE, name)}"
+
+
+def recognition_id_for(certificate_id: str, receiving_institution: str, receiving_programme: str) -> str:
+    """One recognition per (certificate, receiving institution, receiving programme), so a retried request is
+    recognised as the same one."""
+    name = json.dumps(
+        ["recognition", certificate_id, receiving_institution, receiving_programme],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return f"rec-{uuid.uuid5(CERTIFICATE_NAMESPACE, name)}"

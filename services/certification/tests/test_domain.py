@@ -178,6 +178,12 @@ def test_a_held_prerequisite_is_enough_even_if_its_courses_are_not_in_the_scores
     assert ids(programmes_newly_earned(catalogue, passed(catalogue, ADP), {DTE})) == [ADP]
 
 
+def test_a_revoked_certificate_is_not_earned_again_and_unlocks_nothing(catalogue: ProgrammeCatalogue) -> None:
+    scores = passed(catalogue, DTE, ADP, AI)
+    assert ids(programmes_newly_earned(catalogue, scores, set(), barred={DTE})) == [AI]
+    assert programmes_newly_earned(catalogue, scores, {AI}, barred={DTE}) == []
+
+
 # --- certificate ids ---------------------------------------------------------------------------------
 
 
@@ -282,3 +288,13 @@ def test_operators_cannot_silently_redefine_a_shipped_programme(tmp_path: Path) 
 def test_a_missing_operator_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogueError, match="cannot read catalogue"):
         load_catalogue(tmp_path / "absent.json")
+
+
+def test_recognition_id_is_deterministic_per_receiving_programme() -> None:
+    from services.certification.domain import recognition_id_for
+
+    first = recognition_id_for("cert-1", "num", "MEd Educational Technology")
+    assert first == recognition_id_for("cert-1", "num", "MEd Educational Technology")
+    assert first.startswith("rec-")
+    assert first != recognition_id_for("cert-1", "num", "MEd Other")
+    assert first != recognition_id_for("cert-1", "must", "MEd Educational Technology")

@@ -1,0 +1,323 @@
+"""HTTP API of the certification service: JWKS, certificates, progress, verification, operator actions.
+
+Reads are public (a receiving university verifies without an account); writes need the operator token.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from iioe.runtime.http import ApiError, operator_auth
+from iioe.subjects import MAX_EVENT_BYTES
+from services.certification import store
+from services.certification.domain import LocalizedText, ProgrammeCatalogue
+from services.certification.settings import CertificationSettings
+from services.certification.usecases import Certification, CertificationError, EducatorProgress
+
+STATUS_BY_CODE = {
+    "certificate_not_found": 404,
+    "educator_not_found": 404,
+    "certificate_revoked": 409,
+    "recognition_conflict": 409,
+}
+JWKS_CACHE = "public, max-age=300"
+"""Verifiers may cache the key set briefly; a rotated-in key appears within five minutes at worst."""
+
+# --- request and response models ----------------------------------------------------------------------
+
+
+class VerifyRequest(BaseModel):
+    credential: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EVENT_BYTES)]
+
+
+class RevokeRequest(BaseModel):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class RecognitionRequest(BaseModel):
+    receiving_institution: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{2,32}$")]
+    receiving_programme: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    credits: float | None = Field(default=None, gt=0, le=120, description="at most the certificate's; default all")
+
+
+class RevocationView(BaseModel):
+    certificate_id: str
+    reason: str
+    revoked_at: datetime
+
+
+class RecognitionView(BaseModel):
+    recognition_id: str
+    certificate_id: str
+    receiving_institution: str
+    receiving_programme: str
+    credits: float
+    recognized_at: datetime
+
+
+class CertificateView(BaseModel):
+    certificate_id: str
+    educator_id: str
+    institution: str
+    programme_id: str
+    programme_names: LocalizedText | None
+    course_ids: list[str]
+    credits: float
+    credit_system: str
+    issued_at: datetime
+    status: Literal["active", "revoked"]
+    revocation: RevocationView | None = None
+    kid: str
+    credential: str
+    recognitions: list[RecognitionView] = Field(default_factory=list)
+
+
+class VerifyResponse(BaseModel):
+    """200 for every outcome; `reason` is a code when invalid and the operator's reason when revoked."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "invalid", "reason": "bad_signature"}]})
+
+    status: Literal["valid", "revoked", "invalid"]
+    reason: str | None = None
+    detail: str | None = None
+    certificate_id: str | None = None
+    educator_id: str | None = None
+    institution: str | None = None
+    programme_id: str | None = None
+    programme_names: LocalizedText | None = None
+    issued_at: datetime | None = None
+    credits: float | None = None
+    issuer: str | None = None
+    kid: str | None = None
+    revoked_at: datetime | None = None
+
+
+class CourseProgressView(BaseModel):
+    course_id: str
+    title: LocalizedText | None
+    best_score: float | None
+    attempts: int
+    passed: bool
+
+
+class ProgrammeProgressView(BaseModel):
+    programme_id: str
+    names: LocalizedText
+    tier: str
+    min_score: float
+    credits: float
+    status: Literal["certified", "revoked", "earned", "in_progress", "not_started"]
+    certificate_id: str | None
+    courses: list[CourseProgressView]
+    completed_courses: list[str]
+    missing_courses: list[str]
+    below_threshold: list[str]
+    prerequisites: list[str]
+    missing_prerequisites: list[str]
+
+
+class EducatorProgressView(BaseModel):
+    educator_id: str
+    institution: str
+    pending_completions: int
+    programmes: list[ProgrammeProgressView]
+
+
+class EducatorCertificatesView(BaseModel):
+    educator_id: str
+    certificates: list[CertificateView]
+
+
+class KeyRotationView(BaseModel):
+    active_kid: str
+    kids: list[str]
+
+
+# --- views ------------------------------------------------------------------------------------------
+
+
+def certificate_view(
+    cert: store.Certificate, catalogue: ProgrammeCatalogue, recognitions: list[store.Recognition] | None = None
+) -> CertificateView:
+    programme = catalogue.get(cert.programme_id)
+    revocation = cert.revocation
+    return CertificateView(
+        certificate_id=cert.certificate_id,
+        educator_id=cert.educator_id,
+        institution=cert.institution,
+        programme_id=cert.programme_id,
+        programme_names=programme.names if programme else None,
+        course_ids=list(cert.course_ids),
+        credits=cert.credits,
+        credit_system=catalogue.credit_system,
+        issued_at=cert.issued_at,
+        status="revoked" if revocation else "active",
+        revocation=RevocationView(**vars(revocation)) if revocation else None,
+        kid=cert.kid,
+        credential=cert.credential,
+        recognitions=[RecognitionView(**vars(r)) for r in recognitions or []],
+    )
+
+
+def _progress_view(certification: Certification, educator_id: str, progress: EducatorProgress) -> EducatorProgressView:
+    catalogue = certification.catalogue
+    by_programme = {c.programme_id: c for c in progress.certificates}
+    programmes = []
+    for p in progress.programmes:
+        programme = catalogue.programme(p.programme_id)
+        cert = by_programme.get(p.programme_id)
+        attempted = any(c.best_score is not None for c in p.courses)
+        status: Literal["certified", "revoked", "earned", "in_progress", "not_started"]
+        if cert is not None:
+            status = "revoked" if cert.revocation else "certified"
+        else:
+            status = "earned" if p.earned else "in_progress" if attempted else "not_started"
+        programmes.append(
+            ProgrammeProgressView(
+                programme_id=p.programme_id,
+                names=programme.names,
+                tier=programme.tier,
+                min_score=p.min_score,
+                credits=programme.credits,
+                status=status,
+                certificate_id=cert.certificate_id if cert else None,
+                courses=[
+                    CourseProgressView(
+                        course_id=c.course_id,
+                        title=course.titles if (course := catalogue.course(c.course_id)) else None,
+                        best_score=c.best_score,
+                        attempts=done.attempts if (done := progress.completions.get(c.course_id)) else 0,
+                        passed=c.passed,
+                    )
+                    for c in p.courses
+                ],
+                completed_courses=list(p.completed_courses),
+                missing_courses=list(p.missing_courses),
+                below_threshold=list(p.below_threshold),
+                prerequisites=list(programme.requires),
+                missing_prerequisites=list(p.missing_prerequisites),
+            )
+        )
+    return EducatorProgressView(
+        educator_id=educator_id,
+        institution=progress.educator.institution,
+        pending_completions=progress.pending_completions,
+        programmes=programmes,
+    )
+
+
+def _api_error(exc: CertificationError) -> ApiError:
+    return ApiError(STATUS_BY_CODE.get(exc.code, 422), exc.code, exc.message)
+
+
+# --- routes -----------------------------------------------------------------------------------------
+
+
+def build_router(certification: Certification, settings: CertificationSettings) -> APIRouter:
+    router = APIRouter()
+    operator = [Depends(operator_auth(settings))]
+    catalogue = certification.catalogue
+
+    @router.get("/.well-known/jwks.json", tags=["verification"])
+    async def jwks(response: Response) -> dict[str, list[dict[str, str]]]:
+        """Public keys of every signing key ever used (retired ones too), so old credentials keep verifying."""
+        response.headers["Cache-Control"] = JWKS_CACHE
+        return (await certification.keyring()).jwks()
+
+    @router.get("/v1/certificates/{certificate_id}", response_model=CertificateView, tags=["certificates"])
+    async def get_certificate(certificate_id: str) -> CertificateView:
+        """The certificate, its status (`active` | `revoked`), the signed credential and credit recognitions."""
+        try:
+            cert, recognitions = await certification.certificate(certificate_id)
+        except CertificationError as exc:
+            raise _api_error(exc) from None
+        return certificate_view(cert, catalogue, recognitions)
+
+    @router.get(
+        "/v1/educators/{educator_id}/certificates", response_model=EducatorCertificatesView, tags=["certificates"]
+    )
+    async def educator_certificates(educator_id: str) -> EducatorCertificatesView:
+        try:
+            certificates = await certification.certificates_of(educator_id)
+        except CertificationError as exc:
+            raise _api_error(exc) from None
+        return EducatorCertificatesView(
+            educator_id=educator_id, certificates=[certificate_view(c, catalogue) for c in certificates]
+        )
+
+    @router.get("/v1/educators/{educator_id}/progress", response_model=EducatorProgressView, tags=["progress"])
+    async def educator_progress(educator_id: str) -> EducatorProgressView:
+        """Per programme: best scores, attempts, what is passed, what is missing, prerequisites."""
+        try:
+            progress = await certification.progress(educator_id)
+        except CertificationError as exc:
+            raise _api_error(exc) from None
+        return _progress_view(certification, educator_id, progress)
+
+    @router.post("/v1/verify", response_model=VerifyResponse, response_model_exclude_none=True, tags=["verification"])
+    async def verify(body: VerifyRequest) -> VerifyResponse:
+        """Check a credential (signature, claims, revocation); 200 whatever the outcome, 422 for a bad body."""
+        outcome = await certification.verify(body.credential)
+        cert = outcome.certificate
+        if cert is None:
+            return VerifyResponse(status=outcome.status, reason=outcome.reason, detail=outcome.detail)
+        programme = catalogue.get(cert.programme_id)
+        return VerifyResponse(
+            status=outcome.status,
+            reason=outcome.reason,
+            certificate_id=cert.certificate_id,
+            educator_id=cert.educator_id,
+            institution=cert.institution,
+            programme_id=cert.programme_id,
+            programme_names=programme.names if programme else None,
+            issued_at=cert.issued_at,
+            credits=cert.credits,
+            issuer=outcome.issuer_id,
+            kid=outcome.kid,
+            revoked_at=cert.revocation.revoked_at if cert.revocation else None,
+        )
+
+    @router.post(
+        "/v1/certificates/{certificate_id}/revoke",
+        response_model=RevocationView,
+        dependencies=operator,
+        tags=["operations"],
+    )
+    async def revoke(certificate_id: str, body: RevokeRequest) -> RevocationView:
+        """Revoke (operator); emits CertificateRevoked once. Repeating returns the first revocation."""
+        try:
+            revocation, _ = await certification.revoke(certificate_id, body.reason)
+        except CertificationError as exc:
+            raise _api_error(exc) from None
+        return RevocationView(**vars(revocation))
+
+    @router.post(
+        "/v1/certificates/{certificate_id}/recognitions",
+        response_model=RecognitionView,
+        status_code=201,
+        dependencies=operator,
+        tags=["operations"],
+    )
+    async def recognize(certificate_id: str, body: RecognitionRequest, response: Response) -> RecognitionView:
+        """Record credit transfer into a receiving programme (operator); 201 new, 200 the same one again."""
+        try:
+            recognition, created = await certification.recognize(
+                certificate_id, body.receiving_institution, body.receiving_programme, body.credits
+            )
+        except CertificationError as exc:
+            raise _api_error(exc) from None
+        if not created:
+            response.status_code = 200
+        return RecognitionView(**vars(recognition))
+
+    @router.post("/v1/keys/rotate", response_model=KeyRotationView, dependencies=operator, tags=["operations"])
+    async def rotate_key() -> KeyRotationView:
+        """Sign new credentials with a fresh key; retired keys stay in the JWKS."""
+        ring = await certification.rotate_key()
+        return KeyRotationView(active_kid=ring.active_kid, kids=list(ring.kids))
+
+    return router

@@ -1,0 +1,33 @@
+"""Certification settings (env prefix `IIOE_CERTIFICATION_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from iioe.runtime.settings import ServiceSettings
+from services.certification.credentials import DEFAULT_ISSUER, IssuerProfile
+
+
+class CertificationSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="IIOE_CERTIFICATION_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "certification"
+    http_port: int = 8002
+    db_schema: str = "certification"
+    source: str = "urn:iioe:service:certification"
+    issuer_id: str = DEFAULT_ISSUER.id
+    """The credential's `iss` (and OB 3.0 issuer profile id); verification insists on it."""
+    issuer_name: str = DEFAULT_ISSUER.name
+    issuer_url: str | None = DEFAULT_ISSUER.url
+    catalogue_files: list[Path] = Field(default_factory=list)
+    """Operator catalogue files (JSON list of paths) that add programmes to the shipped catalogue."""
+    institutions_file: Path | None = Field(default=None, validation_alias="IIOE_INSTITUTIONS_FILE")
+    """Extra institutions, so credit recognitions can name receiving institutions outside the pilot list."""
+    consumer_batch_size: int = 100
+
+    @property
+    def issuer(self) -> IssuerProfile:
+        return IssuerProfile(id=self.issuer_id, name=self.issuer_name, url=self.issuer_url)
