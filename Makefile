@@ -28,7 +28,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy shared/iioe services
 
 bench: $(STAMP)  ## throughput measurements (not pass/fail)
-	$(BIN)/python -m tests.bench
+	$(BIN)/python tests/bench.py
+	@test ! -f tests/bench_analytics.py || $(BIN)/python tests/bench_analytics.py
 
 asyncapi: $(STAMP)
 	$(BIN)/iioe asyncapi --out docs/asyncapi

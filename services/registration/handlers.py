@@ -20,7 +20,7 @@ REGISTER_SUBJECT = "iioe.commands.*.register_educator"
 def build_command_router(registrations: Registrations, queue: str) -> NatsRouter:
     router = NatsRouter()
 
-    @router.subscriber(REGISTER_SUBJECT, queue=queue, title="register_educator")
+    @router.subscriber(REGISTER_SUBJECT, queue=queue, title="register_educator", max_workers=16)
     async def on_register_educator(msg: NatsMessage) -> dict[str, Any]:
         """Register an educator; replies `{educator_id, status}` or `{error: {code, message}}`."""
         institution = msg.raw_message.subject.split(".")[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ def create_app(settings: RegistrationSettings | None = None, **overrides: Any) -
     institutions = load_institutions(settings.institutions_file)
     runtime = ServiceRuntime(settings, MIGRATIONS)
     registrations = Registrations(runtime, institutions)
-    broker = NatsBroker(settings.nats_url, max_reconnect_attempts=-1, logger=get_logger("faststream"))
+    # FastStream logs each message at log_level: DEBUG keeps per-message lines out of INFO (halves throughput)
+    broker = NatsBroker(
+        settings.nats_url, max_reconnect_attempts=-1, logger=get_logger("faststream"), log_level=logging.DEBUG
+    )
     broker.include_router(build_command_router(registrations, settings.command_queue))
 
     async def start_commands() -> None:

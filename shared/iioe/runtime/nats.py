@@ -121,7 +121,9 @@ async def provision_streams(js: JetStreamContext, contacts_max_age_days: float =
     for config in stream_configs(contacts_max_age_days):
         assert config.name is not None
         try:
-            await js.stream_info(config.name)
+            existing = await js.stream_info(config.name)
+            # operators scale streams (e.g. 3 replicas in a cluster): provisioning must not undo that
+            config.num_replicas = max(existing.config.num_replicas or 1, config.num_replicas or 1)
             await js.update_stream(config)
             log.debug("stream updated", stream=config.name)
         except NotFoundError:
