@@ -1,0 +1,175 @@
+"""Deliver rendered e-mails: over SMTP in production, or into a folder of .eml files for demos and tests.
+
+Every failure is reported as `DeliveryError` with a `permanent` flag so the caller can decide between
+retrying later (transient) and giving up on this one message (permanent) without knowing transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import aiosmtplib
+
+from services.notifications.rendering import NOTIFICATION_ID_HEADER, validate_notification_id
+
+
+class DeliveryError(Exception):
+    """A message could not be handed over.
+
+    `permanent=True` means retrying this message cannot help (the server rejected the sender, the
+    recipient or the content); `False` means try again later (network, timeouts, 4xx, configuration).
+    """
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+    def __repr__(self) -> str:
+        return f"DeliveryError({self.message!r}, permanent={self.permanent})"
+
+
+@runtime_checkable
+class MailSender(Protocol):
+    """Anything that can hand one e-mail to its next hop; raises `DeliveryError` on failure."""
+
+    async def send(self, msg: EmailMessage) -> None: ...
+
+
+def _is_permanent(code: int) -> bool:
+    return 500 <= code < 600
+
+
+class SmtpSender:
+    """Sends through an SMTP relay with aiosmtplib; one connection per message keeps it stateless.
+
+    `starttls=True` requires the upgrade (fails if the server does not offer it); `False` sends in the
+    clear, which is only meant for a local relay or a test server. `use_tls` is implicit TLS (port 465).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        starttls: bool,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        *,
+        use_tls: bool = False,
+    ) -> None:
+        if starttls and use_tls:
+            raise ValueError("choose either STARTTLS or implicit TLS, not both")
+        self.host = host
+        self.port = port
+        self.starttls = starttls
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.use_tls = use_tls
+
+    def __repr__(self) -> str:  # never show the password in logs
+        return f"SmtpSender(host={self.host!r}, port={self.port}, starttls={self.starttls})"
+
+    async def send(self, msg: EmailMessage) -> None:
+        """Hand `msg` to the relay.
+
+        Only rejections of this message (sender, recipient or data refused with 5xx) are permanent.
+        Connection problems, timeouts, 4xx and authentication/TLS failures are transient: they are
+        about the relay or its configuration, and dropping every notification while an operator fixes
+        a password would lose mail that a later retry would deliver.
+        """
+        try:
+            errors, _ = await aiosmtplib.send(
+                msg,
+                hostname=self.host,
+                port=self.port,
+                username=self.username,
+                password=self.password,
+                start_tls=self.starttls,
+                use_tls=self.use_tls,
+                timeout=self.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            details = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            raise DeliveryError(
+                f"SMTP recipients refused: {details}", permanent=all(_is_permanent(c) for c in codes)
+            ) from exc
+        except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPDataError, aiosmtplib.SMTPRecipientRefused) as exc:
+            raise DeliveryError(
+                f"SMTP server rejected the message: {exc.code} {exc.message}",
+                permanent=_is_permanent(exc.code),
+            ) from exc
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(f"SMTP authentication failed: {exc.code} {exc.message}", permanent=False) from exc
+        except aiosmtplib.SMTPTimeoutError as exc:
+            raise DeliveryError(f"SMTP timeout talking to {self.host}:{self.port}: {exc}", permanent=False) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise DeliveryError(f"SMTP error: {exc.code} {exc.message}", permanent=False) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(
+                f"SMTP connection to {self.host}:{self.port} failed: {type(exc).__name__}: {exc}",
+                permanent=False,
+            ) from exc
+        if errors:  # some recipients accepted, some refused: report the refused ones
+            details = "; ".join(f"{addr}: {resp.code} {resp.message}" for addr, resp in errors.items())
+            raise DeliveryError(
+                f"SMTP recipients refused: {details}",
+                permanent=all(_is_permanent(resp.code) for resp in errors.values()),
+            )
+
+
+class MailboxSender:
+    """Writes each message to `<folder>/<notification-id>.eml` instead of sending it.
+
+    For demos and development without a mail server: a person double-clicks the file to read the
+    message as the educator would. The write goes to a hidden temp file that is then renamed, so a
+    reader never sees half a message, and a redelivered notification overwrites its own file.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def __repr__(self) -> str:
+        return f"MailboxSender(folder={str(self.folder)!r})"
+
+    def path_for(self, notification_id: str) -> Path:
+        """Where the message with this notification id lands (the id is validated as a safe file name)."""
+        return self.folder / f"{validate_notification_id(notification_id)}.eml"
+
+    async def send(self, msg: EmailMessage) -> None:
+        """Store `msg`; a missing or unsafe notification id is permanent, a disk problem transient."""
+        notification_id = msg.get(NOTIFICATION_ID_HEADER)
+        if not notification_id:
+            raise DeliveryError(f"message has no {NOTIFICATION_ID_HEADER} header", permanent=True)
+        try:
+            target = self.path_for(str(notification_id).strip())
+        except ValueError as exc:
+            raise DeliveryError(str(exc), permanent=True) from exc
+        # CRLF line endings: what mail clients expect when opening an .eml file.
+        data = msg.as_bytes(policy=policy.SMTP)
+        try:
+            await asyncio.to_thread(self._write_atomically, target, data)
+        except OSError as exc:
+            raise DeliveryError(f"could not write {target}: {exc}", permanent=False) from exc
+
+    @staticmethod
+    def _write_atomically(target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise

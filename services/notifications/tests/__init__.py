@@ -1,0 +1,1 @@
+"""Unit tests of the notification building blocks (no NATS, no database)."""

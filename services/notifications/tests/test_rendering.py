@@ -1,0 +1,198 @@
+"""Templates render in every language without gaps, escape HTML, and package into a proper e-mail."""
+
+from __future__ import annotations
+
+import email
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from jinja2 import UndefinedError
+
+from services.notifications.rendering import (
+    MESSAGES,
+    NOTIFICATION_ID_HEADER,
+    REQUIRED_CONTEXT,
+    SUPPORTED_LANGUAGES,
+    TEMPLATES_DIR,
+    MessageName,
+    RenderedMessage,
+    Renderer,
+    TemplateContextError,
+    build_email,
+    format_number,
+    resolve_language,
+)
+
+FULL_CONTEXT: dict[str, Any] = {
+    "full_name": "Батбаяр Ганболд",
+    "institution": "num",
+    "institution_name": "Монгол Улсын Их Сургууль",
+    "programme_name": "AI in Higher Education",
+    "credits": 5.0,
+    "certificate_id": "cert-7f3a",
+    "verify_url": "https://verify.iioe.example/certificates/cert-7f3a",
+    "reason": "The assessment record was entered twice.",
+    "issued_at": datetime(2025, 3, 14, 9, 30, tzinfo=UTC),
+    "revoked_at": datetime(2025, 4, 2, 11, 0, tzinfo=UTC),
+    "support_email": "help@iioe.example",
+}
+
+# A phrase each language's greeting uses, so a template filed under the wrong language is caught.
+GREETING = {"mn": "Эрхэм хүндэт", "en": "Dear", "ru": "Здравствуйте"}
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer()
+
+
+def test_every_message_has_all_three_templates_in_every_language() -> None:
+    for lang in SUPPORTED_LANGUAGES:
+        for message in MESSAGES:
+            for suffix in (".subject.txt", ".txt", ".html"):
+                assert (TEMPLATES_DIR / lang / f"{message}{suffix}").is_file(), (lang, message, suffix)
+
+
+@pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
+@pytest.mark.parametrize("message", MESSAGES)
+def test_renders_full_context(renderer: Renderer, message: MessageName, language: str) -> None:
+    out = renderer.render(message, language, FULL_CONTEXT)
+
+    assert out.language == language
+    assert out.subject and "\n" not in out.subject
+    for part in (out.subject, out.text, out.html):
+        assert "{{" not in part and "{%" not in part and "None" not in part
+    assert out.text.startswith(GREETING[language])
+    assert FULL_CONTEXT["full_name"] in out.text and FULL_CONTEXT["full_name"] in out.html
+    assert "IIOE" in out.text and "UNESCO-ICHEI" in out.text and "UNESCO-ICHEI" in out.html
+    assert "help@iioe.example" in out.text and "mailto:help@iioe.example" in out.html
+    assert f'<html lang="{language}">' in out.html
+    if message != "welcome":
+        assert FULL_CONTEXT["certificate_id"] in out.text and FULL_CONTEXT["certificate_id"] in out.html
+        assert FULL_CONTEXT["verify_url"] in out.text and f'href="{FULL_CONTEXT["verify_url"]}"' in out.html
+    if message == "certificate_issued":
+        assert FULL_CONTEXT["programme_name"] in out.subject
+        assert "ECTS" in out.text and "ECTS" in out.html
+    if message == "certificate_revoked":
+        assert FULL_CONTEXT["certificate_id"] in out.subject
+        assert FULL_CONTEXT["reason"] in out.text and FULL_CONTEXT["reason"] in out.html
+
+
+@pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
+@pytest.mark.parametrize("message", MESSAGES)
+def test_renders_with_only_required_context(renderer: Renderer, message: MessageName, language: str) -> None:
+    """Optional values (institution name, support address, ...) default instead of hitting StrictUndefined."""
+    context = {key: FULL_CONTEXT[key] for key in REQUIRED_CONTEXT[message]}
+    out = renderer.render(message, language, context)
+    assert "None" not in out.text and "None" not in out.html
+    assert "support@iioe.example" in out.text
+
+
+def test_missing_required_value_is_a_clear_error(renderer: Renderer) -> None:
+    context = {k: v for k, v in FULL_CONTEXT.items() if k != "verify_url"}
+    with pytest.raises(TemplateContextError, match="verify_url"):
+        renderer.render("certificate_issued", "en", context)
+
+
+def test_unknown_message_is_rejected(renderer: Renderer) -> None:
+    with pytest.raises(ValueError, match="unknown message"):
+        renderer.render("goodbye", "en", FULL_CONTEXT)  # type: ignore[arg-type]
+
+
+def test_template_typo_fails_instead_of_rendering_blank(tmp_path: Path) -> None:
+    for suffix, body in ((".subject.txt", "Hi"), (".txt", "Hello {{ ful_name }}"), (".html", "<p>x</p>")):
+        (tmp_path / "en").mkdir(exist_ok=True)
+        (tmp_path / "en" / f"welcome{suffix}").write_text(body, encoding="utf-8")
+    with pytest.raises(UndefinedError):
+        Renderer(templates_dir=tmp_path).render("welcome", "en", FULL_CONTEXT)
+
+
+@pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
+def test_html_escapes_names_but_text_keeps_them_verbatim(renderer: Renderer, language: str) -> None:
+    name = "<script>alert('x')</script> & Co"
+    out = renderer.render("certificate_issued", language, {**FULL_CONTEXT, "full_name": name})
+    assert "<script>" not in out.html
+    assert "&lt;script&gt;" in out.html and "&amp; Co" in out.html
+    assert name in out.text
+
+
+def test_unknown_language_falls_back_to_english(renderer: Renderer) -> None:
+    out = renderer.render("welcome", "de", FULL_CONTEXT)
+    assert out.language == "en"
+    assert out.subject == "Welcome to the IIOE micro-certification programme"
+    assert out.text.startswith("Dear ")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("mn", "mn"),
+        ("mn-MN", "mn"),
+        ("RU", "ru"),
+        ("ru_RU", "ru"),
+        ("en-GB", "en"),
+        ("de", "en"),
+        ("", "en"),
+        (None, "en"),
+    ],
+)
+def test_resolve_language(given: str | None, expected: str) -> None:
+    assert resolve_language(given) == expected
+
+
+def test_dates_and_credits_follow_language_conventions() -> None:
+    # 20:00 UTC on 14 March is already 15 March in Ulaanbaatar (UTC+8).
+    renderer = Renderer(timezone=ZoneInfo("Asia/Ulaanbaatar"))
+    context = {**FULL_CONTEXT, "issued_at": "2025-03-14T20:00:00Z", "credits": 2.5}
+    assert "2025 оны 3-р сарын 15" in renderer.render("certificate_issued", "mn", context).text
+    ru = renderer.render("certificate_issued", "ru", context).text
+    assert "15 марта 2025 г." in ru and "Кредиты ECTS: 2,5" in ru
+    en = renderer.render("certificate_issued", "en", context).text
+    assert "15 March 2025" in en and "ECTS credits: 2.5" in en
+    assert format_number(5.0, "en") == "5"
+    assert format_number(7.25, "ru") == "7,25"
+
+
+def _parse(msg: EmailMessage) -> EmailMessage:
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def test_build_email_has_text_and_html_alternatives_and_ids(renderer: Renderer) -> None:
+    rendered = renderer.render("certificate_issued", "mn", FULL_CONTEXT)
+    msg = build_email(
+        rendered,
+        sender="IIOE <noreply@iioe.example>",
+        recipient="Батбаяр Ганболд <batbayar@num.edu.mn>",
+        message_id="ntf-01HZX3",
+    )
+    parsed = _parse(msg)
+
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert parsed["Message-ID"] == "<ntf-01HZX3@iioe.local>"
+    assert parsed[NOTIFICATION_ID_HEADER] == "ntf-01HZX3"
+    assert parsed["Subject"] == rendered.subject  # Cyrillic survives RFC 2047 encoding
+    assert parsed["To"].addresses[0].display_name == "Батбаяр Ганболд"
+    assert parsed["Content-Language"] == "mn"
+    assert parsed["Auto-Submitted"] == "auto-generated"
+    plain = parsed.get_body(("plain",))
+    html = parsed.get_body(("html",))
+    assert plain is not None and html is not None
+    assert plain.get_content_charset() == "utf-8" and html.get_content_charset() == "utf-8"
+    assert plain.get_content() == rendered.text
+    assert html.get_content() == rendered.html
+    # 7-bit clean on the wire, whatever the language.
+    assert max(msg.as_bytes()) < 128
+
+
+@pytest.mark.parametrize("bad_id", ["", "../etc/passwd", "a b", "<x>", "id@host", ".hidden"])
+def test_build_email_rejects_unsafe_notification_ids(bad_id: str) -> None:
+    rendered = RenderedMessage(subject="s", text="t", html="<p>h</p>", language="en")
+    with pytest.raises(ValueError, match="notification id"):
+        build_email(rendered, sender="a@iioe.example", recipient="b@iioe.example", message_id=bad_id)
