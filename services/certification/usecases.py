@@ -212,7 +212,9 @@ class Certification:
         for programme in earned:
             await self._issue(conn, educator, programme, keyring)
 
-    async def _issue(self, conn: asyncpg.Connection, educator: store.Educator, programme: Programme, keyring: KeyRing) -> None:
+    async def _issue(
+        self, conn: asyncpg.Connection, educator: store.Educator, programme: Programme, keyring: KeyRing
+    ) -> None:
         """Insert the certificate; only if the natural key was free, sign and emit CertificateIssued."""
         issued_at = _now()
         certificate_id = certificate_id_for(educator.educator_id, programme.id)
