@@ -131,7 +131,11 @@ class Certification:
             if not await store.insert_educator(conn, educator):
                 known = await store.get_educator(conn, data.educator_id)
                 if known is not None and known.institution != data.institution:
-                    log.warning("registration ignored", educator_id=data.educator_id, registered_at=known.institution)
+                    log.warning(
+                        "registration for another institution ignored",
+                        educator_id=data.educator_id,
+                        known_institution=known.institution,
+                    )
                 return
             for pending in await store.take_pending(conn, educator.educator_id):
                 if pending.institution != educator.institution:
@@ -218,15 +222,18 @@ class Certification:
         """Insert the certificate; only if the natural key was free, sign and emit CertificateIssued."""
         issued_at = _now()
         certificate_id = certificate_id_for(educator.educator_id, programme.id)
-        claims = build_credential_claims(
-            certificate_id=certificate_id,
-            educator_id=educator.educator_id,
-            programme=programme,
-            issued_at=issued_at,
-            issuer=self.settings.issuer,
-            language=cast(Language, educator.language),
-            credit_system=self.catalogue.credit_system,
-        )
+        try:
+            claims = build_credential_claims(
+                certificate_id=certificate_id,
+                educator_id=educator.educator_id,
+                programme=programme,
+                issued_at=issued_at,
+                issuer=self.settings.issuer,
+                language=cast(Language, educator.language),
+                credit_system=self.catalogue.credit_system,
+            )
+        except ValueError as exc:  # e.g. an e-mail address used as educator id: never put it in a credential
+            raise Unprocessable(Reason.INVALID_DATA, f"cannot issue a credential: {exc}") from None
         certificate = store.Certificate(
             certificate_id=certificate_id,
             educator_id=educator.educator_id,
