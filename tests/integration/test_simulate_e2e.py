@@ -92,6 +92,11 @@ async def test_driver_registers_and_publishes_through_the_public_interfaces(infr
         assert len(stored_after) == n_events
 
 
+def last_json(out: str) -> Any:
+    """The `--json` report: the last top-level JSON object on stdout (service logs may precede it)."""
+    return json.loads(out[out.rindex("\n{\n") + 1 :] if not out.startswith("{\n") else out)
+
+
 def _available(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -135,7 +140,7 @@ async def test_simulate_end_to_end_with_certification_and_analytics(infra, datab
         running_app(create_analytics(AnalyticsSettings(**common))) as analytics,
     ):
         code = await run_simulation(args, http=analytics)
-        report = json.loads(capsys.readouterr().out)
+        report = last_json(capsys.readouterr().out)
         assert code == 0, report["comparison"]
         truth = build_scenario(seed, 60).ground_truth()
         assert report["expected_delta"]["certificates_issued"] == truth.certificates_issued == 17
@@ -143,7 +148,7 @@ async def test_simulate_end_to_end_with_certification_and_analytics(infra, datab
 
         # the same seed again adds nothing, and says so
         code = await run_simulation(args, http=analytics)
-        again = json.loads(capsys.readouterr().out)
+        again = last_json(capsys.readouterr().out)
         assert code == 0, again["comparison"]
         assert again["expected_delta"]["educators_registered"] == 0
         assert again["drive"]["already_registered"] == 60

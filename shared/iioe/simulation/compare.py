@@ -242,6 +242,8 @@ def render_table(comparison: Comparison) -> str:
 
     out = [fmt(header), "-+-".join("-" * w for w in widths)]
     out += [fmt(row) for row in lines]
+    if comparison.mismatched_institutions:
+        out.append("per-institution differences (ground truth Δ ≠ analytics Δ):")
     for code, metrics in sorted(comparison.mismatched_institutions.items())[:10]:
         out.append(f"  {code}: " + ", ".join(f"{m} {v}" for m, v in metrics.items()))
     if len(comparison.mismatched_institutions) > 10:
