@@ -113,8 +113,12 @@ class ServiceRuntime:
                 await task
         self._tasks.clear()
         if self._nc is not None:
+            # consumers are stopped, so flush pending acks/publishes and close; drain() would wait
+            # ~30 s on the pull subscriptions' inboxes
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await self._nc.flush(timeout=2)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
         if self._pool is not None:
             await self._pool.close()
         log.info("service stopped")
