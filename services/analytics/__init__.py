@@ -1,0 +1,1 @@
+"""Analytics service: projections of every event, summary API, snapshots, SSE and the live dashboard."""

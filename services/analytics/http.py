@@ -1,0 +1,84 @@
+"""HTTP API of the analytics service: reports, the SSE stream and the dashboard page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, FastAPI, Query
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from sse_starlette import EventSourceResponse
+
+from iioe.runtime.http import ApiError
+from services.analytics.models import InstitutionDetail, Rankings, Summary, Timeseries
+from services.analytics.reports import Reports
+from services.analytics.snapshots import SummaryFeed
+
+STATIC_DIR = Path(__file__).with_name("static")
+MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def build_router(reports: Reports, feed: SummaryFeed) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/v1/analytics/summary", response_model=Summary, tags=["analytics"])
+    async def summary() -> Summary:
+        """Contract section 7: totals, funnel and per-institution counts (no personal data)."""
+        return await reports.summary()
+
+    @router.get("/v1/analytics/institutions/{code}", response_model=InstitutionDetail, tags=["analytics"])
+    async def institution(code: str) -> InstitutionDetail:
+        """One institution: counts, funnel, courses and months; 404 when the code is unknown."""
+        detail = await reports.institution(code)
+        if detail is None:
+            raise ApiError(404, "unknown_institution", f"institution {code!r} is not in the catalogue or any event")
+        return detail
+
+    @router.get("/v1/analytics/rankings", response_model=Rankings, tags=["analytics"])
+    async def rankings(
+        month: str | None = Query(default=None, description="YYYY-MM; default the current month"),
+    ) -> Rankings:
+        """Institutions ranked by new registrations in a month (the national centre's monthly ranking)."""
+        if month is None:
+            month = datetime.now(ZoneInfo(reports.rules.month_timezone)).strftime("%Y-%m")
+        if not MONTH_RE.fullmatch(month):
+            raise ApiError(422, "invalid_month", f"month {month!r} must be YYYY-MM, e.g. 2025-03")
+        return await reports.rankings(month)
+
+    @router.get("/v1/analytics/timeseries", response_model=Timeseries, tags=["analytics"])
+    async def timeseries(institution: str | None = None) -> Timeseries:
+        """Per month, sorted: registrations, course/programme completions, certificates issued/revoked."""
+        return await reports.timeseries(institution)
+
+    @router.get("/v1/analytics/stream", tags=["analytics"])
+    async def stream() -> EventSourceResponse:
+        """Server-sent events: `summary` with the current state at once, then every new snapshot."""
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            queue = feed.subscribe()  # before reading, so no snapshot falls in between
+            try:
+                current = await reports.summary()
+                yield {"event": "summary", "data": current.model_dump_json()}
+                while True:
+                    yield {"event": "summary", "data": await queue.get()}
+            finally:
+                feed.unsubscribe(queue)
+
+        return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
+
+    return router
+
+
+def mount_dashboard(app: FastAPI) -> None:
+    """The live dashboard: `/` is the page, `/static/*` its script and styles."""
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")

@@ -1,0 +1,231 @@
+"""Rebuild: replay IIOE_EVENTS from the start into fresh projections, then swap them in.
+
+1. Migrations create a new schema `<schema>_rebuild_<UTC timestamp>` (its own inbox too).
+2. An ephemeral pull consumer (no acks, large batches) reads the stream from sequence 1 up to
+   the last sequence seen at start; each batch is claimed and projected with the same SQL as
+   the live consumer, one transaction per batch — the live service keeps running meanwhile.
+3. Swap, in one transaction holding the projection lock exclusively (live transactions hold it
+   shared, so they pause for this moment only): replay the tail that arrived during step 2, rename
+   `<schema>` to `<schema>_old_<ts>` and the new schema to `<schema>`, commit; then drop the old one.
+
+After the swap the live consumer goes on from its own durable position: whatever it
+re-delivers was replayed already and is skipped by the new inbox (same CloudEvent ids), and
+everything newer is applied to the new tables, which its connections now resolve by name.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import FetchTimeoutError
+from tqdm import tqdm
+
+from iioe.envelope import CloudEvent
+from iioe.parsing import InvalidEvent, parse_event
+from iioe.reference import load_institutions
+from iioe.runtime.db import connect_with_retry, create_pool, quote_schema, setup_database
+from iioe.runtime.logging import get_logger
+from iioe.runtime.nats import connect
+from iioe.subjects import EVENTS_STREAM, EVENTS_SUBJECTS
+from services.analytics import store
+from services.analytics.main import MIGRATIONS, rules_from
+from services.analytics.projections import ProjectionRules, split_events, unique_by_id
+from services.analytics.reports import Reports
+from services.analytics.settings import AnalyticsSettings
+from services.analytics.snapshots import publish_summary
+
+log = get_logger(__name__)
+
+
+class RebuildError(RuntimeError):
+    """Why a rebuild could not run, phrased for the operator."""
+
+
+@dataclass
+class RebuildResult:
+    schema: str
+    events_read: int = 0
+    events_applied: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    last_seq: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events_read / self.seconds if self.seconds else 0.0
+
+
+class _Replayer:
+    """Reads the stream in order and projects each batch; counts what it saw."""
+
+    def __init__(self, sub: JetStreamContext.PullSubscription, rules: ProjectionRules, batch_size: int) -> None:
+        self._sub = sub
+        self._rules = rules
+        self._batch_size = batch_size
+        self.seq = 0
+        self.pending = 1
+        self.result = RebuildResult(schema="")
+
+    async def _fetch(self) -> list[CloudEvent[Any]] | None:
+        """The next batch of valid events (maybe empty), or None when the stream has no more."""
+        try:
+            msgs = await self._sub.fetch(self._batch_size, timeout=2.0)
+        except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+            return None
+        events: list[CloudEvent[Any]] = []
+        for msg in msgs:
+            meta = msg.metadata
+            self.seq, self.pending = meta.sequence.stream, meta.num_pending
+            try:
+                _, event = parse_event(msg.data, msg.subject)
+            except InvalidEvent:
+                self.result.invalid += 1  # the live consumer dead-letters these: never counted
+                continue
+            events.append(event)
+        self.result.events_read += len(msgs)
+        return events
+
+    async def apply(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
+        unique = unique_by_id(events)
+        fresh = await store.claim_many(conn, store.INBOX_CONSUMER, [e.id for e in unique])
+        new_events = [e for e in unique if e.id in fresh]
+        if new_events:
+            await store.apply(conn, split_events(new_events), self._rules)
+        self.result.events_applied += len(new_events)
+        self.result.duplicates += len(events) - len(new_events)
+
+    async def replay(
+        self,
+        until_seq: int,
+        conn_for_batch: Callable[[], AbstractAsyncContextManager[Any]],
+        on_progress: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        """Project batches until `until_seq` is reached or the stream has nothing more to give."""
+        while self.seq < until_seq:
+            before = self.result.events_read
+            events = await self._fetch()
+            if events is None:
+                if self.pending == 0 or self.seq == 0:
+                    return  # nothing more in the stream (e.g. the last messages were deleted)
+                continue
+            async with conn_for_batch() as conn:
+                await self.apply(conn, events)
+            on_progress(self.result.events_read - before)
+
+
+@asynccontextmanager
+async def _in_new_transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+
+
+@asynccontextmanager
+async def _in_current_transaction(conn: Any) -> AsyncIterator[Any]:
+    yield conn
+
+
+async def rebuild(
+    settings: AnalyticsSettings,
+    *,
+    batch_size: int = 5000,
+    progress: bool = False,
+    keep_old: bool = False,
+    publish: bool = True,
+) -> RebuildResult:
+    """Replay the whole event stream into fresh projections and swap them in atomically."""
+    started = time.perf_counter()
+    schema = settings.db_schema
+    quote_schema(schema)
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    build_schema, old_schema = f"{schema}_rebuild_{stamp}", f"{schema}_old_{stamp}"
+    rules = rules_from(settings)
+
+    guard = await connect_with_retry(settings.database_url)
+    if not await guard.fetchval("SELECT pg_try_advisory_lock($1)", store.REBUILD_LOCK):
+        await guard.close()
+        raise RebuildError("another analytics rebuild is running on this database")
+    nc = await connect(settings.nats_url, "iioe-analytics-rebuild")
+    pool: asyncpg.Pool | None = None
+    swapped = False
+    try:
+        js = nc.jetstream()
+        pool = await setup_database(settings.database_url, build_schema, MIGRATIONS, max_size=2)
+        state = (await js.stream_info(EVENTS_STREAM)).state
+        sub = await js.pull_subscribe(
+            EVENTS_SUBJECTS,
+            stream=EVENTS_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.ALL,
+                inactive_threshold=120.0,
+                mem_storage=True,
+            ),
+            pending_msgs_limit=batch_size * 4,
+        )
+        replayer = _Replayer(sub, rules, batch_size)
+        log.info("rebuild started", schema=build_schema, events=state.messages, last_seq=state.last_seq)
+        with tqdm(
+            total=state.messages, unit="ev", unit_scale=True, desc="rebuild", disable=not progress, file=sys.stderr
+        ) as bar:
+            build_pool = pool
+            await replayer.replay(state.last_seq, lambda: _in_new_transaction(build_pool), bar.update)
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", store.PROJECTION_LOCK)
+                tail_seq = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+                bar.total = max(bar.total or 0, replayer.result.events_read + tail_seq - replayer.seq)
+                await replayer.replay(tail_seq, lambda: _in_current_transaction(conn), bar.update)
+                live_exists = await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema
+                )
+                if live_exists:
+                    await conn.execute(f"ALTER SCHEMA {quote_schema(schema)} RENAME TO {quote_schema(old_schema)}")
+                await conn.execute(f"ALTER SCHEMA {quote_schema(build_schema)} RENAME TO {quote_schema(schema)}")
+            swapped = True
+        await sub.unsubscribe()
+        await pool.close()
+        pool = None
+        if live_exists and not keep_old:
+            await guard.execute(f"DROP SCHEMA {quote_schema(old_schema)} CASCADE")
+        result = replayer.result
+        result.schema, result.last_seq = schema, replayer.seq
+        result.seconds = time.perf_counter() - started
+        log.info(
+            "rebuild swapped in",
+            schema=schema,
+            events=result.events_read,
+            applied=result.events_applied,
+            duplicates=result.duplicates,
+            invalid=result.invalid,
+            seconds=round(result.seconds, 2),
+        )
+        if publish:
+            await _publish_snapshot(settings, js, rules)
+        return result
+    finally:
+        if pool is not None:
+            await pool.close()
+        if not swapped:
+            await guard.execute(f"DROP SCHEMA IF EXISTS {quote_schema(build_schema)} CASCADE")
+        await guard.close()  # also releases the rebuild lock
+        await nc.close()
+
+
+async def _publish_snapshot(settings: AnalyticsSettings, js: JetStreamContext, rules: ProjectionRules) -> None:
+    """Dashboards see the rebuilt numbers at once, without waiting for the next event."""
+    pool = await create_pool(settings.database_url, settings.db_schema, max_size=1)
+    try:
+        reports = Reports(lambda: pool, load_institutions(settings.institutions_file), rules)
+        await publish_summary(js, await reports.summary(), force=True)
+    finally:
+        await pool.close()

@@ -1,0 +1,183 @@
+"""Reading the projections into the output models; each report is one consistent snapshot
+(a read-only REPEATABLE READ transaction), so its numbers always add up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from iioe.reference import Institution
+from services.analytics import store
+from services.analytics.models import (
+    CourseStats,
+    CreditsRecognized,
+    Funnel,
+    FunnelRates,
+    InstitutionDetail,
+    InstitutionStats,
+    MonthStats,
+    ProgrammeStats,
+    Ranking,
+    Rankings,
+    Summary,
+    Timeseries,
+)
+from services.analytics.projections import ProjectionRules
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _funnel(registered: int, started: int, completed: int, certified: int) -> Funnel:
+    return Funnel(
+        registered=registered,
+        started=started,
+        completed=completed,
+        certified=certified,
+        rates=FunnelRates(
+            started=_rate(started, registered),
+            completed=_rate(completed, registered),
+            certified=_rate(certified, registered),
+        ),
+    )
+
+
+def _months(by_month: Mapping[str, Mapping[str, int]]) -> list[MonthStats]:
+    """Every month from the first to the last with data, gaps filled with zeros (charts need them)."""
+    if not by_month:
+        return []
+    first, last = min(by_month), max(by_month)
+    year, month = int(first[:4]), int(first[5:7])
+    out: list[MonthStats] = []
+    while True:
+        key = f"{year:04d}-{month:02d}"
+        values = by_month.get(key, {})
+        out.append(
+            MonthStats(
+                month=key,
+                registrations=values.get("registrations", 0),
+                course_completions=values.get("course_completions", 0),
+                programme_completions=values.get("programme_completions", 0),
+                certificates_issued=values.get("certificates_issued", 0),
+                certificates_revoked=values.get("certificates_revoked", 0),
+            )
+        )
+        if key >= last:
+            return out
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+class Reports:
+    """Summary, per-institution detail, rankings and time series from the projection tables."""
+
+    def __init__(
+        self, pool: Callable[[], asyncpg.Pool], institutions: Mapping[str, Institution], rules: ProjectionRules
+    ) -> None:
+        self._pool = pool  # a provider: the service's pool exists only once its runtime has started
+        self._institutions = institutions
+        self.rules = rules
+
+    def name_of(self, code: str) -> str | None:
+        inst = self._institutions.get(code)
+        return inst.name_en if inst else None
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[Any]:
+        async with self._pool().acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
+
+    def _stats(self, code: str, c: Mapping[str, int]) -> InstitutionStats:
+        return InstitutionStats(
+            institution=code,
+            name=self.name_of(code),
+            educators_registered=c.get("registered", 0),
+            course_completions=c.get("completions", 0),
+            educators_completed_programme_courses=c.get("completed_programme", 0),
+            certificates_issued=c.get("certificates_active", 0),
+            certificates_revoked=c.get("certificates_revoked", 0),
+            master_teachers=c.get("master_teachers", 0),
+            educators_started=c.get("funnel_started", 0),
+            educators_certified=c.get("funnel_certified", 0),
+        )
+
+    async def summary(self) -> Summary:
+        async with self._snapshot() as conn:
+            counts = await store.institution_counts(conn)
+            courses = await store.course_counts(conn)
+            programmes = await store.programme_counts(conn)
+            recognitions, credits = await store.recognition_totals(conn)
+        by_institution = [self._stats(code, counts[code]) for code in sorted(counts)]
+        by_institution.sort(key=lambda s: (-s.educators_registered, s.institution))
+
+        def total(key: str) -> int:
+            return sum(c.get(key, 0) for c in counts.values())
+
+        return Summary(
+            educators_registered=total("registered"),
+            institutions_active=sum(1 for c in counts.values() if c.get("registered", 0) > 0),
+            course_completions=total("completions"),
+            educators_completed_programme_courses=total("completed_programme"),
+            certificates_issued=total("certificates_active"),
+            certificates_revoked=total("certificates_revoked"),
+            master_teachers=total("master_teachers"),
+            funnel=_funnel(
+                total("registered"), total("funnel_started"), total("funnel_completed"), total("funnel_certified")
+            ),
+            by_institution=by_institution,
+            by_course=[CourseStats(**c) for c in courses],
+            by_programme=[
+                ProgrammeStats(
+                    programme_id=p["programme_id"],
+                    certificates_issued=p["active"],
+                    certificates_revoked=p["revoked"],
+                    credits_issued=float(p["credits"]),
+                )
+                for p in programmes
+            ],
+            credits_recognized=CreditsRecognized(recognitions=recognitions, credits=credits),
+            programme_id=self.rules.programme_id,
+            programme_courses=list(self.rules.programme_courses),
+            generated_at=datetime.now(UTC),
+        )
+
+    async def institution(self, code: str) -> InstitutionDetail | None:
+        """One institution's numbers; None when it is neither in the catalogue nor in any event."""
+        async with self._snapshot() as conn:
+            if code not in self._institutions and not await store.has_institution(conn, code):
+                return None
+            counts = (await store.institution_counts(conn, code)).get(code, {})
+            courses = await store.course_counts(conn, code)
+            by_month = await store.monthly(conn, code)
+        stats = self._stats(code, counts)
+        return InstitutionDetail(
+            **stats.model_dump(),
+            funnel=_funnel(
+                counts.get("registered", 0),
+                counts.get("funnel_started", 0),
+                counts.get("funnel_completed", 0),
+                counts.get("funnel_certified", 0),
+            ),
+            by_course=[CourseStats(**c) for c in courses],
+            months=_months(by_month),
+            generated_at=datetime.now(UTC),
+        )
+
+    async def rankings(self, month: str) -> Rankings:
+        """Standard competition ranking (1, 2, 2, 4) by registrations in `month`."""
+        async with self._snapshot() as conn:
+            rows = await store.registrations_in_month(conn, month)
+        ranked: list[Ranking] = []
+        for position, (code, n) in enumerate(rows, start=1):
+            rank = ranked[-1].rank if ranked and ranked[-1].registrations == n else position
+            ranked.append(Ranking(rank=rank, institution=code, name=self.name_of(code), registrations=n))
+        return Rankings(month=month, rankings=ranked)
+
+    async def timeseries(self, institution: str | None = None) -> Timeseries:
+        async with self._snapshot() as conn:
+            by_month = await store.monthly(conn, institution)
+        return Timeseries(months=_months(by_month))
