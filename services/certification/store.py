@@ -8,7 +8,8 @@ from datetime import datetime
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from iioe.runtime.dlq import H_CONSUMER, H_DETAIL, H_FAILED_AT, H_REASON, H_SEQ, H_STREAM, H_SUBJECT
+from iioe.runtime.dlq import dead_letter_headers
+from iioe.runtime.outbox import enqueue_raw
 from iioe.subjects import dlq_subject
 from services.certification.credentials import KeyRecord
 
@@ -316,27 +317,16 @@ async def stage_dead_letter(
 ) -> None:
     """Dead-letter a stored completion through the outbox, so it reaches IIOE_DLQ if and only if we commit.
 
-    Same body and headers as `iioe.runtime.dlq.dead_letter` (original bytes, subject, consumer, reason),
-    and the same `Nats-Msg-Id`, so JetStream drops it if the consumer had dead-lettered it itself.
+    Same body, headers and `Nats-Msg-Id` as a dead letter the consumer publishes itself.
     """
-    msg_id = f"{pending.durable}:{pending.stream}:{pending.stream_seq}"
-    headers: dict[str, str] = {
-        H_REASON: reason,
-        H_DETAIL: detail.replace("\r", " ").replace("\n", " ")[:1000],
-        H_CONSUMER: pending.durable,
-        H_SUBJECT: pending.subject,
-        H_FAILED_AT: failed_at.isoformat(),
-        "Nats-Msg-Id": msg_id,
-    }
-    if pending.stream is not None:
-        headers[H_STREAM] = pending.stream
-    if pending.stream_seq is not None:
-        headers[H_SEQ] = str(pending.stream_seq)
-    await conn.execute(
-        "INSERT INTO outbox (event_id, subject, payload, headers) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        f"dead-letter:{msg_id}:{pending.event_id}",
-        dlq_subject(pending.durable, reason),
-        pending.raw,
-        headers,
+    headers = dead_letter_headers(
+        original_subject=pending.subject,
+        consumer=pending.durable,
+        reason=reason,
+        detail=detail,
+        original_stream=pending.stream,
+        original_seq=pending.stream_seq,
+        failed_at=failed_at,
     )
+    message_id = f"dead-letter:{pending.durable}:{pending.stream}:{pending.stream_seq}:{pending.event_id}"
+    await enqueue_raw(conn, message_id, dlq_subject(pending.durable, reason), pending.raw, headers)

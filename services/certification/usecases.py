@@ -171,8 +171,7 @@ class Certification:
             await self._issue_earned(conn, educator)
 
     async def _pending(self, received: ReceivedEvent, data: CourseCompleted) -> store.PendingCompletion:
-        """Keep the original bytes (read back from the kept stream) in case the registration later disagrees."""
-        original = await self._runtime.js.get_msg(EVENTS_STREAM, received.stream_seq)
+        """Keep the original bytes in case the registration later disagrees."""
         return store.PendingCompletion(
             event_id=received.id,
             educator_id=data.educator_id,
@@ -181,9 +180,9 @@ class Certification:
             score=data.score,
             completed_at=data.completed_at,
             subject=received.subject,
-            raw=original.data or received.event.to_json_bytes(),
+            raw=received.data or received.event.to_json_bytes(),
             durable=self._durable,
-            stream=EVENTS_STREAM,
+            stream=received.stream or EVENTS_STREAM,
             stream_seq=received.stream_seq,
         )
 

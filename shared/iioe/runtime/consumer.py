@@ -55,6 +55,9 @@ class ReceivedEvent:
     subject: str
     stream_seq: int
     num_delivered: int
+    data: bytes = b""
+    """The original bytes, e.g. to keep for a later dead letter."""
+    stream: str = ""
 
     @property
     def id(self) -> str:
@@ -167,7 +170,9 @@ class EventConsumer:
                 msg, Reason.PROCESSING_FAILED, f"delivered {meta.num_delivered} times without completing"
             )
             return None
-        return ReceivedEvent(spec, event, msg.subject, meta.sequence.stream, meta.num_delivered)
+        return ReceivedEvent(
+            spec, event, msg.subject, meta.sequence.stream, meta.num_delivered, data=msg.data, stream=meta.stream
+        )
 
     async def _handle_one(self, msg: Msg, event: ReceivedEvent) -> None:
         with structlog.contextvars.bound_contextvars(

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from iioe.runtime.logging import get_logger
 
 log = get_logger(__name__)
+Conn = asyncpg.Connection | PoolConnectionProxy
+"""A connection as handed out by a pool or opened directly."""
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 RUNTIME_MIGRATIONS = Path(__file__).with_name("migrations")
 

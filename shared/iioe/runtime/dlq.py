@@ -46,6 +46,35 @@ def _header_safe(text: str, limit: int = 1000) -> str:
     return text.replace("\r", " ").replace("\n", " ")[:limit]
 
 
+def dead_letter_headers(
+    *,
+    original_subject: str,
+    consumer: str,
+    reason: str,
+    detail: str,
+    original_stream: str | None = None,
+    original_seq: int | None = None,
+    deliveries: int | None = None,
+    failed_at: datetime | None = None,
+) -> dict[str, str]:
+    """Headers of a dead letter; `Nats-Msg-Id` makes it unique per (consumer, original message)."""
+    headers = {
+        H_REASON: reason,
+        H_DETAIL: _header_safe(detail),
+        H_CONSUMER: consumer,
+        H_SUBJECT: original_subject,
+        H_FAILED_AT: (failed_at or datetime.now(UTC)).isoformat(),
+    }
+    if original_stream is not None:
+        headers[H_STREAM] = original_stream
+    if original_seq is not None:
+        headers[H_SEQ] = str(original_seq)
+        headers["Nats-Msg-Id"] = f"{consumer}:{original_stream}:{original_seq}"
+    if deliveries is not None:
+        headers[H_DELIVERIES] = str(deliveries)
+    return headers
+
+
 async def dead_letter(
     js: JetStreamContext,
     *,
@@ -58,23 +87,16 @@ async def dead_letter(
     original_seq: int | None = None,
     deliveries: int | None = None,
 ) -> None:
-    """Publish a dead letter; deduplicated per (consumer, original message)."""
-    msg_id = f"{consumer}:{original_stream}:{original_seq}" if original_seq is not None else None
-    headers = {
-        H_REASON: reason,
-        H_DETAIL: _header_safe(detail),
-        H_CONSUMER: consumer,
-        H_SUBJECT: original_subject,
-        H_FAILED_AT: datetime.now(UTC).isoformat(),
-    }
-    if original_stream is not None:
-        headers[H_STREAM] = original_stream
-    if original_seq is not None:
-        headers[H_SEQ] = str(original_seq)
-    if deliveries is not None:
-        headers[H_DELIVERIES] = str(deliveries)
-    if msg_id is not None:
-        headers["Nats-Msg-Id"] = msg_id
+    """Publish a dead letter to `iioe.dlq.<consumer>.<reason>`."""
+    headers = dead_letter_headers(
+        original_subject=original_subject,
+        consumer=consumer,
+        reason=reason,
+        detail=detail,
+        original_stream=original_stream,
+        original_seq=original_seq,
+        deliveries=deliveries,
+    )
     await js.publish(dlq_subject(consumer, reason), data, headers=headers)
     log.warning("dead-lettered", reason=reason, detail=detail, consumer=consumer, original_subject=original_subject)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncpg
+from iioe.runtime.db import Conn
 
 
-async def claim(conn: asyncpg.Connection, consumer: str, event_id: str) -> bool:
+async def claim(conn: Conn, consumer: str, event_id: str) -> bool:
     """True the first time `(consumer, event_id)` is seen; call inside the effect's transaction.
 
     A rollback of the effect also removes the claim, so a failed attempt is retried in full.

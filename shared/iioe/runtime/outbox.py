@@ -17,21 +17,27 @@ import asyncpg
 from nats.js import JetStreamContext
 
 from iioe.envelope import CloudEvent, event_headers
+from iioe.runtime.db import Conn
 from iioe.runtime.logging import get_logger
 
 log = get_logger(__name__)
 MAX_RETRY_DELAY_SECONDS = 60
 
 
-async def enqueue(conn: asyncpg.Connection, event: CloudEvent[Any], subject: str) -> None:
+async def enqueue(conn: Conn, event: CloudEvent[Any], subject: str) -> None:
     """Stage `event` for publication on `subject`; must run inside the state change's transaction."""
+    await enqueue_raw(conn, event.id, subject, event.to_json_bytes(), event_headers(event))
+
+
+async def enqueue_raw(conn: Conn, message_id: str, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+    """Stage a message that is not a CloudEvent of ours (e.g. a dead letter that must exist iff we commit)."""
     await conn.execute(
         "INSERT INTO outbox (event_id, subject, payload, headers) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (event_id) DO NOTHING",
-        event.id,
+        message_id,
         subject,
-        event.to_json_bytes(),
-        event_headers(event),
+        payload,
+        headers,
     )
 
 
