@@ -15,6 +15,7 @@ everything newer is applied to the new tables, which its connections now resolve
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -111,17 +112,32 @@ class _Replayer:
         conn_for_batch: Callable[[], AbstractAsyncContextManager[Any]],
         on_progress: Callable[[int], None] = lambda n: None,
     ) -> None:
-        """Project batches until `until_seq` is reached or the stream has nothing more to give."""
-        while self.seq < until_seq:
-            before = self.result.events_read
-            events = await self._fetch()
-            if events is None:
-                if self.pending == 0 or self.seq == 0:
-                    return  # nothing more in the stream (e.g. the last messages were deleted)
-                continue
+        """Project batches until `until_seq` is reached or the stream has nothing more to give.
+
+        Pipelined: the next batch is fetched and parsed while PostgreSQL applies the previous one
+        (batches are still applied one at a time, each in its own transaction).
+        """
+        applying: asyncio.Task[None] | None = None
+
+        async def apply_batch(events: list[CloudEvent[Any]], read: int) -> None:
             async with conn_for_batch() as conn:
                 await self.apply(conn, events)
-            on_progress(self.result.events_read - before)
+            on_progress(read)
+
+        try:
+            while self.seq < until_seq:
+                before = self.result.events_read
+                events = await self._fetch()
+                if events is None:
+                    if self.pending == 0 or self.seq == 0:
+                        return  # nothing more in the stream (e.g. the last messages were deleted)
+                    continue
+                if applying is not None:
+                    await applying
+                applying = asyncio.create_task(apply_batch(events, self.result.events_read - before))
+        finally:
+            if applying is not None:
+                await applying
 
 
 @asynccontextmanager
