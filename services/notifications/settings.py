@@ -44,7 +44,9 @@ class NotificationsSettings(ServiceSettings):
     mail_from: str = "IIOE micro-certification <noreply@iioe.example>"
     support_email: str = "support@iioe.example"
     mail_poll_seconds: float = 0.5
-    mail_batch_size: int = 20
+    mail_batch_size: int = 50
+    mail_concurrency: int = 8
+    """Messages handed to the relay at once (one SMTP connection each): a backlog drains in parallel."""
     mail_max_attempts: int = 8
     mail_retry_base_seconds: float = 5.0
     mail_retry_cap_seconds: float = 600.0

@@ -89,6 +89,7 @@ class MailWorker(Wakeable):
         self._settings = settings
         self._programmes = programmes
         self._institutions = institutions
+        self._slots = asyncio.Semaphore(settings.mail_concurrency)
         self.sent = 0
 
     async def run(self) -> None:
@@ -104,13 +105,19 @@ class MailWorker(Wakeable):
                 claimed = await store.claim_notifications(
                     self._pool, self._settings.mail_batch_size, self._settings.send_lease_seconds
                 )
-                for row in claimed:
-                    await self.send_one(row)
+                await asyncio.gather(*(self._send_bounded(row) for row in claimed))
             except Exception as exc:  # database gone for a moment: the leases keep the claims safe
                 log.error("mail worker iteration failed", error=repr(exc))
                 claimed = []
             if not claimed:
                 await self._idle()
+
+    async def _send_bounded(self, row: store.ClaimedNotification) -> None:
+        async with self._slots:
+            try:
+                await self.send_one(row)
+            except Exception as exc:  # e.g. the DB blinked while marking: the lease brings the row back
+                log.error("notification send failed unexpectedly", notification_id=row.notification_id, error=repr(exc))
 
     async def send_one(self, row: store.ClaimedNotification) -> None:
         contacts = await store.get_contacts(self._pool, [row.educator_id])

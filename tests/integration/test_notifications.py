@@ -45,6 +45,8 @@ from services.notifications.tests.fakes import Receiver, SmtpCapture, http_recei
 pytestmark = pytest.mark.integration
 
 TOKEN = "operator-token-for-tests"
+BACKLOG_TIMEOUT = 180.0
+"""Generous: a new service first works through every earlier test's events on the shared streams."""
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -133,7 +135,7 @@ async def mails_to(smtp: SmtpCapture, address: str, count: int = 1) -> list[Emai
         found = smtp.to(address)
         return found if len(found) >= count else []
 
-    return await eventually(arrived, timeout=30, what=f"{count} mail(s) to {address}")
+    return await eventually(arrived, timeout=BACKLOG_TIMEOUT, what=f"{count} mail(s) to {address}")
 
 
 async def notifications(http: httpx.AsyncClient, educator_id: str) -> list[dict[str, Any]]:
@@ -223,7 +225,7 @@ async def test_duplicate_and_redelivered_events_send_exactly_one_mail(infra, dat
             rows = await notifications(http, educator_id)
             return len(rows) == 1 and rows[0]["status"] == "sent"
 
-        await eventually(all_sent, what="the notification marked sent")
+        await eventually(all_sent, timeout=BACKLOG_TIMEOUT, what="the notification marked sent")
     # a restart with a fresh durable consumer re-reads the whole stream: every event is redelivered
     async with running_app(create_app(settings_for(infra, database_url, f"{ref}-again", port))) as http:
         await register(nc, inst, f"edu-{ref}-marker", f"marker.{ref}@example.mn", "en", "Marker")
@@ -243,7 +245,7 @@ async def test_registration_before_contact_waits_and_then_sends(infra, database_
             rows = await notifications(http, educator_id)
             return [r["status"] for r in rows] == ["awaiting_contact"]
 
-        await eventually(waiting, what="a notification waiting for the contact")
+        await eventually(waiting, timeout=BACKLOG_TIMEOUT, what="a notification waiting for the contact")
         await publish(nc, EDUCATOR_CONTACT, contact(inst, educator_id, address, "mn", "Батын Сарнай"))
         [mail] = await mails_to(capture, address)
         assert mail["Content-Language"] == "mn"
@@ -259,7 +261,7 @@ async def test_without_smtp_mail_lands_in_the_mailbox_folder(infra, database_url
         async def sent() -> list[dict[str, Any]]:
             return [r for r in await notifications(http, educator_id) if r["status"] == "sent"]
 
-        [row] = await eventually(sent, what="the welcome notification sent")
+        [row] = await eventually(sent, timeout=BACKLOG_TIMEOUT, what="the welcome notification sent")
     eml = tmp_path / "mailbox" / f"{row['id']}.eml"
     parsed = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
     assert parsed["To"] == address and "Dorj Bat" in text_of(parsed)  # type: ignore[arg-type]
@@ -278,7 +280,8 @@ async def test_operator_routes_require_the_token(infra, database_url, ref) -> No
             assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "forbidden"
         bad = await http.post("/v1/webhooks", json={"url": "ftp://x", "event_types": ["nope"]}, headers=AUTH)
         assert bad.status_code == 422
-        assert (await http.get("/healthz")).status_code == 200
+        health = await http.get("/healthz")
+        assert health.status_code == 200, health.text
 
 
 def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes) -> bool:
@@ -311,7 +314,7 @@ async def test_webhook_delivery_is_signed_and_verifiable(infra, database_url, nc
         async def delivered() -> list[Any]:
             return receiver.to("/hooks/ok")
 
-        [request] = await eventually(delivered, what="the webhook request")
+        [request] = await eventually(delivered, timeout=BACKLOG_TIMEOUT, what="the webhook request")
         assert verify_standard_webhook(webhook["secret"], request.headers, request.body)
         assert not verify_standard_webhook(webhook["secret"], request.headers, request.body + b" ")
         assert request.headers["content-type"] == "application/cloudevents+json"
@@ -355,7 +358,7 @@ async def test_failing_webhook_is_retried_with_backoff_then_dead_lettered(
             reply = await http.get("/v1/webhooks/deliveries", params={"status": "dead"}, headers=AUTH)
             return [d for d in reply.json() if d["event_id"] == event_id]
 
-        [delivery] = await eventually(dead, timeout=30, what="the delivery dead-lettered")
+        [delivery] = await eventually(dead, timeout=BACKLOG_TIMEOUT, what="the delivery dead-lettered")
         assert delivery["attempts"] == 4 and delivery["last_error"] == "HTTP 500 Internal Server Error"
         assert delivery["webhook_id"] == created.json()["id"]
         attempts = receiver.to("/hooks/fail")
@@ -397,7 +400,7 @@ async def test_slow_webhook_endpoint_does_not_hold_up_email(infra, database_url,
         async def in_flight() -> bool:
             return receiver.in_flight > 0
 
-        await eventually(in_flight, what="the slow endpoint to be busy")
+        await eventually(in_flight, timeout=BACKLOG_TIMEOUT, what="the slow endpoint to be busy")
         await register(nc, inst, f"edu-{ref}-2", f"two.{ref}@example.mn", "en", "Two")
         await mails_to(capture, f"one.{ref}@example.mn")
         await mails_to(capture, f"two.{ref}@example.mn")

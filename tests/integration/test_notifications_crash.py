@@ -70,7 +70,7 @@ async def test_kill_during_sending_then_restart_sends_exactly_one_mail(infra, da
                 current = await row()
                 return current is not None and current["status"] == "sending" and capture.held > 0
 
-            await eventually(sending_and_held, timeout=30, what="the mail to be in flight")
+            await eventually(sending_and_held, timeout=180, what="the mail to be in flight")
             service.kill()
             capture.release()  # the held session now gets a 451: the relay never accepted the message
             stuck = await row()
@@ -84,7 +84,7 @@ async def test_kill_during_sending_then_restart_sends_exactly_one_mail(infra, da
                 current = await row()
                 return current is not None and current["status"] == "sent"
 
-            await eventually(sent, timeout=60, what="the mail sent after the lease expired")
+            await eventually(sent, timeout=180, what="the mail sent after the lease expired")
             final = await row()
             assert final is not None and final["attempts"] == 2
             [mail] = capture.to(address)
