@@ -27,7 +27,6 @@ from services.notifications.workers import MailWorker, WebhookWorkers
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 CONTACT_FILTER = "iioe.contacts.*.educator_contact.v1"
-DRAIN_TIMEOUT_SECONDS = 2
 log = get_logger(__name__)
 
 
@@ -107,14 +106,7 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
     runtime = ServiceRuntime(settings, MIGRATIONS, consumers=consumers)
     workers = Workers(runtime, settings)
 
-    async def bound_nats_drain() -> None:
-        """nats-py pull subscriptions never mark fetched messages done, so the runtime's `drain()` waits
-        its whole timeout (30 s) and `iioe up` kills the process at 15 s. A short timeout keeps the
-        stop clean; unacked messages are redelivered and the handlers are idempotent. Remove once the
-        shared runtime unsubscribes its consumers before draining."""
-        runtime.nc.options["drain_timeout"] = DRAIN_TIMEOUT_SECONDS
-
-    lifespan = runtime_lifespan(runtime, after_start=[workers.start], before_stop=[workers.stop, bound_nats_drain])
+    lifespan = runtime_lifespan(runtime, after_start=[workers.start], before_stop=[workers.stop])
     app = FastAPI(title="IIOE notifications service", version="1.0.0", lifespan=lifespan)
     app.state.runtime = runtime
     app.state.workers = workers

@@ -246,6 +246,7 @@ class WebhookWorkers(Wakeable):
                 detail=f"delivery {d.delivery_id} to webhook {d.webhook_id} failed {d.attempts} times: {error}",
                 original_stream=EVENTS_STREAM,
                 deliveries=d.attempts,
+                msg_id=f"webhook-dead:{d.delivery_id}",
             )
         except Exception as exc:  # NATS away: the delivery is still recorded `dead` and listable
             log.error("could not publish webhook dead letter", delivery_id=d.delivery_id, error=repr(exc))

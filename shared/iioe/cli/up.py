@@ -324,7 +324,9 @@ def run_up(data_dir: Path, only: list[str] | None = None, health_timeout: float 
         stop[0] = True
         raise KeyboardInterrupt
 
+    # explicit for SIGINT too: a process started in the background inherits SIGINT as ignored
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         platform.check_ports(services)
         platform.token = platform.operator_token()

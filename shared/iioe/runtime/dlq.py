@@ -56,8 +56,9 @@ def dead_letter_headers(
     original_seq: int | None = None,
     deliveries: int | None = None,
     failed_at: datetime | None = None,
+    msg_id: str | None = None,
 ) -> dict[str, str]:
-    """Headers of a dead letter; `Nats-Msg-Id` makes it unique per (consumer, original message)."""
+    """Headers of a dead letter; `Nats-Msg-Id` (default: consumer + original message) deduplicates it."""
     headers = {
         H_REASON: reason,
         H_DETAIL: _header_safe(detail),
@@ -69,7 +70,10 @@ def dead_letter_headers(
         headers[H_STREAM] = original_stream
     if original_seq is not None:
         headers[H_SEQ] = str(original_seq)
-        headers["Nats-Msg-Id"] = f"{consumer}:{original_stream}:{original_seq}"
+    if msg_id is None and original_seq is not None:
+        msg_id = f"{consumer}:{original_stream}:{original_seq}"
+    if msg_id is not None:
+        headers["Nats-Msg-Id"] = msg_id
     if deliveries is not None:
         headers[H_DELIVERIES] = str(deliveries)
     return headers
@@ -86,6 +90,7 @@ async def dead_letter(
     original_stream: str | None = None,
     original_seq: int | None = None,
     deliveries: int | None = None,
+    msg_id: str | None = None,
 ) -> None:
     """Publish a dead letter to `iioe.dlq.<consumer>.<reason>`."""
     headers = dead_letter_headers(
@@ -96,6 +101,7 @@ async def dead_letter(
         original_stream=original_stream,
         original_seq=original_seq,
         deliveries=deliveries,
+        msg_id=msg_id,
     )
     await js.publish(dlq_subject(consumer, reason), data, headers=headers)
     log.warning("dead-lettered", reason=reason, detail=detail, consumer=consumer, original_subject=original_subject)
