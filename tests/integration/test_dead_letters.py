@@ -101,3 +101,17 @@ async def test_junk_is_dead_lettered_with_reasons_while_good_events_flow(nc, ref
 
 async def _true_if(value: bool) -> bool:
     return value
+
+
+async def test_a_durable_consumer_follows_changed_filters(nc, ref) -> None:  # type: ignore[no-untyped-def]
+    js = nc.jetstream()
+    first, second = f"iioe.events.x{ref}.course_completed.v1", f"iioe.events.x{ref}.educator_registered.v1"
+
+    async def ignore(_: ReceivedEvent) -> None:
+        return None
+
+    durable = f"{ref}-filters"
+    await EventConsumer(js, ConsumerSpec(durable, EVENTS_STREAM, [first], ignore)).start()
+    await EventConsumer(js, ConsumerSpec(durable, EVENTS_STREAM, [first, second], ignore)).start()
+    info = await js.consumer_info(EVENTS_STREAM, durable)
+    assert sorted(info.config.filter_subjects or []) == sorted([first, second])

@@ -15,7 +15,6 @@ So a poison message never blocks the stream, and a transient database error lose
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import FetchTimeoutError, NotFoundError
+from nats.js.errors import APIError, FetchTimeoutError
 
 from iioe.envelope import CloudEvent
 from iioe.events import EventSpec
@@ -108,13 +107,11 @@ class EventConsumer:
         )
 
     async def start(self) -> None:
-        """Create (or bind to) the durable consumer."""
-        config = self._config()
+        """Create the durable consumer, or update it when its filters changed (e.g. after an upgrade)."""
         try:
-            await self._js.consumer_info(self.spec.stream, self.spec.durable)
-        except NotFoundError:
-            with contextlib.suppress(Exception):
-                await self._js.add_consumer(self.spec.stream, config)
+            await self._js.add_consumer(self.spec.stream, self._config())
+        except APIError as exc:  # an incompatible change (e.g. deliver policy): keep the existing one
+            log.warning("durable consumer kept as it is", durable=self.spec.durable, error=str(exc))
         self._sub = await self._js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream)
         log.info("consumer bound", durable=self.spec.durable, stream=self.spec.stream)
 
