@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from iioe.reference import load_institutions
 from iioe.runtime.http import add_health_route, install_error_handlers, runtime_lifespan
@@ -19,6 +22,27 @@ from services.registration.settings import RegistrationSettings
 from services.registration.usecases import Registrations
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+READY_PROBE_SUBJECT = "iioe.commands.ready-probe.register_educator"
+
+
+async def wait_until_commands_answer(runtime: ServiceRuntime, timeout: float = 10.0) -> None:
+    """Report ready only once a command really gets an answer, as a partner's would.
+
+    The subscription can take a moment to be routable after `broker.start()` even past a flush,
+    and a partner told "ready" must not see "no responders". The probe body is not JSON, so it is
+    answered with `invalid_json` and changes nothing.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await runtime.nc.request(READY_PROBE_SUBJECT, b"ready?", timeout=0.5)
+            return
+        except (NoRespondersError, NatsTimeoutError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"register_educator commands not answered after {timeout:.0f}s") from None
+            await asyncio.sleep(0.05)
 
 
 def create_app(settings: RegistrationSettings | None = None, **overrides: Any) -> FastAPI:
@@ -35,8 +59,7 @@ def create_app(settings: RegistrationSettings | None = None, **overrides: Any) -
 
     async def start_commands() -> None:
         await broker.start()
-        # the SUB must reach the server before we report ready, or early requests see "no responders"
-        await broker.config.connection_state.connection.flush()
+        await wait_until_commands_answer(runtime)
 
     lifespan = runtime_lifespan(runtime, after_start=[start_commands], before_stop=[broker.stop])
     app = FastAPI(title="IIOE registration service", version="1.0.0", lifespan=lifespan)
