@@ -13,11 +13,7 @@ from typing import Any, Literal, cast
 
 import asyncpg
 
-from iioe.envelope import make_event
 from iioe.events import (
-    CERTIFICATE_ISSUED,
-    CERTIFICATE_REVOKED,
-    CREDIT_RECOGNIZED,
     CertificateIssued,
     CertificateRevoked,
     CourseCompleted,
@@ -29,7 +25,7 @@ from iioe.reasons import Reason
 from iioe.runtime.consumer import ReceivedEvent, Unprocessable
 from iioe.runtime.inbox import claim
 from iioe.runtime.logging import get_logger
-from iioe.runtime.outbox import enqueue
+from iioe.runtime.outbox import enqueue_event
 from iioe.runtime.service import ServiceRuntime
 from iioe.subjects import EVENTS_STREAM
 from services.certification import keys, store
@@ -247,7 +243,8 @@ class Certification:
         if not await store.insert_certificate(conn, certificate):
             log.info("certificate already held", educator_id=educator.educator_id, programme_id=programme.id)
             return
-        event = make_event(
+        await enqueue_event(
+            conn,
             CertificateIssued(
                 certificate_id=certificate_id,
                 educator_id=educator.educator_id,
@@ -258,13 +255,11 @@ class Certification:
                 issued_at=issued_at,
                 credential=certificate.credential,
             ),
-            event_type=CERTIFICATE_ISSUED.type,
             source=self.settings.source,
             subject=educator.educator_id,
             event_id=f"certificate-issued:{certificate_id}",
             time=issued_at,
         )
-        await enqueue(conn, event, CERTIFICATE_ISSUED.subject(educator.institution))
         log.info(
             "certificate issued",
             decision="issued",
@@ -286,7 +281,8 @@ class Certification:
                 return certificate.revocation, False
             revocation = store.Revocation(certificate_id, reason, _now())
             await store.insert_revocation(conn, revocation)
-            event = make_event(
+            await enqueue_event(
+                conn,
                 CertificateRevoked(
                     certificate_id=certificate_id,
                     educator_id=certificate.educator_id,
@@ -294,13 +290,11 @@ class Certification:
                     reason=reason,
                     revoked_at=revocation.revoked_at,
                 ),
-                event_type=CERTIFICATE_REVOKED.type,
                 source=self.settings.source,
                 subject=certificate.educator_id,
                 event_id=f"certificate-revoked:{certificate_id}",
                 time=revocation.revoked_at,
             )
-            await enqueue(conn, event, CERTIFICATE_REVOKED.subject(certificate.institution))
         log.info("certificate revoked", certificate_id=certificate_id, educator_id=certificate.educator_id)
         return revocation, True
 
@@ -337,7 +331,8 @@ class Certification:
                 recognition_id, certificate_id, receiving_institution, receiving_programme, amount, _now()
             )
             await store.insert_recognition(conn, recognition)
-            event = make_event(
+            await enqueue_event(
+                conn,
                 CreditRecognized(
                     recognition_id=recognition_id,
                     certificate_id=certificate_id,
@@ -348,13 +343,11 @@ class Certification:
                     credits=amount,
                     recognized_at=recognition.recognized_at,
                 ),
-                event_type=CREDIT_RECOGNIZED.type,
                 source=self.settings.source,
                 subject=certificate.educator_id,
                 event_id=f"credit-recognized:{recognition_id}",
                 time=recognition.recognized_at,
             )
-            await enqueue(conn, event, CREDIT_RECOGNIZED.subject(certificate.institution))
         log.info("credits recognised", recognition_id=recognition_id, certificate_id=certificate_id)
         return recognition, True
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from iioe.envelope import make_event
-from iioe.events import EDUCATOR_CONTACT, EDUCATOR_REGISTERED, EducatorContact, EducatorRegistered
+from iioe.events import EducatorContact, EducatorRegistered
 from iioe.runtime.logging import get_logger
-from iioe.runtime.outbox import enqueue
+from iioe.runtime.outbox import enqueue_event
 from iioe.runtime.service import ServiceRuntime
 from services.registration import store
 from services.registration.domain import (
@@ -42,38 +41,27 @@ class Registrations:
                 assert existing is not None
                 log.info("already registered", educator_id=existing, institution=institution)
                 return RegisterEducatorReply(educator_id=existing, status="already_registered")
-            for event, subject in self._events(educator_id, reg):
-                await enqueue(conn, event, subject)
+            source = self._runtime.settings.source
+            for data in self._events(educator_id, reg):
+                await enqueue_event(conn, data, source=source, subject=educator_id)
         log.info("educator registered", educator_id=educator_id, institution=institution, role=reg.role)
         return RegisterEducatorReply(educator_id=educator_id, status="registered")
 
-    def _events(self, educator_id: str, reg: ValidRegistration) -> list[tuple[Any, str]]:
-        source = self._runtime.settings.source
-        registered = make_event(
-            EducatorRegistered(
-                educator_id=educator_id,
-                institution=reg.institution,
-                language=reg.language,
-                role=reg.role,
-                registered_at=reg.registered_at,
-            ),
-            event_type=EDUCATOR_REGISTERED.type,
-            source=source,
-            subject=educator_id,
+    @staticmethod
+    def _events(educator_id: str, reg: ValidRegistration) -> tuple[EducatorRegistered, EducatorContact]:
+        """No personal data in EducatorRegistered; name and e-mail travel in EducatorContact only."""
+        registered = EducatorRegistered(
+            educator_id=educator_id,
+            institution=reg.institution,
+            language=reg.language,
+            role=reg.role,
+            registered_at=reg.registered_at,
         )
-        contact = make_event(
-            EducatorContact(
-                educator_id=educator_id,
-                institution=reg.institution,
-                full_name=reg.full_name,
-                email=reg.email,
-                language=reg.language,
-            ),
-            event_type=EDUCATOR_CONTACT.type,
-            source=source,
-            subject=educator_id,
+        contact = EducatorContact(
+            educator_id=educator_id,
+            institution=reg.institution,
+            full_name=reg.full_name,
+            email=reg.email,
+            language=reg.language,
         )
-        return [
-            (registered, EDUCATOR_REGISTERED.subject(reg.institution)),
-            (contact, EDUCATOR_CONTACT.subject(reg.institution)),
-        ]
+        return registered, contact

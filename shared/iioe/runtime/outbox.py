@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from nats.js import JetStreamContext
+from pydantic import BaseModel
 
-from iioe.envelope import CloudEvent, event_headers
+from iioe.envelope import CloudEvent, event_headers, make_event
+from iioe.events import BY_MODEL
 from iioe.runtime.db import Conn
 from iioe.runtime.logging import get_logger
 
@@ -27,6 +30,26 @@ MAX_RETRY_DELAY_SECONDS = 60
 async def enqueue(conn: Conn, event: CloudEvent[Any], subject: str) -> None:
     """Stage `event` for publication on `subject`; must run inside the state change's transaction."""
     await enqueue_raw(conn, event.id, subject, event.to_json_bytes(), event_headers(event))
+
+
+async def enqueue_event(
+    conn: Conn,
+    data: BaseModel,
+    *,
+    source: str,
+    subject: str | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> CloudEvent[Any]:
+    """Wrap `data` in a CloudEvent and stage it; the type and subject come from the event catalogue.
+
+    `data`'s model names its v1 type, and its `institution` the subject, so an event can never be
+    staged under another type's or institution's subject.
+    """
+    spec = BY_MODEL[type(data)]
+    event = make_event(data, event_type=spec.type, source=source, subject=subject, event_id=event_id, time=time)
+    await enqueue(conn, event, spec.subject(data.institution))  # type: ignore[attr-defined]
+    return event
 
 
 async def enqueue_raw(conn: Conn, message_id: str, subject: str, payload: bytes, headers: dict[str, str]) -> None:
