@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
 from iioe.reference import load_institutions
-from iioe.runtime.consumer import ConsumerSpec
-from iioe.runtime.http import add_health_route, install_error_handlers, runtime_lifespan
+from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
 from iioe.subjects import EVENTS_STREAM, EVENTS_SUBJECTS
 from services.analytics.handlers import Projector
@@ -36,40 +33,30 @@ class AnalyticsService:
         self.settings = settings
         self.rules = rules_from(settings)
         self.institutions = load_institutions(settings.institutions_file)
-        self.runtime = ServiceRuntime(settings, MIGRATIONS, consumers=self._consumers, run_relay=False)
+        self.runtime = ServiceRuntime(settings, MIGRATIONS, run_relay=False)
         self.feed = SummaryFeed()
         self.snapshots = SnapshotPublisher(
             lambda: self.runtime.js, self._read_summary, settings.snapshot_interval_seconds
         )
         self.projector = Projector(self.runtime, self.rules, self.snapshots.mark_dirty)
         self.reports = Reports(lambda: self.runtime.pool, self.institutions, self.rules)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.runtime.add_consumer(
+            "projections",
+            EVENTS_STREAM,
+            [EVENTS_SUBJECTS],
+            self.projector.on_event,
+            batch_handler=self.projector.on_batch,
+            batch_size=settings.batch_size,
+        )
+        self.runtime.add_background_task("analytics-snapshots", self.snapshots.run)
 
     async def _read_summary(self) -> Summary:
         return await self.reports.summary()
 
-    def _consumers(self, runtime: ServiceRuntime) -> list[ConsumerSpec]:
-        return [
-            runtime.consumer_spec(
-                "projections",
-                EVENTS_STREAM,
-                [EVENTS_SUBJECTS],
-                self.projector.on_event,
-                batch_handler=self.projector.on_batch,
-                batch_size=self.settings.batch_size,
-            )
-        ]
-
     async def start_outputs(self) -> None:
         await self.feed.start(self.runtime.nc)
-        self._tasks.append(asyncio.create_task(self.snapshots.run(), name="analytics-snapshots"))
 
     async def stop_outputs(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
         await self.feed.stop()
 
 
@@ -77,14 +64,13 @@ def create_app(settings: AnalyticsSettings | None = None, **overrides: Any) -> F
     """Build the service from settings; nothing connects until the app starts."""
     settings = settings or AnalyticsSettings(**overrides)
     service = AnalyticsService(settings)
-    lifespan = runtime_lifespan(
-        service.runtime, after_start=[service.start_outputs], before_stop=[service.stop_outputs]
+    app = build_service(
+        service.runtime,
+        title="IIOE analytics service",
+        routers=[build_router(service.reports, service.feed)],
+        on_start=[service.start_outputs],
+        on_stop=[service.stop_outputs],
+        state={"analytics": service},
     )
-    app = FastAPI(title="IIOE analytics service", version="1.0.0", lifespan=lifespan)
-    app.state.runtime = service.runtime
-    app.state.analytics = service
-    install_error_handlers(app)
-    add_health_route(app, service.runtime)
-    app.include_router(build_router(service.reports, service.feed))
     mount_dashboard(app)
     return app

@@ -20,4 +20,4 @@ def build_consumers(runtime: ServiceRuntime, certification: Certification, batch
             await certification.on_course_completed(received)
 
     filters = [event_filter(EDUCATOR_REGISTERED.name), event_filter(COURSE_COMPLETED.name)]
-    return [runtime.consumer_spec(CONSUMER_NAME, EVENTS_STREAM, filters, on_event, batch_size=batch_size)]
+    return [runtime.add_consumer(CONSUMER_NAME, EVENTS_STREAM, filters, on_event, batch_size=batch_size)]

@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 
 from iioe.events import CERTIFICATE_ISSUED, CERTIFICATE_REVOKED, EDUCATOR_REGISTERED
 from iioe.reference import load_institutions
-from iioe.runtime.consumer import ConsumerSpec
-from iioe.runtime.http import install_error_handlers, runtime_lifespan
+from iioe.runtime.builder import build_service
 from iioe.runtime.logging import get_logger
 from iioe.runtime.service import ServiceRuntime
 from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM, event_filter
@@ -93,32 +91,23 @@ class Workers:
 def create_app(settings: NotificationsSettings | None = None, **overrides: Any) -> FastAPI:
     """Build the service from settings; nothing connects until the app starts."""
     settings = settings or NotificationsSettings(**overrides)
-    workers: Workers | None = None
-
-    def consumers(rt: ServiceRuntime) -> list[ConsumerSpec]:
-        handlers = NotificationHandlers(rt, settings, wake=lambda: workers.wake() if workers else None)
-        events = [event_filter(spec.name) for spec in (EDUCATOR_REGISTERED, CERTIFICATE_ISSUED, CERTIFICATE_REVOKED)]
-        return [
-            rt.consumer_spec("events", EVENTS_STREAM, events, handlers.on_event),
-            rt.consumer_spec("contacts", CONTACTS_STREAM, [CONTACT_FILTER], handlers.on_contact),
-        ]
-
-    runtime = ServiceRuntime(settings, MIGRATIONS, consumers=consumers)
+    runtime = ServiceRuntime(settings, MIGRATIONS)
     workers = Workers(runtime, settings)
+    handlers = NotificationHandlers(runtime, settings, wake=workers.wake)
+    events = [event_filter(spec.name) for spec in (EDUCATOR_REGISTERED, CERTIFICATE_ISSUED, CERTIFICATE_REVOKED)]
+    runtime.add_consumer("events", EVENTS_STREAM, events, handlers.on_event)
+    runtime.add_consumer("contacts", CONTACTS_STREAM, [CONTACT_FILTER], handlers.on_contact)
 
-    lifespan = runtime_lifespan(runtime, after_start=[workers.start], before_stop=[workers.stop])
-    app = FastAPI(title="IIOE notifications service", version="1.0.0", lifespan=lifespan)
-    app.state.runtime = runtime
-    app.state.workers = workers
-    install_error_handlers(app)
+    def worker_health() -> dict[str, Any]:
+        facts = workers.health()
+        return {"ok": not facts["stopped_workers"], **facts}
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> JSONResponse:
-        assert workers is not None
-        body = {**await runtime.health(), **workers.health()}
-        ok = body["status"] == "ok" and not body["stopped_workers"]
-        body["status"] = "ok" if ok else "degraded"
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    app.include_router(build_router(runtime, settings))
-    return app
+    return build_service(
+        runtime,
+        title="IIOE notifications service",
+        routers=[build_router(runtime, settings)],
+        on_start=[workers.start],
+        on_stop=[workers.stop],
+        health=[worker_health],
+        state={"workers": workers},
+    )

@@ -13,7 +13,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from iioe.reference import load_institutions
-from iioe.runtime.http import add_health_route, install_error_handlers, runtime_lifespan
+from iioe.runtime.builder import build_service
 from iioe.runtime.logging import get_logger
 from iioe.runtime.service import ServiceRuntime
 from services.registration.handlers import build_command_router
@@ -61,11 +61,11 @@ def create_app(settings: RegistrationSettings | None = None, **overrides: Any) -
         await broker.start()
         await wait_until_commands_answer(runtime)
 
-    lifespan = runtime_lifespan(runtime, after_start=[start_commands], before_stop=[broker.stop])
-    app = FastAPI(title="IIOE registration service", version="1.0.0", lifespan=lifespan)
-    app.state.runtime = runtime
-    app.state.broker = broker
-    install_error_handlers(app)
-    add_health_route(app, runtime)
-    app.include_router(build_router(registrations, institutions))
-    return app
+    return build_service(
+        runtime,
+        title="IIOE registration service",
+        routers=[build_router(registrations, institutions)],
+        on_start=[start_commands],
+        on_stop=[broker.stop],
+        state={"broker": broker},
+    )

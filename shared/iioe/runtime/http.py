@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -16,7 +14,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iioe.runtime.logging import configure_logging
-from iioe.runtime.service import ServiceRuntime
 from iioe.runtime.settings import ServiceSettings
 
 
@@ -76,38 +73,6 @@ def operator_auth(settings: ServiceSettings) -> Callable[..., Any]:
             raise ApiError(403, "forbidden", "the bearer token is not valid for this service")
 
     return check
-
-
-def runtime_lifespan(
-    runtime: ServiceRuntime,
-    *,
-    after_start: Sequence[Callable[[], Awaitable[Any]]] = (),
-    before_stop: Sequence[Callable[[], Awaitable[Any]]] = (),
-) -> Callable[[FastAPI], Any]:
-    """Start the runtime (then `after_start` hooks) with the app; stop in reverse order."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
-        for hook in after_start:
-            await hook()
-        app.state.runtime = runtime
-        try:
-            yield
-        finally:
-            for hook in before_stop:
-                with contextlib.suppress(Exception):
-                    await hook()
-            await runtime.stop()
-
-    return lifespan
-
-
-def add_health_route(app: FastAPI, runtime: ServiceRuntime) -> None:
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> JSONResponse:
-        body = await runtime.health()
-        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +21,26 @@ from iioe.runtime.outbox import OutboxRelay, pending_count
 from iioe.runtime.settings import ServiceSettings
 
 log = get_logger(__name__)
-ConsumerFactory = Callable[["ServiceRuntime"], Sequence[ConsumerSpec]]
+BackgroundTask = Callable[[], Awaitable[None]]
 
 
 class ServiceRuntime:
-    """Lifecycle of a service's infrastructure; the composition root passes it to use cases."""
+    """Lifecycle of a service's infrastructure: pool, NATS connection, outbox relay, consumers and
+    background tasks. The composition root declares consumers and tasks before `start()`; use cases
+    never see it (they get a unit of work built on `transaction()`)."""
 
     def __init__(
         self,
         settings: ServiceSettings,
         migrations: Path,
-        consumers: ConsumerFactory | None = None,
         *,
         run_relay: bool | None = None,
         pool_size: int = 10,
     ) -> None:
         self.settings = settings
         self._migrations = migrations
-        self._consumer_factory = consumers
+        self._consumer_specs: list[ConsumerSpec] = []
+        self._background: list[tuple[str, BackgroundTask]] = []
         self._run_relay = settings.outbox_relay_enabled if run_relay is None else run_relay
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
@@ -67,9 +69,9 @@ class ServiceRuntime:
         """Durable consumer name: `<prefix><service>-<name>`, shared by the service's replicas."""
         return f"{self.settings.consumer_prefix}{self.settings.service_name}-{name}"
 
-    def consumer_spec(self, name: str, stream: str, filters: list[str], handler: Any, **kw: Any) -> ConsumerSpec:
-        """A ConsumerSpec with this service's retry settings."""
-        return ConsumerSpec(
+    def add_consumer(self, name: str, stream: str, filters: list[str], handler: Any, **kw: Any) -> ConsumerSpec:
+        """Declare a durable consumer (started with the runtime) with this service's retry settings."""
+        spec = ConsumerSpec(
             durable=self.durable(name),
             stream=stream,
             filter_subjects=filters,
@@ -79,6 +81,12 @@ class ServiceRuntime:
             retry_backoff_seconds=self.settings.retry_backoff_seconds,
             **kw,
         )
+        self._consumer_specs.append(spec)
+        return spec
+
+    def add_background_task(self, name: str, run: BackgroundTask) -> None:
+        """Declare a long-running task started after the consumers; if it dies, liveness fails."""
+        self._background.append((name, run))
 
     async def start(self) -> None:
         s = self.settings
@@ -88,11 +96,13 @@ class ServiceRuntime:
         if self._run_relay:
             self.relay = OutboxRelay(self._pool, self._js, poll_seconds=s.outbox_poll_seconds)
             self._spawn(self.relay.run(), "outbox-relay")
-        for spec in self._consumer_factory(self) if self._consumer_factory else ():
+        for spec in self._consumer_specs:
             consumer = EventConsumer(self._js, spec)
             await consumer.start()
             self.consumers.append(consumer)
             self._spawn(consumer.run(), spec.durable)
+        for name, run in self._background:
+            self._spawn(run(), name)
         log.info("service started", consumers=[c.spec.durable for c in self.consumers])
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -131,8 +141,14 @@ class ServiceRuntime:
         if self.relay is not None:
             self.relay.wake()
 
+    def liveness(self) -> dict[str, Any]:
+        """Is the process doing its work? Only its own tasks count: a database outage is not a reason
+        to restart it (that is readiness)."""
+        dead_tasks = [t.get_name() for t in self._tasks if t.done()]
+        return {"status": "ok" if not dead_tasks else "failed", "stopped_tasks": dead_tasks}
+
     async def health(self) -> dict[str, Any]:
-        """Readiness facts for `/healthz`."""
+        """Readiness facts (`/readyz`, `/healthz`): the database and NATS answer, and every task runs."""
         db_ok = True
         pending = None
         try:

@@ -1,0 +1,79 @@
+"""The one composition helper every service uses: a FastAPI app around a `ServiceRuntime`.
+
+Written once here so that health probes, OpenAPI docs, the error shape and the start/stop order
+are the same in every service; a service's `main.py` only says what it consumes and serves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+
+from iioe.runtime.http import install_error_handlers
+from iioe.runtime.service import ServiceRuntime
+
+Hook = Callable[[], Awaitable[Any]]
+HealthFacts = Callable[[], Mapping[str, Any]]
+"""Extra readiness facts of a service; a fact `"ok": False` makes the service not ready."""
+
+
+def build_service(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str = "",
+    routers: Sequence[APIRouter] = (),
+    on_start: Sequence[Hook] = (),
+    on_stop: Sequence[Hook] = (),
+    health: Sequence[HealthFacts] = (),
+    state: Mapping[str, Any] | None = None,
+) -> FastAPI:
+    """Build the app: the runtime starts with it (then `on_start`), and stops after `on_stop`.
+
+    Probes: `/livez` (the process and its tasks; restart when it fails), `/readyz` (database and
+    NATS answer; route no traffic while it fails), `/healthz` (the same as `/readyz`, with details).
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            for hook in on_start:
+                await hook()
+            yield
+        finally:
+            for hook in reversed(on_stop):
+                with contextlib.suppress(Exception):
+                    await hook()
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    for key, value in (state or {}).items():
+        setattr(app.state, key, value)
+    install_error_handlers(app)
+
+    async def readiness() -> JSONResponse:
+        body = await runtime.health()
+        for facts in health:
+            extra = dict(facts())
+            if extra.pop("ok", True) is False:
+                body["status"] = "degraded"
+            body.update(extra)
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    async def liveness() -> JSONResponse:
+        body = runtime.liveness()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    app.add_api_route("/livez", liveness, methods=["GET"], tags=["operations"], summary="Liveness")
+    app.add_api_route("/readyz", readiness, methods=["GET"], tags=["operations"], summary="Readiness")
+    app.add_api_route("/healthz", readiness, methods=["GET"], tags=["operations"], summary="Readiness (details)")
+    for router in routers:
+        app.include_router(router)
+    return app
