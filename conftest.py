@@ -12,6 +12,8 @@ servers instead (tests then share the streams and stay correct, only slower).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +51,14 @@ def _postgres(tmp: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _postgres(tmp_path_factory.mktemp("pg"))
+def postgres_url() -> Iterator[str]:
+    # Not under pytest's own temp root: every pytest session re-tightens that to 0700, which would
+    # lock the PostgreSQL user (postgres refuses to run as root) out of a concurrent session's data.
+    tmp = Path(tempfile.mkdtemp(prefix="iioe-test-pg-"))
+    try:
+        yield from _postgres(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
