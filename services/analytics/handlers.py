@@ -47,4 +47,5 @@ class ProjectionHandlers:
 
     async def on_batch(self, batch: Sequence[ReceivedEvent]) -> None:
         """Fast path; one unprocessable message fails the batch, so each is then handled alone."""
-        await self._projector.project_batch([from_received(r) for r in batch])
+        outcome = await self._projector.project_batch([from_received(r) for r in batch])
+        log.info("batch projected", received=len(batch), applied=outcome.applied, duplicates=outcome.duplicates)

@@ -5,7 +5,7 @@ twice — a partner re-sending after the duplicate window, a dead letter re-driv
 count once. The claim and the projection share one transaction, so a failed attempt leaves no
 claim behind and its retry applies the event in full.
 
-The use case sees only the unit-of-work port below; the live consumer (`handlers.py`), the
+The use case sees only the unit-of-work port below; the composition root (`main.py`), the
 rebuild (`rebuild.py`) and the unit tests (`tests/fakes.py`) each hand it their own.
 """
 
@@ -16,10 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from iioe.runtime.logging import get_logger
 from services.analytics.domain import ProjectionDeltas, ProjectionEvent, split_events, unique_by_id
-
-log = get_logger(__name__)
 
 
 class ProjectionRepository(Protocol):
@@ -66,9 +63,7 @@ class Projector:
 
     async def project_batch(self, events: Sequence[ProjectionEvent]) -> Outcome:
         """Project a batch in one transaction; duplicates within it and from before count once."""
-        outcome = await self._project(events)
-        log.info("batch projected", received=len(events), applied=outcome.applied, duplicates=outcome.duplicates)
-        return outcome
+        return await self._project(events)
 
     async def _project(self, events: Sequence[ProjectionEvent]) -> Outcome:
         unique = unique_by_id(events)
