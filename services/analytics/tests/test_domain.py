@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import datetime
+from pathlib import Path
 
+import services.analytics.domain as domain
 from iioe.events import EducatorContact
 from services.analytics.domain import (
     ProjectionDeltas,
@@ -61,3 +64,13 @@ def test_programme_is_complete_at_the_last_first_completion_of_its_courses() -> 
     assert programme_progress(firsts, RULES) == (3, at("2025-06-01T00:00:00+08:00"))
     assert programme_progress(firsts, ProjectionRules("p", (), "UTC")) == (0, None)
     assert len(ProjectionDeltas()) == 0
+
+
+def test_the_domain_imports_no_io_library() -> None:
+    forbidden = {"asyncpg", "nats", "fastapi", "httpx", "uvicorn", "services.analytics.store"}
+    for path in Path(domain.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not any(name == f or name.startswith(f + ".") for f in forbidden), f"{path.name} imports {name}"
