@@ -1,4 +1,5 @@
-"""Composition root of the analytics service."""
+"""Composition root of the analytics service: the only place that picks the PostgreSQL adapters
+for the use case (`Projector`) and the reports, and declares the consumer and the snapshot loop."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
 from iioe.subjects import EVENTS_STREAM, EVENTS_SUBJECTS
-from services.analytics.handlers import Projector
+from services.analytics.domain import ProjectionRules
+from services.analytics.handlers import ProjectionHandlers
 from services.analytics.http import build_router, mount_dashboard
 from services.analytics.models import Summary
-from services.analytics.projections import ProjectionRules
 from services.analytics.reports import Reports
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import SnapshotPublisher, SummaryFeed
+from services.analytics.store import PgProjectionUnitOfWork
+from services.analytics.store_reads import PgProjectionReader
+from services.analytics.usecases import Projector
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -38,14 +42,17 @@ class AnalyticsService:
         self.snapshots = SnapshotPublisher(
             lambda: self.runtime.js, self._read_summary, settings.snapshot_interval_seconds
         )
-        self.projector = Projector(self.runtime, self.rules, self.snapshots.mark_dirty)
-        self.reports = Reports(lambda: self.runtime.pool, self.institutions, self.rules)
+        self.projector = Projector(
+            PgProjectionUnitOfWork(self.runtime.transaction, self.rules), on_change=self.snapshots.mark_dirty
+        )
+        self.reports = Reports(PgProjectionReader(lambda: self.runtime.pool), self.institutions, self.rules)
+        handlers = ProjectionHandlers(self.projector)
         self.runtime.add_consumer(
             "projections",
             EVENTS_STREAM,
             [EVENTS_SUBJECTS],
-            self.projector.on_event,
-            batch_handler=self.projector.on_batch,
+            handlers.on_event,
+            batch_handler=handlers.on_batch,
             batch_size=settings.batch_size,
         )
         self.runtime.add_background_task("analytics-snapshots", self.snapshots.run)

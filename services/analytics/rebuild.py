@@ -3,7 +3,7 @@
 1. Migrations create a new schema `<schema>_rebuild_<UTC timestamp>` (its own inbox too).
 2. An ephemeral pull consumer (no acks, large batches) reads the stream from sequence 1 up to
    the last sequence seen at start; each batch is claimed and projected with the same SQL as
-   the live consumer, one transaction per batch — the live service keeps running meanwhile.
+   the live consumer (the `Projector` use case), one transaction per batch — the live service keeps running meanwhile.
 3. Swap, in one transaction holding the projection lock exclusively (live transactions hold it
    shared, so they pause for this moment only): replay the tail that arrived during step 2, rename
    `<schema>` to `<schema>_old_<ts>` and the new schema to `<schema>`, commit; then drop the old one.
@@ -31,19 +31,22 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 from tqdm import tqdm
 
-from iioe.envelope import CloudEvent
 from iioe.parsing import InvalidEvent, parse_event
 from iioe.reference import load_institutions
+from iioe.runtime.consumer import Unprocessable
 from iioe.runtime.db import connect_with_retry, create_pool, quote_schema, setup_database
 from iioe.runtime.logging import get_logger
 from iioe.runtime.nats import connect
 from iioe.subjects import EVENTS_STREAM, EVENTS_SUBJECTS
 from services.analytics import store
+from services.analytics.domain import ProjectionEvent, ProjectionRules
+from services.analytics.handlers import projection_event
 from services.analytics.main import MIGRATIONS, rules_from
-from services.analytics.projections import ProjectionRules, split_events, unique_by_id
 from services.analytics.reports import Reports
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import publish_summary
+from services.analytics.store_reads import PgProjectionReader
+from services.analytics.usecases import Projector
 
 log = get_logger(__name__)
 
@@ -78,33 +81,23 @@ class _Replayer:
         self.pending = 1
         self.result = RebuildResult(schema="")
 
-    async def _fetch(self) -> list[CloudEvent[Any]] | None:
+    async def _fetch(self) -> list[ProjectionEvent] | None:
         """The next batch of valid events (maybe empty), or None when the stream has no more."""
         try:
             msgs = await self._sub.fetch(self._batch_size, timeout=2.0)
         except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
             return None
-        events: list[CloudEvent[Any]] = []
+        events: list[ProjectionEvent] = []
         for msg in msgs:
             meta = msg.metadata
             self.seq, self.pending = meta.sequence.stream, meta.num_pending
             try:
-                _, event = parse_event(msg.data, msg.subject)
-            except InvalidEvent:
+                spec, event = parse_event(msg.data, msg.subject)
+                events.append(projection_event(spec, event.id, event.data))
+            except (InvalidEvent, Unprocessable):
                 self.result.invalid += 1  # the live consumer dead-letters these: never counted
-                continue
-            events.append(event)
         self.result.events_read += len(msgs)
         return events
-
-    async def apply(self, conn: asyncpg.Connection, events: list[CloudEvent[Any]]) -> None:
-        unique = unique_by_id(events)
-        fresh = await store.claim_many(conn, store.INBOX_CONSUMER, [e.id for e in unique])
-        new_events = [e for e in unique if e.id in fresh]
-        if new_events:
-            await store.apply(conn, split_events(new_events), self._rules)
-        self.result.events_applied += len(new_events)
-        self.result.duplicates += len(events) - len(new_events)
 
     async def replay(
         self,
@@ -118,10 +111,14 @@ class _Replayer:
         (batches are still applied one at a time, each in its own transaction).
         """
         applying: asyncio.Task[None] | None = None
+        # the same use case as the live consumer, on this replay's transactions (no projection lock:
+        # the build schema is not live yet, and the swap transaction holds the lock exclusively)
+        projector = Projector(store.PgProjectionUnitOfWork(conn_for_batch, self._rules, hold_lock=False))
 
-        async def apply_batch(events: list[CloudEvent[Any]], read: int) -> None:
-            async with conn_for_batch() as conn:
-                await self.apply(conn, events)
+        async def apply_batch(events: list[ProjectionEvent], read: int) -> None:
+            outcome = await projector.project_batch(events)
+            self.result.events_applied += outcome.applied
+            self.result.duplicates += outcome.duplicates
             on_progress(read)
 
         try:
@@ -241,7 +238,7 @@ async def _publish_snapshot(settings: AnalyticsSettings, js: JetStreamContext, r
     """Dashboards see the rebuilt numbers at once, without waiting for the next event."""
     pool = await create_pool(settings.database_url, settings.db_schema, max_size=1)
     try:
-        reports = Reports(lambda: pool, load_institutions(settings.institutions_file), rules)
+        reports = Reports(PgProjectionReader(lambda: pool), load_institutions(settings.institutions_file), rules)
         await publish_summary(js, await reports.summary(), force=True)
     finally:
         await pool.close()

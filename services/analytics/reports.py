@@ -1,17 +1,18 @@
-"""Reading the projections into the output models; each report is one consistent snapshot
-(a read-only REPEATABLE READ transaction), so its numbers always add up."""
+"""Reading the projections into the output models (the read-side application service).
+
+Each report reads one consistent snapshot through the `ProjectionReader` port (PostgreSQL:
+`store_reads.PgProjectionReader`; unit tests: the in-memory fake), so its numbers always add up.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Any
-
-import asyncpg
+from typing import Any, Protocol
 
 from iioe.reference import Institution
-from services.analytics import store
+from services.analytics.domain import ProjectionRules
 from services.analytics.models import (
     CourseStats,
     CreditsRecognized,
@@ -26,7 +27,23 @@ from services.analytics.models import (
     Summary,
     Timeseries,
 )
-from services.analytics.projections import ProjectionRules
+
+
+class ProjectionQueries(Protocol):
+    """The counting queries, inside one snapshot (shapes as in `domain.ProjectionState`)."""
+
+    async def institution_counts(self, institution: str | None = None) -> dict[str, dict[str, int]]: ...
+    async def course_counts(self, institution: str | None = None) -> list[dict[str, Any]]: ...
+    async def programme_counts(self) -> list[dict[str, Any]]: ...
+    async def recognition_totals(self) -> tuple[int, float]: ...
+    async def monthly(self, institution: str | None = None) -> dict[str, dict[str, int]]: ...
+    async def registrations_in_month(self, month: str) -> list[tuple[str, int]]: ...
+    async def has_institution(self, code: str) -> bool: ...
+
+
+class ProjectionReader(Protocol):
+    def snapshot(self) -> AbstractAsyncContextManager[ProjectionQueries]:
+        """A consistent, read-only view of the projections."""
 
 
 def _rate(part: int, whole: int) -> float:
@@ -76,20 +93,15 @@ class Reports:
     """Summary, per-institution detail, rankings and time series from the projection tables."""
 
     def __init__(
-        self, pool: Callable[[], asyncpg.Pool], institutions: Mapping[str, Institution], rules: ProjectionRules
+        self, reader: ProjectionReader, institutions: Mapping[str, Institution], rules: ProjectionRules
     ) -> None:
-        self._pool = pool  # a provider: the service's pool exists only once its runtime has started
+        self._reader = reader
         self._institutions = institutions
         self.rules = rules
 
     def name_of(self, code: str) -> str | None:
         inst = self._institutions.get(code)
         return inst.name_en if inst else None
-
-    @asynccontextmanager
-    async def _snapshot(self) -> AsyncIterator[Any]:
-        async with self._pool().acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            yield conn
 
     def _stats(self, code: str, c: Mapping[str, int]) -> InstitutionStats:
         return InstitutionStats(
@@ -106,11 +118,11 @@ class Reports:
         )
 
     async def summary(self) -> Summary:
-        async with self._snapshot() as conn:
-            counts = await store.institution_counts(conn)
-            courses = await store.course_counts(conn)
-            programmes = await store.programme_counts(conn)
-            recognitions, credits = await store.recognition_totals(conn)
+        async with self._reader.snapshot() as q:
+            counts = await q.institution_counts()
+            courses = await q.course_counts()
+            programmes = await q.programme_counts()
+            recognitions, credits = await q.recognition_totals()
         by_institution = [self._stats(code, counts[code]) for code in sorted(counts)]
         by_institution.sort(key=lambda s: (-s.educators_registered, s.institution))
 
@@ -147,12 +159,12 @@ class Reports:
 
     async def institution(self, code: str) -> InstitutionDetail | None:
         """One institution's numbers; None when it is neither in the catalogue nor in any event."""
-        async with self._snapshot() as conn:
-            if code not in self._institutions and not await store.has_institution(conn, code):
+        async with self._reader.snapshot() as q:
+            if code not in self._institutions and not await q.has_institution(code):
                 return None
-            counts = (await store.institution_counts(conn, code)).get(code, {})
-            courses = await store.course_counts(conn, code)
-            by_month = await store.monthly(conn, code)
+            counts = (await q.institution_counts(code)).get(code, {})
+            courses = await q.course_counts(code)
+            by_month = await q.monthly(code)
         stats = self._stats(code, counts)
         return InstitutionDetail(
             **stats.model_dump(),
@@ -169,8 +181,8 @@ class Reports:
 
     async def rankings(self, month: str) -> Rankings:
         """Standard competition ranking (1, 2, 2, 4) by registrations in `month`."""
-        async with self._snapshot() as conn:
-            rows = await store.registrations_in_month(conn, month)
+        async with self._reader.snapshot() as q:
+            rows = await q.registrations_in_month(month)
         ranked: list[Ranking] = []
         for position, (code, n) in enumerate(rows, start=1):
             rank = ranked[-1].rank if ranked and ranked[-1].registrations == n else position
@@ -178,6 +190,6 @@ class Reports:
         return Rankings(month=month, rankings=ranked)
 
     async def timeseries(self, institution: str | None = None) -> Timeseries:
-        async with self._snapshot() as conn:
-            by_month = await store.monthly(conn, institution)
+        async with self._reader.snapshot() as q:
+            by_month = await q.monthly(institution)
         return Timeseries(months=_months(by_month))

@@ -1,17 +1,23 @@
-"""PostgreSQL access for the projections (schema `analytics`): set-based writes and report reads.
+"""PostgreSQL adapter of the projections (schema `analytics`): SQL only.
 
-Writes take arrays and use `unnest`, so one statement per table handles a whole batch; rows
-that share a key within a batch are folded in SQL (`DISTINCT ON`, `GROUP BY`) before the upsert.
+The projection rules of `domain/` run here as set-based SQL, for speed: writes take arrays and use
+`unnest`, so one statement per table handles a whole batch; rows that share a key within a batch
+are folded in SQL (`DISTINCT ON`, `GROUP BY`) before the upsert, and months are computed with
+`AT TIME ZONE`. `domain/projection.py` is the pure version of the same rules;
+`tests/test_store_matches_domain.py` checks this SQL against it on generated event sequences.
+Text tie-breaks use `COLLATE "C"` (code-point order, as in Python) whatever the database's locale.
+
+`PgProjectionUnitOfWork` implements the use case's port; `PgProjectionReader` the reports' port.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import asyncpg
-
-from services.analytics.projections import EventColumns, ProjectionRules, columns
+from iioe.runtime.db import Conn
+from services.analytics.domain import ProjectionDeltas, ProjectionRules
 
 PROJECTION_LOCK = 0x11_0E_A4A1
 """Advisory lock: live transactions hold it shared, a rebuild's final swap holds it exclusively."""
@@ -21,12 +27,76 @@ INBOX_CONSUMER = "analytics-projections"
 """Inbox key of the projections (one per schema, so a rebuild has its own inbox)."""
 
 
-async def hold_projection_lock(conn: asyncpg.Connection) -> None:
+def columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Transpose rows into `width` column lists (for `unnest($1::text[], ...)`)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+class PgProjectionUnitOfWork:
+    """The use case's unit of work on PostgreSQL: each `transaction()` is one database transaction.
+
+    `begin` yields a connection inside a transaction (the runtime's `transaction`, or a rebuild's);
+    `hold_lock` takes the projection lock shared, so a rebuild's swap waits for it and it for the swap.
+    """
+
+    def __init__(
+        self,
+        begin: Callable[[], AbstractAsyncContextManager[Any]],
+        rules: ProjectionRules,
+        *,
+        hold_lock: bool = True,
+    ) -> None:
+        self._begin = begin
+        self._rules = rules
+        self._hold_lock = hold_lock
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgProjectionTransaction]:
+        async with self._begin() as conn:
+            if self._hold_lock:
+                await hold_projection_lock(conn)
+            yield PgProjectionTransaction(conn, self._rules)
+
+
+class PgProjectionTransaction:
+    def __init__(self, conn: Conn, rules: ProjectionRules) -> None:
+        self._conn = conn
+        self._rules = rules
+
+    @property
+    def projections(self) -> PgProjections:
+        return PgProjections(self._conn, self._rules)
+
+    @property
+    def inbox(self) -> PgInbox:
+        return PgInbox(self._conn)
+
+
+class PgInbox:
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    async def claim(self, event_ids: Sequence[str]) -> set[str]:
+        return await claim_many(self._conn, INBOX_CONSUMER, event_ids)
+
+
+class PgProjections:
+    def __init__(self, conn: Conn, rules: ProjectionRules) -> None:
+        self._conn = conn
+        self._rules = rules
+
+    async def apply(self, deltas: ProjectionDeltas) -> None:
+        await apply(self._conn, deltas, self._rules)
+
+
+async def hold_projection_lock(conn: Conn) -> None:
     """Let a rebuild's swap wait for this transaction, and this one wait for the swap."""
     await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PROJECTION_LOCK)
 
 
-async def claim_many(conn: asyncpg.Connection, consumer: str, event_ids: Sequence[str]) -> set[str]:
+async def claim_many(conn: Conn, consumer: str, event_ids: Sequence[str]) -> set[str]:
     """The inbox for a batch: the ids never seen before (recorded now, in the caller's transaction)."""
     if not event_ids:
         return set()
@@ -39,45 +109,29 @@ async def claim_many(conn: asyncpg.Connection, consumer: str, event_ids: Sequenc
     return {r["event_id"] for r in rows}
 
 
-async def apply(conn: asyncpg.Connection, cols: EventColumns, rules: ProjectionRules) -> None:
-    """Apply already-claimed events; call inside the claim's transaction."""
+async def apply(conn: Conn, deltas: ProjectionDeltas, rules: ProjectionRules) -> None:
+    """Apply already-claimed events; call inside the claim's transaction (steps in `ProjectionState.apply` order)."""
     tz = rules.month_timezone
-    touched_by_courses: set[str] = set()
-    touched_by_certificates: set[str] = set()
-
-    if cols.registrations:
-        ids, insts, roles, times = columns(cols.registrations, 4)
-        await conn.execute(_UPSERT_REGISTRATIONS, ids, insts, roles, times, tz)
-
-    placeholders = [(e, i) for e, i, _, _ in cols.completions]
-    placeholders += [(e, i) for _, e, i, _, _, _ in cols.issued]
-    placeholders += [(e, i) for _, e, i, _ in cols.revoked]
-    if placeholders:
-        ids, insts = columns(placeholders, 2)
-        await conn.execute(_INSERT_PLACEHOLDERS, ids, insts)
-
-    if cols.completions:
-        ids, insts, courses, times = columns(cols.completions, 4)
+    if deltas.registrations:
+        await conn.execute(_UPSERT_REGISTRATIONS, *columns(deltas.registrations, 4), tz)
+    seen = deltas.educators_seen()
+    if seen:
+        await conn.execute(_INSERT_PLACEHOLDERS, *columns(seen, 2))
+    if deltas.completions:
+        ids, insts, courses, times = columns(deltas.completions, 4)
         await conn.execute(_UPSERT_EDUCATOR_COURSES, ids, courses, times)
         await conn.execute(_ADD_COMPLETION_COUNTS, insts, courses, times, tz)
-        touched_by_courses.update(ids)
-
-    if cols.issued:
-        cert, edu, inst, prog, credits, times = columns(cols.issued, 6)
-        await conn.execute(_UPSERT_ISSUED, cert, edu, inst, prog, credits, times, tz)
-        touched_by_certificates.update(edu)
-    if cols.revoked:
-        cert, edu, inst, times = columns(cols.revoked, 4)
-        await conn.execute(_UPSERT_REVOKED, cert, edu, inst, times, tz)
-        touched_by_certificates.update(edu)
-    if cols.recognitions:
-        await conn.execute(_INSERT_RECOGNITIONS, *columns(cols.recognitions, 7), tz)
-
-    if touched_by_courses:
-        courses = sorted(set(rules.programme_courses))
-        await conn.execute(_RECOMPUTE_PROGRESS, sorted(touched_by_courses), courses, len(courses), tz)
-    if touched_by_certificates:
-        await conn.execute(_RECOMPUTE_CERTIFIED, sorted(touched_by_certificates), rules.programme_id)
+    if deltas.issued:
+        await conn.execute(_UPSERT_ISSUED, *columns(deltas.issued, 6), tz)
+    if deltas.revoked:
+        await conn.execute(_UPSERT_REVOKED, *columns(deltas.revoked, 4), tz)
+    if deltas.recognitions:
+        await conn.execute(_INSERT_RECOGNITIONS, *columns(deltas.recognitions, 7), tz)
+    if progressed := deltas.educators_with_new_completions():
+        courses = sorted(rules.course_set)
+        await conn.execute(_RECOMPUTE_PROGRESS, progressed, courses, len(courses), tz)
+    if certified := deltas.educators_with_certificate_changes():
+        await conn.execute(_RECOMPUTE_CERTIFIED, certified, rules.programme_id)
 
 
 def _month(expr: str, tz_param: str) -> str:
@@ -89,22 +143,23 @@ _UPSERT_REGISTRATIONS = f"""
 INSERT INTO educators AS e (educator_id, institution, role, registered_at, registered_month)
 SELECT DISTINCT ON (id) id, inst, role, t, {_month("t", "$5::text")}
 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, inst, role, t)
-ORDER BY id, t, inst, role
+ORDER BY id, t, inst COLLATE "C", role COLLATE "C"
 ON CONFLICT (educator_id) DO UPDATE SET
     institution = EXCLUDED.institution,
     role = EXCLUDED.role,
     registered_at = EXCLUDED.registered_at,
     registered_month = EXCLUDED.registered_month
 WHERE e.registered_at IS NULL
-   OR (EXCLUDED.registered_at, EXCLUDED.institution, EXCLUDED.role) < (e.registered_at, e.institution, e.role)
+   OR (EXCLUDED.registered_at, EXCLUDED.institution COLLATE "C", EXCLUDED.role COLLATE "C")
+    < (e.registered_at, e.institution COLLATE "C", e.role COLLATE "C")
 """
 
 # An educator known only from later events (registration not seen yet); institution from the event.
 _INSERT_PLACEHOLDERS = """
 INSERT INTO educators AS e (educator_id, institution)
-SELECT DISTINCT ON (id) id, inst FROM unnest($1::text[], $2::text[]) AS u(id, inst) ORDER BY id, inst
+SELECT DISTINCT ON (id) id, inst FROM unnest($1::text[], $2::text[]) AS u(id, inst) ORDER BY id, inst COLLATE "C"
 ON CONFLICT (educator_id) DO UPDATE SET institution = EXCLUDED.institution
-WHERE e.registered_at IS NULL AND EXCLUDED.institution < e.institution
+WHERE e.registered_at IS NULL AND EXCLUDED.institution COLLATE "C" < e.institution COLLATE "C"
 """
 
 _UPSERT_EDUCATOR_COURSES = """
@@ -181,132 +236,3 @@ UPDATE educators e SET certified = EXISTS (
       AND c.issued_at IS NOT NULL AND c.revoked_at IS NULL)
 WHERE e.educator_id = ANY($1::text[])
 """
-
-
-# ---------------------------------------------------------------------------------- reads --
-
-_EDUCATOR_COUNTS = """
-SELECT institution,
-       count(*) FILTER (WHERE registered_at IS NOT NULL) AS registered,
-       count(*) FILTER (WHERE registered_at IS NOT NULL AND role = 'master_teacher') AS master_teachers,
-       count(*) FILTER (WHERE programme_completed_at IS NOT NULL) AS completed_programme,
-       count(*) FILTER (WHERE registered_at IS NOT NULL AND started) AS funnel_started,
-       count(*) FILTER (WHERE registered_at IS NOT NULL AND programme_completed_at IS NOT NULL) AS funnel_completed,
-       count(*) FILTER (WHERE registered_at IS NOT NULL AND certified) AS funnel_certified
-FROM educators {where} GROUP BY institution
-"""
-_COMPLETION_COUNTS = (
-    "SELECT institution, sum(completions)::bigint AS completions FROM course_completion_counts {where}"
-    " GROUP BY institution"
-)
-_CERTIFICATE_COUNTS = """
-SELECT institution,
-       count(*) FILTER (WHERE issued_at IS NOT NULL AND revoked_at IS NULL) AS active,
-       count(*) FILTER (WHERE issued_at IS NOT NULL AND revoked_at IS NOT NULL) AS revoked
-FROM certificates {where} GROUP BY institution
-"""
-
-
-async def institution_counts(conn: asyncpg.Connection, institution: str | None = None) -> dict[str, dict[str, int]]:
-    """Counts per institution (all, or one): educators, completions, certificates."""
-    where = "WHERE institution = $1" if institution is not None else ""
-    args: list[Any] = [institution] if institution is not None else []
-    out: dict[str, dict[str, int]] = {}
-
-    def row_for(code: str) -> dict[str, int]:
-        return out.setdefault(code, {})
-
-    for r in await conn.fetch(_EDUCATOR_COUNTS.format(where=where), *args):
-        row_for(r["institution"]).update({k: int(v) for k, v in r.items() if k != "institution"})
-    for r in await conn.fetch(_COMPLETION_COUNTS.format(where=where), *args):
-        row_for(r["institution"])["completions"] = int(r["completions"])
-    for r in await conn.fetch(_CERTIFICATE_COUNTS.format(where=where), *args):
-        row_for(r["institution"]).update(certificates_active=int(r["active"]), certificates_revoked=int(r["revoked"]))
-    return out
-
-
-async def course_counts(conn: asyncpg.Connection, institution: str | None = None) -> list[dict[str, Any]]:
-    """Per course: CourseCompleted events and distinct educators who completed it."""
-    if institution is None:
-        completions = await conn.fetch(
-            "SELECT course_id, sum(completions)::bigint AS n FROM course_completion_counts GROUP BY course_id"
-        )
-        educators = await conn.fetch("SELECT course_id, count(*) AS n FROM educator_courses GROUP BY course_id")
-    else:
-        completions = await conn.fetch(
-            "SELECT course_id, sum(completions)::bigint AS n FROM course_completion_counts"
-            " WHERE institution = $1 GROUP BY course_id",
-            institution,
-        )
-        educators = await conn.fetch(
-            "SELECT c.course_id, count(*) AS n FROM educator_courses c JOIN educators e USING (educator_id)"
-            " WHERE e.institution = $1 GROUP BY c.course_id",
-            institution,
-        )
-    by_course: dict[str, dict[str, Any]] = {}
-    for r in completions:
-        by_course.setdefault(r["course_id"], {"course_id": r["course_id"], "completions": 0, "educators": 0})
-        by_course[r["course_id"]]["completions"] = int(r["n"])
-    for r in educators:
-        by_course.setdefault(r["course_id"], {"course_id": r["course_id"], "completions": 0, "educators": 0})
-        by_course[r["course_id"]]["educators"] = int(r["n"])
-    return [by_course[k] for k in sorted(by_course)]
-
-
-async def programme_counts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT programme_id,"
-        " count(*) FILTER (WHERE revoked_at IS NULL) AS active,"
-        " count(*) FILTER (WHERE revoked_at IS NOT NULL) AS revoked,"
-        " coalesce(sum(credits) FILTER (WHERE revoked_at IS NULL), 0) AS credits"
-        " FROM certificates WHERE issued_at IS NOT NULL GROUP BY programme_id ORDER BY programme_id"
-    )
-    return [dict(r) for r in rows]
-
-
-async def recognition_totals(conn: asyncpg.Connection) -> tuple[int, float]:
-    row = await conn.fetchrow("SELECT count(*) AS n, coalesce(sum(credits), 0) AS credits FROM credit_recognitions")
-    assert row is not None
-    return int(row["n"]), float(row["credits"])
-
-
-async def monthly(conn: asyncpg.Connection, institution: str | None = None) -> dict[str, dict[str, int]]:
-    """Per month ('YYYY-MM'): registrations, course completions, programme completions, issued, revoked."""
-    cond = "AND institution = $1" if institution is not None else ""
-    args: list[Any] = [institution] if institution is not None else []
-    queries = {
-        "registrations": "SELECT registered_month AS m, count(*) AS n FROM educators"
-        f" WHERE registered_month IS NOT NULL {cond} GROUP BY 1",
-        "course_completions": "SELECT month AS m, sum(completions)::bigint AS n FROM course_completion_counts"
-        f" WHERE true {cond} GROUP BY 1",
-        "programme_completions": "SELECT programme_month AS m, count(*) AS n FROM educators"
-        f" WHERE programme_month IS NOT NULL {cond} GROUP BY 1",
-        "certificates_issued": "SELECT issued_month AS m, count(*) AS n FROM certificates"
-        f" WHERE issued_month IS NOT NULL {cond} GROUP BY 1",
-        "certificates_revoked": "SELECT revoked_month AS m, count(*) AS n FROM certificates"
-        f" WHERE revoked_month IS NOT NULL AND issued_at IS NOT NULL {cond} GROUP BY 1",
-    }
-    out: dict[str, dict[str, int]] = {}
-    for measure, sql in queries.items():
-        for r in await conn.fetch(sql, *args):
-            out.setdefault(r["m"], {})[measure] = int(r["n"])
-    return out
-
-
-async def registrations_in_month(conn: asyncpg.Connection, month: str) -> list[tuple[str, int]]:
-    rows = await conn.fetch(
-        "SELECT institution, count(*) AS n FROM educators WHERE registered_month = $1"
-        " GROUP BY institution ORDER BY n DESC, institution",
-        month,
-    )
-    return [(r["institution"], int(r["n"])) for r in rows]
-
-
-async def has_institution(conn: asyncpg.Connection, code: str) -> bool:
-    found = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM educators WHERE institution = $1)"
-        " OR EXISTS (SELECT 1 FROM certificates WHERE institution = $1)"
-        " OR EXISTS (SELECT 1 FROM course_completion_counts WHERE institution = $1)",
-        code,
-    )
-    return bool(found)

@@ -1,0 +1,97 @@
+"""In-memory adapters for the analytics use cases (cosmicpython's FakeUnitOfWork): stateful, no servers.
+
+The projections are the pure `ProjectionState` of the domain (the SQL store is checked against it in
+`test_store_matches_domain.py`); the inbox is a set of ids. A transaction works on copies and only
+publishes them when its block ends without an exception, so a failure rolls back like PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from services.analytics.domain import ProjectionDeltas, ProjectionRules, ProjectionState
+
+
+class FakeProjections:
+    def __init__(self, state: ProjectionState, fail: bool = False) -> None:
+        self.state = state
+        self._fail = fail
+
+    async def apply(self, deltas: ProjectionDeltas) -> None:
+        if self._fail:
+            raise ConnectionError("fake database went away")
+        self.state.apply(deltas)
+
+
+class FakeInbox:
+    def __init__(self, seen: set[str]) -> None:
+        self.seen = seen
+
+    async def claim(self, event_ids: Sequence[str]) -> set[str]:
+        fresh = {i for i in event_ids if i not in self.seen}
+        self.seen |= fresh
+        return fresh
+
+
+class FakeTransaction:
+    def __init__(self, projections: FakeProjections, inbox: FakeInbox) -> None:
+        self.projections = projections
+        self.inbox = inbox
+
+
+class FakeQueries:
+    """The reports' queries answered from the state (async, like the store's)."""
+
+    def __init__(self, state: ProjectionState) -> None:
+        self._state = state
+
+    async def institution_counts(self, institution: str | None = None) -> dict[str, dict[str, int]]:
+        return self._state.institution_counts(institution)
+
+    async def course_counts(self, institution: str | None = None) -> list[dict[str, Any]]:
+        return self._state.course_counts(institution)
+
+    async def programme_counts(self) -> list[dict[str, Any]]:
+        return self._state.programme_counts()
+
+    async def recognition_totals(self) -> tuple[int, float]:
+        return self._state.recognition_totals()
+
+    async def monthly(self, institution: str | None = None) -> dict[str, dict[str, int]]:
+        return self._state.monthly(institution)
+
+    async def registrations_in_month(self, month: str) -> list[tuple[str, int]]:
+        return self._state.registrations_in_month(month)
+
+    async def has_institution(self, code: str) -> bool:
+        return self._state.has_institution(code)
+
+
+class FakeUnitOfWork:
+    """Both ports at once: `transaction()` for the Projector, `snapshot()` for the Reports."""
+
+    def __init__(self, rules: ProjectionRules) -> None:
+        self.state = ProjectionState(rules)
+        self.inbox: set[str] = set()
+        self.commits = 0
+        self.rollbacks = 0
+        self.fail_next_apply = False
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeTransaction]:
+        state, inbox = copy.deepcopy(self.state), set(self.inbox)
+        fail, self.fail_next_apply = self.fail_next_apply, False
+        try:
+            yield FakeTransaction(FakeProjections(state, fail), FakeInbox(inbox))
+        except BaseException:
+            self.rollbacks += 1
+            raise
+        self.state, self.inbox = state, inbox
+        self.commits += 1
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[FakeQueries]:
+        yield FakeQueries(self.state)
