@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from iioe.subjects import MAX_EVENT_BYTES
+from iioe.commands import CommandRejected
+from iioe.subjects import MAX_EVENT_BYTES, command_institution
 from iioe.testing import eventually
-from services.registration.handlers import CommandResponder, on_register_educator
+from services.registration.handlers import CommandResponder, on_register_educator, register_command
 from services.registration.tests.fakes import FakeNats, FakeUnitOfWork, GatedUnitOfWork
 from services.registration.usecases import Registrations
 
@@ -124,3 +125,23 @@ async def until(condition: Callable[[], object], what: str) -> None:
         return condition()
 
     await eventually(probe, timeout=5, interval=0.005, what=what)
+
+
+@pytest.mark.parametrize(
+    ("subject", "institution"),
+    [
+        ("iioe.commands.must.register_educator", "must"),
+        ("iioe.commands.MUST.register_educator", "MUST"),
+        ("iioe.commands.must", None),
+        ("iioe.events.must.register_educator", None),
+        ("iioe.commands.must.register_educator.extra", None),
+    ],
+)
+def test_institution_comes_from_the_command_subject(subject: str, institution: str | None) -> None:
+    assert command_institution(subject) == institution
+
+
+def test_a_request_on_a_non_command_subject_is_an_invalid_request() -> None:
+    with pytest.raises(CommandRejected) as caught:
+        register_command("iioe.commands.must", BODY)
+    assert caught.value.code == "invalid_request"
