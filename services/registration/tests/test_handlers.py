@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from iioe.commands import CommandRejected
 from iioe.subjects import MAX_EVENT_BYTES, command_institution
@@ -59,8 +60,10 @@ async def test_a_failing_store_is_answered_with_internal_error() -> None:
         def transaction(self) -> Any:
             raise ConnectionError("database unreachable")
 
-    reply = json.loads(await on_register_educator(registrations_on(BrokenUnitOfWork()), SUBJECT, BODY))
+    with capture_logs() as logs:
+        reply = json.loads(await on_register_educator(registrations_on(BrokenUnitOfWork()), SUBJECT, BODY))
     assert reply["error"]["code"] == "internal_error" and "ConnectionError" in reply["error"]["message"]
+    assert [(e["event"], e["log_level"], e["subject"]) for e in logs] == [("registration failed", "error", SUBJECT)]
 
 
 async def test_responder_subscribes_in_its_queue_group_and_flushes() -> None:
