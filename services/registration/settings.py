@@ -20,3 +20,6 @@ class RegistrationSettings(ServiceSettings):
     institutions_file: Path | None = Field(default=None, validation_alias="IIOE_INSTITUTIONS_FILE")
     """Extra institutions (same JSON shape as the shipped catalogue) that extend or override it."""
     command_queue: str = "registration"
+    """Queue group of the register_educator responders: replicas share the requests."""
+    command_max_in_flight: int = Field(default=16, ge=1)
+    """Requests handled at once per process; more wait in the subscription (back-pressure)."""

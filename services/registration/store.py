@@ -1,48 +1,74 @@
-"""PostgreSQL repository of educators (schema `registration`)."""
+"""PostgreSQL adapter of the registration unit of work (schema `registration`): SQL only."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
+from pydantic import BaseModel
 
-from services.registration.domain import ValidRegistration
+from iioe.runtime.db import Conn
+from iioe.runtime.outbox import enqueue_event
+from services.registration.domain import Educator
 
-
-async def insert_educator(conn: asyncpg.Connection, educator_id: str, reg: ValidRegistration) -> str | None:
-    """Insert unless (institution, e-mail) exists; returns the new id, or None if already registered."""
-    inserted: str | None = await conn.fetchval(
-        "INSERT INTO educators (educator_id, institution, email_key, email, full_name, language, role, registered_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (institution, email_key) DO NOTHING"
-        " RETURNING educator_id",
-        educator_id,
-        reg.institution,
-        reg.email_key,
-        reg.email,
-        reg.full_name,
-        reg.language,
-        reg.role,
-        reg.registered_at,
-    )
-    return inserted
+_COLUMNS = "educator_id, institution, full_name, email, language, role, registered_at"
 
 
-async def find_by_email(conn: asyncpg.Connection, institution: str, email_key: str) -> str | None:
-    found: str | None = await conn.fetchval(
-        "SELECT educator_id FROM educators WHERE institution = $1 AND email_key = $2", institution, email_key
-    )
-    return found
+class PostgresEducators:
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    async def add(self, educator: Educator) -> bool:
+        """Insert unless (institution, e-mail key) exists; a concurrent insert of it is waited for."""
+        inserted = await self._conn.fetchval(
+            "INSERT INTO educators (educator_id, institution, email_key, email, full_name, language, role,"
+            " registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (institution, email_key) DO NOTHING RETURNING educator_id",
+            educator.educator_id,
+            educator.institution,
+            educator.email_key,
+            educator.email,
+            educator.full_name,
+            educator.language,
+            educator.role,
+            educator.registered_at,
+        )
+        return inserted is not None
+
+    async def id_for_email(self, institution: str, email_key: str) -> str | None:
+        found: str | None = await self._conn.fetchval(
+            "SELECT educator_id FROM educators WHERE institution = $1 AND email_key = $2", institution, email_key
+        )
+        return found
+
+    async def get(self, educator_id: str) -> Educator | None:
+        row = await self._conn.fetchrow(f"SELECT {_COLUMNS} FROM educators WHERE educator_id = $1", educator_id)
+        return Educator(**dict(row)) if row else None
 
 
-async def get_educator(pool: asyncpg.Pool, educator_id: str) -> dict[str, Any] | None:
-    row = await pool.fetchrow(
-        "SELECT educator_id, institution, full_name, email, language, role, registered_at"
-        " FROM educators WHERE educator_id = $1",
-        educator_id,
-    )
-    return dict(row) if row else None
+class PostgresOutbox:
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    async def enqueue_event(self, event: BaseModel, *, source: str, subject: str) -> None:
+        await enqueue_event(self._conn, event, source=source, subject=subject)
 
 
-async def count_by_institution(pool: asyncpg.Pool) -> dict[str, int]:
-    rows = await pool.fetch("SELECT institution, count(*) AS n FROM educators GROUP BY institution")
-    return {r["institution"]: r["n"] for r in rows}
+@dataclass(frozen=True)
+class PostgresTransaction:
+    educators: PostgresEducators
+    outbox: PostgresOutbox
+
+
+class PostgresUnitOfWork:
+    """Built on the runtime's `transaction()`, which wakes the outbox relay after each commit."""
+
+    def __init__(self, begin: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
+        self._begin = begin
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
+        async with self._begin() as conn:
+            yield PostgresTransaction(PostgresEducators(conn), PostgresOutbox(conn))

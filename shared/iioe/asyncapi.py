@@ -13,9 +13,9 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
 from iioe import __version__
+from iioe.commands import RegisterEducatorReply, RegisterEducatorRequest
 from iioe.envelope import CloudEvent
 from iioe.events import ALL_EVENTS
-from services.registration.domain import RegisterEducatorReply, RegisterEducatorRequest
 
 DESCRIPTION = (
     "IIOE micro-certification platform, partner contract v1. Events are CloudEvents 1.0 in structured "

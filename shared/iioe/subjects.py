@@ -58,6 +58,18 @@ def command_subject(institution: str, command: str) -> str:
     return f"iioe.commands.{institution}.{command}"
 
 
+def command_filter(command: str) -> str:
+    """What a command's responder subscribes to: `iioe.commands.*.<command>`, every institution."""
+    return f"iioe.commands.*.{command}"
+
+
+def command_institution(subject: str) -> str | None:
+    """The `<institution>` token of `iioe.commands.<institution>.<command>` (unchecked: the catalogue
+    decides whether it is known), or None if `subject` is not a command subject."""
+    parts = subject.split(".")
+    return parts[2] if len(parts) == 4 and parts[:2] == ["iioe", "commands"] and parts[2] else None
+
+
 def event_filter(name: str, major: int = 1) -> str:
     """A consumer filter for one event name across all institutions."""
     return f"iioe.events.*.{name}.v{major}"

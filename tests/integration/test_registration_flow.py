@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -118,3 +119,31 @@ async def test_http_api_registers_lists_and_reads(infra, database_url, ref) -> N
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "educator_not_found"
         health = await http.get("/healthz")
         assert health.status_code == 200 and health.json()["nats"] == "ok"
+
+
+async def test_concurrent_requests_are_all_answered_and_one_email_is_one_educator(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+    """More requests at once than the responder handles (16): the rest wait, none is lost or doubled."""
+    same = {"full_name": "Oyun Bold", "email": f"oyun.{ref}@must.edu.mn", "language": "mn"}
+    others = [{"full_name": f"E {n}", "email": f"e{n}.{ref}@must.edu.mn", "language": "en"} for n in range(30)]
+    async with running_app(create_app(settings_for(infra, database_url, ref))):
+        replies = await asyncio.gather(*(request(nc, "must", body) for body in [same] * 20 + others))
+        same_replies, other_replies = replies[:20], replies[20:]
+        assert len({r["educator_id"] for r in same_replies}) == 1
+        assert sorted(r["status"] for r in same_replies) == ["already_registered"] * 19 + ["registered"]
+        assert all(r["status"] == "registered" for r in other_replies)
+        assert len({r["educator_id"] for r in other_replies}) == 30
+
+        educator_id = same_replies[0]["educator_id"]
+
+        async def registered_events() -> list:  # type: ignore[type-arg]
+            msgs = await stream_messages(nc, EVENTS_STREAM, "iioe.events.must.educator_registered.v1")
+            return [m for m in msgs if m.json()["data"]["educator_id"] in {r["educator_id"] for r in replies}]
+
+        events = await eventually(lambda: _at_least(registered_events, 31), what="31 EducatorRegistered events")
+        assert sum(1 for m in events if m.json()["data"]["educator_id"] == educator_id) == 1
+        assert len(events) == 31
+
+
+async def _at_least(probe, n: int) -> list | None:  # type: ignore[no-untyped-def, type-arg]
+    found = await probe()
+    return found if len(found) >= n else None

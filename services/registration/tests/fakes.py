@@ -1,0 +1,139 @@
+"""An in-memory unit of work (cosmicpython's FakeUnitOfWork): stateful, transactional, no servers.
+
+A transaction works on a copy of the committed state; only a block that exits normally commits it,
+together with the events it staged, so tests see exactly what a real commit would publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.msg import Msg
+from pydantic import BaseModel
+
+from services.registration.domain import Educator
+
+
+class FakeEducators:
+    def __init__(self, rows: dict[str, Educator]) -> None:
+        self.rows = rows
+
+    async def add(self, educator: Educator) -> bool:
+        if await self.id_for_email(educator.institution, educator.email_key) is not None:
+            return False
+        self.rows[educator.educator_id] = educator
+        return True
+
+    async def id_for_email(self, institution: str, email_key: str) -> str | None:
+        return next(
+            (e.educator_id for e in self.rows.values() if (e.institution, e.email_key) == (institution, email_key)),
+            None,
+        )
+
+    async def get(self, educator_id: str) -> Educator | None:
+        return self.rows.get(educator_id)
+
+
+@dataclass(frozen=True)
+class StagedEvent:
+    event: BaseModel
+    source: str
+    subject: str
+
+
+@dataclass
+class FakeOutbox:
+    staged: list[StagedEvent] = field(default_factory=list)
+
+    async def enqueue_event(self, event: BaseModel, *, source: str, subject: str) -> None:
+        self.staged.append(StagedEvent(event, source, subject))
+
+
+@dataclass
+class FakeTransaction:
+    educators: FakeEducators
+    outbox: FakeOutbox
+
+
+class FakeUnitOfWork:
+    def __init__(self) -> None:
+        self.educators: dict[str, Educator] = {}
+        self.events: list[StagedEvent] = []
+        """Events of committed transactions, in commit order (what the relay would publish)."""
+        self.commits = 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeTransaction]:
+        tx = FakeTransaction(FakeEducators(dict(self.educators)), FakeOutbox())
+        yield tx
+        self.educators = tx.educators.rows
+        self.events.extend(tx.outbox.staged)
+        self.commits += 1
+
+    def events_of(self, kind: type[BaseModel]) -> list[BaseModel]:
+        return [s.event for s in self.events if isinstance(s.event, kind)]
+
+
+class GatedUnitOfWork(FakeUnitOfWork):
+    """Transactions wait at `gate` and count how many are open at once (for concurrency tests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.open = 0
+        self.most_open = 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeTransaction]:
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            await self.gate.wait()
+            async with super().transaction() as tx:
+                yield tx
+        finally:
+            self.open -= 1
+
+
+@dataclass
+class FakeSubscription:
+    subject: str
+    queue: str
+    cb: Callable[[Msg], Awaitable[None]]
+    drained: bool = False
+
+    async def drain(self) -> None:
+        self.drained = True
+
+
+@dataclass
+class Published:
+    subject: str
+    payload: bytes
+    headers: dict[str, str] | None
+
+
+@dataclass
+class FakeNats:
+    """Records subscriptions and publishes; a test delivers messages by calling a subscription's `cb`."""
+
+    subscriptions: list[FakeSubscription] = field(default_factory=list)
+    published: list[Published] = field(default_factory=list)
+    flushes: int = 0
+
+    async def subscribe(self, subject: str, queue: str = "", cb: Any = None) -> FakeSubscription:
+        self.subscriptions.append(FakeSubscription(subject, queue, cb))
+        return self.subscriptions[-1]
+
+    async def flush(self) -> None:
+        self.flushes += 1
+
+    async def publish(self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.published.append(Published(subject, payload, headers))
+
+    def request(self, subject: str, data: bytes, reply: str) -> Msg:
+        return Msg(_client=self, subject=subject, reply=reply, data=data)  # type: ignore[arg-type]
