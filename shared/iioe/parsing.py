@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from iioe.envelope import CloudEvent
 from iioe.events import BY_TYPE, EventSpec
 from iioe.reasons import Reason
-from iioe.subjects import MAX_EVENT_BYTES, parse_event_subject
+from iioe.subjects import MAX_EVENT_BYTES, parse_contact_subject, parse_event_subject
 
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "data")
 
@@ -41,13 +41,21 @@ _RANGE_ERRORS = {"greater_than_equal", "less_than_equal"}
 
 
 def parse_event(raw: bytes, subject: str | None = None) -> tuple[EventSpec, CloudEvent[Any]]:
-    """Validate envelope and data; check that the subject names the event's institution and type."""
+    """Validate envelope and data; check that the subject names the event's institution and type.
+
+    Raises only `InvalidEvent`, whose `reason` says why (contract section 6). With a `subject`
+    (as received from NATS), the subject must follow the type's rule — `subject_mismatch` —
+    and its institution token must be `data.institution` — `subject_institution_mismatch` —
+    for every type, contacts included.
+    """
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(Reason.TOO_LARGE, f"{len(raw)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEvent(Reason.INVALID_JSON, str(exc)) from None
+    except RecursionError:
+        raise InvalidEvent(Reason.INVALID_JSON, "JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidEvent(Reason.NOT_AN_OBJECT, f"a CloudEvent is a JSON object, got {type(body).__name__}")
     missing = [name for name in REQUIRED_ATTRIBUTES if name not in body]
@@ -67,17 +75,21 @@ def parse_event(raw: bytes, subject: str | None = None) -> tuple[EventSpec, Clou
         event = CloudEvent[spec.model].model_validate(body)  # type: ignore[name-defined]
     except ValidationError as exc:
         raise InvalidEvent(_data_reason(exc), _first_error(exc)) from None
-    if subject is not None and not spec.contact:
+    if subject is not None:
         _check_subject(subject, spec, event)
     return spec, event
 
 
 def _check_subject(subject: str, spec: EventSpec, event: CloudEvent[Any]) -> None:
-    parts = parse_event_subject(subject)
-    institution = getattr(event.data, "institution", None)
-    if parts is None or parts.name != spec.name or parts.major != spec.major or parts.institution != institution:
+    parts = parse_contact_subject(subject) if spec.contact else parse_event_subject(subject)
+    institution = str(getattr(event.data, "institution", ""))
+    if parts is None or parts.name != spec.name or parts.major != spec.major:
         raise InvalidEvent(
-            Reason.SUBJECT_MISMATCH,
-            f"{spec.type} for institution {institution!r} must be published on {spec.subject(str(institution))}"
+            Reason.SUBJECT_MISMATCH, f"{spec.type} must be published on {spec.subject_filter()}, not {subject}"
+        )
+    if parts.institution != institution:
+        raise InvalidEvent(
+            Reason.SUBJECT_INSTITUTION_MISMATCH,
+            f"{spec.type} for institution {institution!r} must be published on {spec.subject(institution)}"
             f", not {subject}",
         )

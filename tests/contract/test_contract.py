@@ -13,7 +13,13 @@ from iioe.events import ALL_EVENTS, BY_TYPE, COURSE_COMPLETED, EDUCATOR_REGISTER
 from iioe.parsing import InvalidEvent, parse_event
 from iioe.reasons import Reason
 from iioe.schemas import SNAPSHOT_DIR, compatibility_problems, current_schemas, snapshot_path
-from iioe.subjects import InvalidSubjectPart, contact_subject, event_subject, parse_event_subject
+from iioe.subjects import (
+    InvalidSubjectPart,
+    contact_subject,
+    event_subject,
+    parse_contact_subject,
+    parse_event_subject,
+)
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
 
@@ -126,6 +132,8 @@ def test_subject_rule() -> None:
     assert parse_event_subject("iioe.events.must.course_completed") is None
 
 
-def test_every_type_maps_to_its_subject_name() -> None:
+def test_every_type_is_derived_from_context_name_and_major() -> None:
     for event_type, spec in BY_TYPE.items():
-        assert event_type.endswith(f".{spec.name}.v{spec.major}")
+        assert event_type == f"org.iioe.{spec.context}.{spec.type_name or spec.name}.v{spec.major}"
+        parts = (parse_contact_subject if spec.contact else parse_event_subject)(spec.subject("must"))
+        assert parts is not None and (parts.name, parts.major) == (spec.name, spec.major)
