@@ -39,6 +39,24 @@ def _data_reason(exc: ValidationError) -> Reason:
 
 _RANGE_ERRORS = {"greater_than_equal", "less_than_equal"}
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting accepted anywhere in an event; deeper JSON could be read but not written back."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep(body: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
 
 def parse_event(raw: bytes, subject: str | None = None) -> tuple[EventSpec, CloudEvent[Any]]:
     """Validate envelope and data; check that the subject names the event's institution and type.
@@ -51,11 +69,13 @@ def parse_event(raw: bytes, subject: str | None = None) -> tuple[EventSpec, Clou
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(Reason.TOO_LARGE, f"{len(raw)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent(Reason.INVALID_JSON, str(exc)) from None
+        body = json.loads(raw, parse_constant=_reject_constant)
     except RecursionError:
         raise InvalidEvent(Reason.INVALID_JSON, "JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, integers over 4300 digits
+        raise InvalidEvent(Reason.INVALID_JSON, str(exc)) from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _too_deep(body):
+        raise InvalidEvent(Reason.INVALID_JSON, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(body, dict):
         raise InvalidEvent(Reason.NOT_AN_OBJECT, f"a CloudEvent is a JSON object, got {type(body).__name__}")
     missing = [name for name in REQUIRED_ATTRIBUTES if name not in body]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,11 +116,26 @@ def valid_events(draw: st.DrawFn, specs: tuple[EventSpec, ...] = ALL_EVENTS) -> 
 
 
 def _parse_or_invalid(raw: bytes, subject: str | None) -> tuple[EventSpec, CloudEvent[Any]] | None:
+    """Parse, or check the rejection names a known reason; whatever is accepted can be written back and re-read."""
     try:
-        return parse_event(raw, subject)
+        spec, event = parse_event(raw, subject)
     except InvalidEvent as exc:
         assert exc.reason in KNOWN_REASONS
         return None
+    again_spec, again = parse_event(event.to_json_bytes(), subject)
+    assert again_spec is spec and again.data == event.data
+    return spec, event
+
+
+# JSON text that Python's json module reads with surprises: non-standard constants, integers
+# past the 4300-digit conversion limit, overflowing floats, nesting past the recursion limit
+hostile_fragments = st.one_of(
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "-0.0", "0"]),
+    st.integers(4200, 5000).map(lambda digits: "9" * digits),
+    st.tuples(st.integers(1, 3000), st.sampled_from(["[", '{"k":'])).map(
+        lambda t: t[1] * t[0] + "0" + ("]" if t[1] == "[" else "}") * t[0]
+    ),
+)
 
 
 # ---------------------------------------------------------------- properties
@@ -200,6 +216,30 @@ def test_mutated_events_parse_or_are_rejected_with_a_known_reason(
     else:
         target[name] = value
     _parse_or_invalid(json.dumps(body).encode(), subject)
+
+
+@BOUNDED
+@given(
+    sample=st.sampled_from(sorted((Path(__file__).parent / "golden").glob("*.json"))),
+    where=st.sampled_from(["extension", "data_extra", "data_field", "envelope_field"]),
+    index=st.integers(0, 20),
+    fragment=hostile_fragments,
+)
+def test_hostile_json_is_rejected_with_a_known_reason_or_round_trips(
+    sample: Path, where: str, index: int, fragment: str
+) -> None:
+    golden = json.loads(sample.read_text(encoding="utf-8"))
+    event, subject = golden["event"], golden["subject"]
+    if where == "extension":
+        event["hostile"] = "@@"
+    elif where == "data_extra":
+        event["data"]["hostile"] = "@@"
+    elif where == "data_field":
+        event["data"][sorted(event["data"])[index % len(event["data"])]] = "@@"
+    else:
+        event[sorted(event)[index % len(event)]] = "@@"
+    raw = json.dumps(event).replace('"@@"', fragment, 1).encode()
+    _parse_or_invalid(raw, subject)
 
 
 def test_oversized_input_is_rejected_before_it_is_read() -> None:
