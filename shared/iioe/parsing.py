@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,15 +48,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _too_deep(body: Any) -> bool:
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _structure_problem(body: Any, check_strings: bool) -> str | None:
+    """Why parsed JSON could not be written back: too deep, or a lone surrogate (`"\\ud800"`) in a string."""
     stack: list[tuple[Any, int]] = [(body, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict | list):
             if depth > MAX_JSON_DEPTH:
-                return True
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return False
+                return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            if isinstance(node, dict):
+                stack.extend((key, depth) for key in node)
+                stack.extend((child, depth + 1) for child in node.values())
+            else:
+                stack.extend((child, depth + 1) for child in node)
+        elif check_strings and isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone UTF-16 surrogate, which is not Unicode text"
+    return None
 
 
 def parse_event(raw: bytes, subject: str | None = None) -> tuple[EventSpec, CloudEvent[Any]]:
@@ -74,8 +88,12 @@ def parse_event(raw: bytes, subject: str | None = None) -> tuple[EventSpec, Clou
         raise InvalidEvent(Reason.INVALID_JSON, "JSON nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, integers over 4300 digits
         raise InvalidEvent(Reason.INVALID_JSON, str(exc)) from None
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _too_deep(body):
-        raise InvalidEvent(Reason.INVALID_JSON, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    deep = raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
+    escaped_surrogate = _SURROGATE_ESCAPE.search(raw) is not None
+    if deep or escaped_surrogate:
+        problem = _structure_problem(body, escaped_surrogate)
+        if problem:
+            raise InvalidEvent(Reason.INVALID_JSON, problem)
     if not isinstance(body, dict):
         raise InvalidEvent(Reason.NOT_AN_OBJECT, f"a CloudEvent is a JSON object, got {type(body).__name__}")
     missing = [name for name in REQUIRED_ATTRIBUTES if name not in body]

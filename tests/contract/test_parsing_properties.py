@@ -131,6 +131,7 @@ def _parse_or_invalid(raw: bytes, subject: str | None) -> tuple[EventSpec, Cloud
 # past the 4300-digit conversion limit, overflowing floats, nesting past the recursion limit
 hostile_fragments = st.one_of(
     st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "-0.0", "0"]),
+    st.sampled_from(['"\\ud800"', '"a\\uDFFFb"', '{"\\udbff": 1}', '["\\ud834\\udd1e"]', '"\\ud834\\udd1e"']),
     st.integers(4200, 5000).map(lambda digits: "9" * digits),
     st.tuples(st.integers(1, 3000), st.sampled_from(["[", '{"k":'])).map(
         lambda t: t[1] * t[0] + "0" + ("]" if t[1] == "[" else "}") * t[0]
