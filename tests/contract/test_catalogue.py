@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,13 @@ def test_contact_on_the_event_log_is_a_subject_mismatch() -> None:
     event, _ = _golden("educator_contact")
     assert _reason(event, "iioe.events.must.educator_contact.v1") == Reason.SUBJECT_MISMATCH
     assert _reason(event, "iioe.contacts.num.educator_contact.v1") == Reason.SUBJECT_INSTITUTION_MISMATCH
+
+
+@pytest.mark.parametrize("spec", ALL_EVENTS, ids=[spec.name for spec in ALL_EVENTS])
+def test_every_model_carries_the_event_comment_block(spec: EventSpec) -> None:
+    comments = inspect.getcomments(spec.model) or ""
+    lines = [line.removeprefix("# .. ").strip() for line in comments.splitlines()]
+    keys = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines if ":" in line}
+    assert keys.keys() >= {"event_type", "subject", "producer", "consumers", "personal_data"}, spec.type
+    assert keys["event_type"].split()[0] == spec.type
+    assert keys["subject"].split()[0] == spec.subject("inst").replace(".inst.", ".<institution>.")
