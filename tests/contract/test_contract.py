@@ -96,11 +96,15 @@ def test_round_trip_keeps_types_and_offsets() -> None:
         (lambda e: e.update(specversion="0.3"), Reason.UNSUPPORTED_SPECVERSION),
         (lambda e: e.update(type="org.iioe.learning.course_started.v1"), Reason.UNKNOWN_TYPE),
         (lambda e: e.update(time="yesterday"), Reason.INVALID_ATTRIBUTE),
+        (lambda e: e.update(time=1743577445), Reason.INVALID_ATTRIBUTE),
+        (lambda e: e.update(time="2025-04-02T15:04:05+0800"), Reason.INVALID_ATTRIBUTE),
         (lambda e: e.update(id="x" * 129), Reason.INVALID_ATTRIBUTE),
         (lambda e: e["data"].pop("course_id"), Reason.INVALID_DATA),
         (lambda e: e["data"].update(score="85"), Reason.INVALID_DATA),
         (lambda e: e["data"].update(score=-1), Reason.SCORE_OUT_OF_RANGE),
         (lambda e: e["data"].update(completed_at="2025-04-02T15:00:00"), Reason.INVALID_DATA),
+        (lambda e: e["data"].update(completed_at=1743577200), Reason.INVALID_DATA),
+        (lambda e: e["data"].update(completed_at="2025-04-02T15:00+08:00"), Reason.INVALID_DATA),
     ],
 )
 def test_invalid_events_are_rejected_with_a_specific_reason(mutate, reason) -> None:  # type: ignore[no-untyped-def]
