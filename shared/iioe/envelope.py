@@ -10,7 +10,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from iioe.events.common import Timestamp
 
 CONTENT_TYPE = "application/cloudevents+json"
 DataT = TypeVar("DataT", bound=BaseModel)
@@ -25,7 +27,8 @@ class CloudEvent(BaseModel, Generic[DataT]):
     id: str = Field(min_length=1, max_length=128)
     source: str = Field(min_length=1, max_length=512)
     type: str = Field(min_length=1, max_length=256)
-    time: AwareDatetime
+    time: Timestamp
+    """RFC 3339 with an offset; a Unix number or a time without offset is rejected."""
     subject: str | None = Field(default=None, max_length=256)
     datacontenttype: Literal["application/json"] = "application/json"
     data: DataT

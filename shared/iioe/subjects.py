@@ -104,9 +104,20 @@ class EventSubject:
 _EVENT_SUBJECT_RE = re.compile(r"^iioe\.events\.([a-z0-9-]{2,32})\.([a-z][a-z0-9_]*)\.v([1-9][0-9]*)$")
 
 
+_CONTACT_SUBJECT_RE = re.compile(r"^iioe\.contacts\.([a-z0-9-]{2,32})\.([a-z][a-z0-9_]*)\.v([1-9][0-9]*)$")
+
+
 def parse_event_subject(subject: str) -> EventSubject | None:
     """The parts of an event subject, or None if it does not follow the rule."""
     match = _EVENT_SUBJECT_RE.fullmatch(subject)
+    if match is None:
+        return None
+    return EventSubject(match.group(1), match.group(2), int(match.group(3)))
+
+
+def parse_contact_subject(subject: str) -> EventSubject | None:
+    """The parts of a contact subject (`iioe.contacts.<institution>.<name>.v<major>`), or None."""
+    match = _CONTACT_SUBJECT_RE.fullmatch(subject)
     if match is None:
         return None
     return EventSubject(match.group(1), match.group(2), int(match.group(3)))

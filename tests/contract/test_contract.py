@@ -13,7 +13,13 @@ from iioe.events import ALL_EVENTS, BY_TYPE, COURSE_COMPLETED, EDUCATOR_REGISTER
 from iioe.parsing import InvalidEvent, parse_event
 from iioe.reasons import Reason
 from iioe.schemas import SNAPSHOT_DIR, compatibility_problems, current_schemas, snapshot_path
-from iioe.subjects import InvalidSubjectPart, contact_subject, event_subject, parse_event_subject
+from iioe.subjects import (
+    InvalidSubjectPart,
+    contact_subject,
+    event_subject,
+    parse_contact_subject,
+    parse_event_subject,
+)
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
 
@@ -90,11 +96,15 @@ def test_round_trip_keeps_types_and_offsets() -> None:
         (lambda e: e.update(specversion="0.3"), Reason.UNSUPPORTED_SPECVERSION),
         (lambda e: e.update(type="org.iioe.learning.course_started.v1"), Reason.UNKNOWN_TYPE),
         (lambda e: e.update(time="yesterday"), Reason.INVALID_ATTRIBUTE),
+        (lambda e: e.update(time=1743577445), Reason.INVALID_ATTRIBUTE),
+        (lambda e: e.update(time="2025-04-02T15:04:05+0800"), Reason.INVALID_ATTRIBUTE),
         (lambda e: e.update(id="x" * 129), Reason.INVALID_ATTRIBUTE),
         (lambda e: e["data"].pop("course_id"), Reason.INVALID_DATA),
         (lambda e: e["data"].update(score="85"), Reason.INVALID_DATA),
         (lambda e: e["data"].update(score=-1), Reason.SCORE_OUT_OF_RANGE),
         (lambda e: e["data"].update(completed_at="2025-04-02T15:00:00"), Reason.INVALID_DATA),
+        (lambda e: e["data"].update(completed_at=1743577200), Reason.INVALID_DATA),
+        (lambda e: e["data"].update(completed_at="2025-04-02T15:00+08:00"), Reason.INVALID_DATA),
     ],
 )
 def test_invalid_events_are_rejected_with_a_specific_reason(mutate, reason) -> None:  # type: ignore[no-untyped-def]
@@ -126,6 +136,8 @@ def test_subject_rule() -> None:
     assert parse_event_subject("iioe.events.must.course_completed") is None
 
 
-def test_every_type_maps_to_its_subject_name() -> None:
+def test_every_type_is_derived_from_context_name_and_major() -> None:
     for event_type, spec in BY_TYPE.items():
-        assert event_type.endswith(f".{spec.name}.v{spec.major}")
+        assert event_type == f"org.iioe.{spec.context}.{spec.type_name or spec.name}.v{spec.major}"
+        parts = (parse_contact_subject if spec.contact else parse_event_subject)(spec.subject("must"))
+        assert parts is not None and (parts.name, parts.major) == (spec.name, spec.major)

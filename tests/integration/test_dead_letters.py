@@ -81,7 +81,7 @@ async def test_junk_is_dead_lettered_with_reasons_while_good_events_flow(nc, ref
     assert attempts[f"{ref}-flaky"] == 2
     assert attempts[f"{ref}-poison"] == 3
     reasons = {m.headers[H_REASON]: m for m in letters}
-    assert set(reasons) == {"invalid_json", "score_out_of_range", "subject_mismatch", "processing_failed"}
+    assert set(reasons) == {"invalid_json", "score_out_of_range", "subject_institution_mismatch", "processing_failed"}
     junk = reasons["invalid_json"]
     assert junk.data == b"this is not json"  # the original bytes, untouched
     assert junk.headers[H_SUBJECT] == subject and junk.headers[H_CONSUMER] == durable

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from iioe.events.common import Credits, EventData, Identifier, InstitutionCode, Timestamp
+from iioe.events.common import Credits, EventData, Identifier, InstitutionCode, ReasonText, Timestamp
 
 
 # .. event_type: org.iioe.certification.certificate_issued.v1
@@ -56,3 +56,33 @@ class CreditRecognized(EventData):
     receiving_programme: str = Field(min_length=1, max_length=200)
     credits: Credits
     recognized_at: Timestamp
+
+
+# .. event_type: org.iioe.certification.certificate_suspended.v1   (contract v1.1)
+# .. subject: iioe.events.<institution>.certificate_suspended.v1 (stream IIOE_EVENTS)
+# .. producer: certification service (POST /v1/certificates/<id>/suspend)
+# .. consumers: analytics, notifications, partner registries
+# .. personal_data: none
+class CertificateSuspended(EventData):
+    """An operator suspended a certificate; verification answers `suspended` until it is reinstated."""
+
+    certificate_id: Identifier
+    educator_id: Identifier
+    institution: InstitutionCode
+    reason: ReasonText | None = None
+    at: Timestamp
+
+
+# .. event_type: org.iioe.certification.certificate_reinstated.v1   (contract v1.1)
+# .. subject: iioe.events.<institution>.certificate_reinstated.v1 (stream IIOE_EVENTS)
+# .. producer: certification service (POST /v1/certificates/<id>/reinstate)
+# .. consumers: analytics, notifications, partner registries
+# .. personal_data: none
+class CertificateReinstated(EventData):
+    """An operator lifted a certificate's suspension; verification answers `active` again."""
+
+    certificate_id: Identifier
+    educator_id: Identifier
+    institution: InstitutionCode
+    reason: ReasonText | None = None
+    at: Timestamp

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iioe.events.common import EventData, Identifier, InstitutionCode, Language, Score, Timestamp
+from iioe.events.common import EventData, Identifier, InstitutionCode, Language, Rating, Score, Timestamp
 
 
 # .. event_type: org.iioe.learning.course_completed.v1
@@ -19,3 +19,19 @@ class CourseCompleted(EventData):
     score: Score
     completed_at: Timestamp
     language: Language | None = None
+
+
+# .. event_type: org.iioe.learning.course_evaluated.v1   (contract v1.1)
+# .. subject: iioe.events.<institution>.course_evaluated.v1 (stream IIOE_EVENTS)
+# .. producer: partners (the IIOE learning platform, university LMSs)
+# .. consumers: analytics (course ratings)
+# .. personal_data: none — two ratings, no free-text comment
+class CourseEvaluated(EventData):
+    """An educator rated a course: content and usefulness, integers 1–5."""
+
+    educator_id: Identifier
+    institution: InstitutionCode
+    course_id: Identifier
+    language: Language
+    content_rating: Rating
+    usefulness_rating: Rating

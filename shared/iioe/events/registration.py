@@ -35,3 +35,30 @@ class EducatorContact(EventData):
     full_name: str = Field(min_length=1, max_length=200)
     email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
     language: Language
+
+
+# .. event_type: org.iioe.registration.educator_role_changed.v1   (contract v1.1)
+# .. subject: iioe.events.<institution>.educator_role_changed.v1 (stream IIOE_EVENTS)
+# .. producer: registration service (command iioe.commands.<institution>.change_role)
+# .. consumers: analytics (master teachers, cascade reach)
+# .. personal_data: none
+class EducatorRoleChanged(EventData):
+    """An educator's role changed, e.g. to master teacher of the cascade model."""
+
+    educator_id: Identifier
+    institution: InstitutionCode
+    role: Role
+    changed_at: Timestamp
+
+
+# .. event_type: org.iioe.registration.educator_erased.v1   (contract v1.1)
+# .. subject: iioe.events.<institution>.educator_erased.v1 (stream IIOE_EVENTS)
+# .. producer: registration service (erasure of a person's data)
+# .. consumers: notifications (forget contact details), analytics, certification
+# .. personal_data: none — it names the educator by id only
+class EducatorErased(EventData):
+    """An educator's personal data was erased; consumers forget whatever they hold about this id."""
+
+    educator_id: Identifier
+    institution: InstitutionCode
+    erased_at: Timestamp
