@@ -87,6 +87,9 @@ class EmbeddedNats:
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
+    config: Path | None = None
+    """A server configuration (e.g. with authentication, see `iioe_tools.nats_auth`); it names
+    host, port and the JetStream store itself."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -104,13 +107,16 @@ class EmbeddedNats:
                 f"or set NATS_URL to use the server that is running there."
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            nats_server_binary(),
-            "-a", self.host, "-p", str(self.port),
-            "-js", "-sd", str(self.data_dir / "jetstream"),
-            "-n", "iioe-embedded",
-            "-l", str(self.log_path),
-        ]  # fmt: skip
+        if self.config is not None:
+            cmd = [nats_server_binary(), "-c", str(self.config), "-l", str(self.log_path)]
+        else:
+            cmd = [
+                nats_server_binary(),
+                "-a", self.host, "-p", str(self.port),
+                "-js", "-sd", str(self.data_dir / "jetstream"),
+                "-n", "iioe-embedded",
+                "-l", str(self.log_path),
+            ]  # fmt: skip
         self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
         if not wait_for_port(self.port, timeout, self.host) or self.process.poll() is not None:
             self.stop()

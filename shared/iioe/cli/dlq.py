@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 
 from iioe.runtime.dlq import list_dead_letters, redrive
 from iioe.runtime.nats import connect
-from iioe.runtime.settings import DEFAULT_NATS_URL
+from iioe_tools.operator import operator_connection
 
 
 async def _list(url: str, limit: int, as_json: bool) -> int:
-    nc = await connect(url, "iioe-dlq")
+    nats_url, auth = operator_connection(url)
+    nc = await connect(nats_url, "iioe-dlq", auth=auth)
     try:
         letters = await list_dead_letters(nc.jetstream(), limit=limit)
     finally:
@@ -32,7 +32,8 @@ async def _list(url: str, limit: int, as_json: bool) -> int:
 
 
 async def _redrive(url: str, seqs: list[int]) -> int:
-    nc = await connect(url, "iioe-dlq")
+    nats_url, auth = operator_connection(url)
+    nc = await connect(nats_url, "iioe-dlq", auth=auth)
     try:
         js = nc.jetstream()
         for seq in seqs:
@@ -45,7 +46,7 @@ async def _redrive(url: str, seqs: list[int]) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     p = sub.add_parser("dlq", help="list or re-drive dead letters in IIOE_DLQ")
-    p.add_argument("--nats-url", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+    p.add_argument("--nats-url", default=None, help="default: NATS_URL, else the platform of IIOE_DATA_DIR")
     dsub = p.add_subparsers(dest="dlq_command", required=True)
     lp = dsub.add_parser("list", help="show the newest dead letters")
     lp.add_argument("--limit", type=int, default=50)

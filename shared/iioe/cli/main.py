@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "iioe.cli.up",
     "iioe.cli.provision",
+    "iioe.cli.credentials",
     "iioe.cli.dlq",
     "iioe.cli.asyncapi",
     "services.certification.cli",

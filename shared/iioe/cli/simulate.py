@@ -20,7 +20,6 @@ from pydantic import BaseModel
 
 from iioe.runtime.logging import configure_logging
 from iioe.runtime.nats import connect
-from iioe.runtime.settings import DEFAULT_NATS_URL
 from iioe.simulation.compare import (
     AnalyticsSummary,
     AnalyticsUnreachable,
@@ -39,6 +38,7 @@ from iioe.simulation.scenario import (
     Scenario,
     build_scenario,
 )
+from iioe_tools.operator import operator_connection
 
 DEFAULT_ANALYTICS_URL = "http://127.0.0.1:8003"
 EXIT_OK, EXIT_MISMATCH, EXIT_UNREACHABLE = 0, 1, 2
@@ -177,9 +177,10 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
     )
 
     try:
-        nc = await connect(args.nats_url, "iioe-simulate", connect_attempts=3)
-    except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
-        print(f"error: NATS at {args.nats_url} is unreachable ({exc!r}); nothing was sent.", file=sys.stderr)
+        nats_url, auth = operator_connection(args.nats_url)
+        nc = await connect(nats_url, "iioe-simulate", connect_attempts=3, auth=auth)
+    except (OSError, nats.errors.NoServersError, TimeoutError, nats.errors.Error) as exc:
+        print(f"error: NATS at {nats_url} is unreachable ({exc!r}); nothing was sent.", file=sys.stderr)
         return EXIT_UNREACHABLE
     update, close, totals = _progress_bars(not args.quiet and not args.json and sys.stderr.isatty())
     totals.update(register=len(scenario.educators), publish=n_events + len(scenario.duplicate_event_ids))
@@ -276,7 +277,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
             "public NATS interfaces, then wait until the analytics summary grows by exactly the ground truth."
         ),
     )
-    p.add_argument("--nats-url", default=os.environ.get("NATS_URL", DEFAULT_NATS_URL))
+    p.add_argument("--nats-url", default=None, help="default: NATS_URL, else the platform of IIOE_DATA_DIR")
     p.add_argument("--analytics-url", default=os.environ.get("IIOE_ANALYTICS_URL", DEFAULT_ANALYTICS_URL))
     p.add_argument("--seed", type=int, default=2025, help="same seed, same scenario (a re-run adds nothing)")
     p.add_argument(

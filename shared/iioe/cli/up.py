@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from iioe.access import OPERATOR_USER, service_user
 from iioe.cli.provision import provision
 from iioe.embedded import (
     EmbeddedNats,
@@ -31,6 +32,8 @@ from iioe.embedded import (
     free_port,
     port_is_free,
 )
+from iioe.runtime.settings import NatsAuthOptions
+from iioe_tools.nats_auth import NatsAuth
 
 DEFAULT_NATS_PORT = 4222
 
@@ -114,27 +117,6 @@ def tail(path: Path, lines: int = 15) -> str:
         return "(no log yet)"
 
 
-def nats_is_jetstream(url: str) -> bool:
-    """True if a JetStream-enabled NATS server answers at `url`."""
-
-    async def probe() -> bool:
-        import nats
-
-        try:
-            nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
-        except Exception:
-            return False
-        try:
-            await nc.jetstream().account_info()
-            return True
-        except Exception:
-            return False
-        finally:
-            await nc.close()
-
-    return asyncio.run(probe())
-
-
 class Platform:
     """Owns the embedded servers and the service processes."""
 
@@ -147,33 +129,36 @@ class Platform:
         self.database_url = ""
         self.children: list[Child] = []
         self.token = ""
+        self.auth: NatsAuth | None = None
 
     # -- infrastructure -------------------------------------------------------------------
     def start_nats(self) -> None:
+        """An authenticated embedded nats-server, unless `NATS_URL` names a server.
+
+        A server already on the port is never borrowed: `iioe up` cannot vouch for its
+        authorization, so it starts its own on another free port (unless the port was chosen
+        explicitly with `IIOE_NATS_PORT`)."""
         if os.environ.get("NATS_URL"):
             self.nats_url = os.environ["NATS_URL"]
-            say(f"using NATS at {self.nats_url} (NATS_URL)")
+            say(f"using NATS at {self.nats_url} (NATS_URL; credentials from NATS_USER/NATS_PASSWORD/NATS_CREDS)")
             return
         explicit = "IIOE_NATS_PORT" in os.environ
-        port = int(os.environ.get("IIOE_NATS_PORT", DEFAULT_NATS_PORT))
+        port = int(os.environ.get("IIOE_NATS_PORT", 0)) or self._remembered_port("nats.port") or DEFAULT_NATS_PORT
         if not port_is_free(port):
-            url = f"nats://127.0.0.1:{port}"
-            if not explicit and nats_is_jetstream(url):
-                self.nats_url = url
-                say(
-                    f"port {port} is already served by a JetStream-enabled nats-server: using it. "
-                    "Set IIOE_NATS_PORT=<port> to start the embedded server on another port instead, "
-                    "or NATS_URL to choose a server."
+            if explicit:
+                raise UpError(
+                    f"NATS port {port} (IIOE_NATS_PORT) is already in use. Choose a free port, "
+                    "or set NATS_URL=nats://host:port to use a running server."
                 )
-                return
-            raise UpError(
-                f"NATS port {port} is already in use by something that is not a JetStream nats-server. "
-                "Set IIOE_NATS_PORT=<free port> for the embedded server, or NATS_URL=nats://host:port "
-                "to use a running server."
-            )
-        self.nats = EmbeddedNats(self.data_dir / "nats", port).start()
+            taken, port = port, free_port()
+            say(f"port {taken} is taken by another server; starting the platform's own nats-server on {port}")
+        self.auth = NatsAuth(self.data_dir / "nats", host="127.0.0.1", port=port)
+        self.auth.ensure_platform_users()
+        self.auth.write_config()
+        self.nats = EmbeddedNats(self.data_dir / "nats", port, config=self.auth.config_path).start()
+        (self.data_dir / "nats.port").write_text(str(port))
         self.nats_url = self.nats.url
-        say(f"started embedded nats-server {self.nats_url} (data {self.nats.data_dir})")
+        say(f"started embedded nats-server {self.nats_url} with authentication (data {self.nats.data_dir})")
 
     def start_postgres(self) -> None:
         if os.environ.get("DATABASE_URL"):
@@ -218,8 +203,16 @@ class Platform:
         path.chmod(0o600)
         return token
 
+    def operator_auth(self) -> NatsAuthOptions | None:
+        """How `iioe up` itself (and the CLI) connects: the operator user of the embedded server."""
+        if self.auth is None:
+            return None
+        creds = self.auth.credentials(OPERATOR_USER)
+        return NatsAuthOptions(user=creds.user, password=creds.password)
+
     # -- services -------------------------------------------------------------------------
-    def service_env(self) -> dict[str, str]:
+    def service_env(self, service: str) -> dict[str, str]:
+        """One service's environment: its own NATS user (embedded server) and the shared settings."""
         env = dict(os.environ)
         env.update(
             NATS_URL=self.nats_url,
@@ -228,6 +221,8 @@ class Platform:
             LOG_JSON="true",
             PYTHONUNBUFFERED="1",
         )
+        if self.auth is not None:
+            env.update(self.auth.credentials(service_user(service)).env())
         for svc in SERVICES:
             env[f"IIOE_{svc.name.upper()}_URL"] = f"http://127.0.0.1:{svc.port()}"
             env.setdefault(f"IIOE_{svc.name.upper()}_API_TOKEN", self.token)
@@ -242,10 +237,9 @@ class Platform:
                 )
 
     def start_services(self, services: list[ServiceDef]) -> None:
-        env = self.service_env()
         for svc in services:
             child = Child(svc, self.data_dir / "logs" / f"{svc.name}.log")
-            child.start(env)
+            child.start(self.service_env(svc.name))
             self.children.append(child)
             say(f"starting {svc.name} (pid {child.process.pid if child.process else '?'}, port {svc.port()})")
 
@@ -274,7 +268,6 @@ class Platform:
                 time.sleep(0.2)
 
     def supervise(self, stop: list[bool]) -> None:
-        env = self.service_env()
         while not stop[0]:
             for child in self.children:
                 assert child.process is not None
@@ -284,7 +277,7 @@ class Platform:
                     say(f"{child.service.name} exited with code {code}; restarting in {delay:.0f}s")
                     time.sleep(delay)
                     child.restarts += 1
-                    child.start(env)
+                    child.start(self.service_env(child.service.name))
             time.sleep(0.5)
 
     def stop(self) -> None:
@@ -332,7 +325,9 @@ def run_up(data_dir: Path, only: list[str] | None = None, health_timeout: float 
         platform.token = platform.operator_token()
         platform.start_nats()
         platform.start_postgres()
-        streams = asyncio.run(provision(platform.nats_url, float(os.environ.get("IIOE_CONTACTS_MAX_AGE_DAYS", 30))))
+        operator = platform.operator_auth()
+        contacts_days = float(os.environ.get("IIOE_CONTACTS_MAX_AGE_DAYS", 30))
+        streams = asyncio.run(provision(platform.nats_url, contacts_days, auth=operator, operator_token=platform.token))
         say(f"streams ready: {', '.join(streams)}")
         platform.start_services(services)
         platform.wait_healthy()

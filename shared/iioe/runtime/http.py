@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +9,6 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iioe.runtime.logging import configure_logging
@@ -20,11 +18,14 @@ from iioe.runtime.settings import ServiceSettings
 class ApiError(Exception):
     """An error answered as `{"error": {"code", "message"}}` with an HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
         self.extra = extra
 
 
@@ -35,7 +36,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, **exc.extra), status_code=exc.status)
+        return JSONResponse(error_body(exc.code, exc.message, **exc.extra), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -57,22 +58,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
-_bearer = HTTPBearer(auto_error=False)
+def operator_auth(settings: ServiceSettings, scope: str = "admin") -> Callable[..., Any]:
+    """A dependency requiring an operator token with `scope` (401 missing, 403 wrong or narrower)."""
+    from iioe.runtime.auth import require_scope
 
-
-def operator_auth(settings: ServiceSettings) -> Callable[..., Any]:
-    """A dependency requiring `Authorization: Bearer <settings.api_token>` (401 missing, 403 wrong)."""
-    from fastapi import Depends
-
-    async def check(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-        if settings.api_token is None:
-            raise ApiError(403, "operator_token_not_configured", "this service has no operator token configured")
-        if credentials is None:
-            raise ApiError(401, "unauthorized", "operator action: send 'Authorization: Bearer <token>'")
-        if not secrets.compare_digest(credentials.credentials, settings.api_token):
-            raise ApiError(403, "forbidden", "the bearer token is not valid for this service")
-
-    return check
+    return require_scope(scope)
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:

@@ -16,6 +16,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from iioe.runtime.logging import get_logger
+from iioe.runtime.settings import NatsAuthOptions
 from iioe.subjects import (
     ANALYTICS_STREAM,
     ANALYTICS_SUBJECTS,
@@ -33,7 +34,7 @@ DUPLICATE_WINDOW_SECONDS = 10 * 60
 DAY = 24 * 3600.0
 
 
-async def connect(url: str, name: str, *, connect_attempts: int = 30) -> NATS:
+async def connect(url: str, name: str, *, connect_attempts: int = 30, auth: NatsAuthOptions | None = None) -> NATS:
     """Connect and then reconnect forever (nats-py gives up after 60 attempts by default)."""
 
     async def on_disconnect() -> None:
@@ -60,6 +61,7 @@ async def connect(url: str, name: str, *, connect_attempts: int = 30) -> NATS:
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
                 error_cb=on_error,
+                **(auth.connect_kwargs() if auth else {}),
             )
             nc_ref.append(nc)
             return nc

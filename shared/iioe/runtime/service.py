@@ -19,6 +19,7 @@ from iioe.runtime.logging import get_logger
 from iioe.runtime.nats import connect
 from iioe.runtime.outbox import OutboxRelay, pending_count
 from iioe.runtime.settings import ServiceSettings
+from iioe.runtime.tokens import OPERATOR_SCOPES, TokenGrant, TokenRegistry
 
 log = get_logger(__name__)
 BackgroundTask = Callable[[], Awaitable[None]]
@@ -49,6 +50,9 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self.consumers: list[EventConsumer] = []
         self._tasks: list[asyncio.Task[None]] = []
+        operator = TokenGrant(kind="operator", actor="operator", scopes=OPERATOR_SCOPES)
+        self.tokens = TokenRegistry({settings.api_token: operator} if settings.api_token else None)
+        """HTTP bearer-token grants (see `iioe.runtime.auth`)."""
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -91,8 +95,9 @@ class ServiceRuntime:
     async def start(self) -> None:
         s = self.settings
         self._pool = await setup_database(s.database_url, s.db_schema, self._migrations, max_size=self._pool_size)
-        self._nc = await connect(s.nats_url, s.service_name)
+        self._nc = await connect(s.nats_url, s.service_name, auth=s.nats_auth())
         self._js = self._nc.jetstream()
+        await self.tokens.start(self._js)
         if self._run_relay:
             self.relay = OutboxRelay(self._pool, self._js, poll_seconds=s.outbox_poll_seconds)
             self._spawn(self.relay.run(), "outbox-relay")
@@ -116,6 +121,7 @@ class ServiceRuntime:
             log.error("background task died", task=task.get_name(), error=repr(task.exception()))
 
     async def stop(self) -> None:
+        await self.tokens.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

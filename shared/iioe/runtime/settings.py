@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -22,6 +25,16 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "iioe"
     nats_url: str = Field(default=DEFAULT_NATS_URL, validation_alias="NATS_URL")
+    nats_user: str | None = Field(default=None, validation_alias="NATS_USER")
+    nats_password: SecretStr | None = Field(default=None, validation_alias="NATS_PASSWORD")
+    nats_token: SecretStr | None = Field(default=None, validation_alias="NATS_TOKEN")
+    nats_creds_file: Path | None = Field(default=None, validation_alias="NATS_CREDS")
+    """A standard NATS `.creds` file (decentralized JWT auth), instead of user/password or token."""
+    nats_inbox_prefix: str | None = Field(default=None, validation_alias="NATS_INBOX_PREFIX")
+    """Reply subjects of this process (`_INBOX_<user>`): the server lets only this user read them."""
+    nats_tls_ca_file: Path | None = Field(default=None, validation_alias="NATS_TLS_CA")
+    nats_tls_cert_file: Path | None = Field(default=None, validation_alias="NATS_TLS_CERT")
+    nats_tls_key_file: Path | None = Field(default=None, validation_alias="NATS_TLS_KEY")
     database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
     data_dir: Path = Field(default=Path(".iioe"), validation_alias="IIOE_DATA_DIR")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
@@ -40,4 +53,49 @@ class ServiceSettings(BaseSettings):
     outbox_relay_enabled: bool = True
     """Off only to run the relay elsewhere (or, in tests, to stop a process between commit and publish)."""
     api_token: str | None = None
-    """Bearer token for operator actions on this service's HTTP API."""
+    """Bearer token for operator actions on this service's HTTP API (every operator scope)."""
+
+    def nats_auth(self) -> NatsAuthOptions:
+        return NatsAuthOptions(
+            user=self.nats_user,
+            password=self.nats_password.get_secret_value() if self.nats_password else None,
+            token=self.nats_token.get_secret_value() if self.nats_token else None,
+            creds_file=self.nats_creds_file,
+            inbox_prefix=self.nats_inbox_prefix,
+            tls_ca_file=self.nats_tls_ca_file,
+            tls_cert_file=self.nats_tls_cert_file,
+            tls_key_file=self.nats_tls_key_file,
+        )
+
+
+@dataclass(frozen=True)
+class NatsAuthOptions:
+    """How a process proves who it is to NATS, and over what (TLS)."""
+
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds_file: Path | None = None
+    inbox_prefix: str | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `nats.connect`."""
+        kwargs: dict[str, Any] = {}
+        if self.user is not None:
+            kwargs["user"] = self.user
+            kwargs["password"] = self.password or ""
+        if self.token is not None:
+            kwargs["token"] = self.token
+        if self.creds_file is not None:
+            kwargs["user_credentials"] = str(self.creds_file)
+        if self.inbox_prefix:
+            kwargs["inbox_prefix"] = self.inbox_prefix
+        if self.tls_ca_file or self.tls_cert_file:
+            context = ssl.create_default_context(cafile=str(self.tls_ca_file) if self.tls_ca_file else None)
+            if self.tls_cert_file:
+                context.load_cert_chain(str(self.tls_cert_file), str(self.tls_key_file) if self.tls_key_file else None)
+            kwargs["tls"] = context
+        return kwargs

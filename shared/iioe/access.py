@@ -1,0 +1,187 @@
+"""Who may do what on the bus (contract §8): the least-privilege policy, as data.
+
+One place derives every NATS permission from the contract's subjects, so that the embedded
+server, the shipped deploy configs and the tests that prove the denials all agree. Nothing
+here talks to NATS: `iioe_tools`/the CLI render these into a nats-server configuration.
+
+Principals:
+* a **service** user per service: exactly the subjects it consumes and emits, its own inbox
+  prefix, and JetStream API access to its own streams and durable consumers only;
+* a **partner** user per institution: commands and the partner event types for that
+  institution only, replies on its own inbox prefix;
+* the **dashboard** user: subscribe to `iioe.analytics.>` only;
+* the **operator** user: everything (the CLI: provisioning, dead letters, rebuild, tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from iioe.subjects import (
+    ANALYTICS_STREAM,
+    ANALYTICS_SUBJECTS,
+    CONTACTS_STREAM,
+    DLQ_STREAM,
+    DLQ_SUBJECTS,
+    EVENTS_STREAM,
+    check_institution,
+)
+
+PARTNER_EVENT_NAMES: tuple[str, ...] = (
+    "course_completed",
+    "training_session_held",
+    "trainee_attended",
+    "portfolio_entry_added",
+    "practice_integration_reported",
+    "course_evaluated",
+)
+"""Event types a partner may publish for its own institution (contract §8, §9)."""
+
+TOKENS_BUCKET = "IIOE_TOKENS"
+"""JetStream key-value bucket of HTTP bearer-token grants (hashes only), written by the operator CLI."""
+
+SERVICE_NAMES = ("registration", "certification", "analytics", "notifications")
+
+_SERVICE_EMITS: dict[str, tuple[str, ...]] = {
+    "registration": (
+        "iioe.events.*.educator_registered.v1",
+        "iioe.events.*.educator_role_changed.v1",
+        "iioe.events.*.educator_erased.v1",
+        "iioe.contacts.*.educator_contact.v1",
+        # cascade and portfolio records entered over HTTP by institution staff
+        "iioe.events.*.training_session_held.v1",
+        "iioe.events.*.trainee_attended.v1",
+        "iioe.events.*.portfolio_entry_added.v1",
+        "iioe.events.*.practice_integration_reported.v1",
+    ),
+    "certification": (
+        "iioe.events.*.certificate_issued.v1",
+        "iioe.events.*.certificate_revoked.v1",
+        "iioe.events.*.certificate_suspended.v1",
+        "iioe.events.*.certificate_reinstated.v1",
+        "iioe.events.*.credit_recognized.v1",
+        "iioe.events.*.credit_transfer_requested.v1",
+        "iioe.events.*.credit_transfer_decided.v1",
+        DLQ_SUBJECTS,
+    ),
+    "analytics": (ANALYTICS_SUBJECTS, DLQ_SUBJECTS),
+    "notifications": (DLQ_SUBJECTS,),
+}
+
+SERVICE_DURABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "registration": (),
+    "certification": ((EVENTS_STREAM, "progress"),),
+    "analytics": ((EVENTS_STREAM, "projections"),),
+    "notifications": ((EVENTS_STREAM, "events"), (CONTACTS_STREAM, "contacts"), (EVENTS_STREAM, "webhooks")),
+}
+"""(stream, consumer name) of each service's durable consumers; the durable is `<service>-<name>`."""
+
+_SERVICE_SUBSCRIBES: dict[str, tuple[str, ...]] = {
+    "registration": ("iioe.commands.*.register_educator", "iioe.commands.*.change_role"),
+    "certification": (),
+    "analytics": (ANALYTICS_SUBJECTS,),  # its own snapshots, fanned out to SSE clients
+    "notifications": (),
+}
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """A NATS user's permissions: allow-lists (deny by default), and its reply inbox prefix."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    inbox_prefix: str | None = None
+    allow_responses: bool = False
+    """May publish to the reply subject of a request it received (once), whatever that subject is."""
+    deny_subscribe: tuple[str, ...] = field(default=())
+
+
+def inbox_prefix(user: str) -> str:
+    """`_INBOX_<user>`: each user's replies arrive on subjects no other user may subscribe to."""
+    return f"_INBOX_{user}"
+
+
+def _jetstream_api(stream: str, durable: str) -> tuple[str, ...]:
+    """The JetStream API a pull consumer of one durable needs, and nothing that administers streams."""
+    return (
+        f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+        f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
+    )
+
+
+def _token_reader() -> tuple[str, ...]:
+    """Read (watch and get) the HTTP token grants bucket."""
+    kv_stream = f"KV_{TOKENS_BUCKET}"
+    return (
+        f"$JS.API.STREAM.INFO.{kv_stream}",
+        f"$JS.API.CONSUMER.CREATE.{kv_stream}",
+        f"$JS.API.CONSUMER.CREATE.{kv_stream}.>",
+        f"$JS.API.CONSUMER.DELETE.{kv_stream}.>",
+        f"$JS.API.CONSUMER.INFO.{kv_stream}.>",
+        f"$JS.API.DIRECT.GET.{kv_stream}.>",
+        f"$JS.API.STREAM.MSG.GET.{kv_stream}",
+        f"$JS.FC.{kv_stream}.>",
+    )
+
+
+def service_user(service: str) -> str:
+    return f"svc-{service}"
+
+
+def service_permissions(service: str, consumer_prefix: str = "") -> Permissions:
+    """Exactly what one service needs; `consumer_prefix` as in `ServiceSettings.consumer_prefix`."""
+    if service not in _SERVICE_EMITS:
+        raise ValueError(f"unknown service {service!r}")
+    publish: list[str] = list(_SERVICE_EMITS[service])
+    publish += ["$JS.API.INFO", f"$JS.API.STREAM.INFO.{EVENTS_STREAM}"]
+    for stream, name in SERVICE_DURABLES[service]:
+        publish += _jetstream_api(stream, f"{consumer_prefix}{service}-{name}")
+    if DLQ_SUBJECTS in _SERVICE_EMITS[service]:
+        publish.append(f"$JS.API.STREAM.INFO.{DLQ_STREAM}")
+    if service == "analytics":
+        publish += [f"$JS.API.STREAM.INFO.{ANALYTICS_STREAM}", f"$JS.API.DIRECT.GET.{ANALYTICS_STREAM}.>"]
+    publish += _token_reader()
+    user = service_user(service)
+    prefix = inbox_prefix(user)
+    return Permissions(
+        publish=tuple(publish),
+        subscribe=(*_SERVICE_SUBSCRIBES[service], f"{prefix}.>"),
+        inbox_prefix=prefix,
+        allow_responses=service == "registration",
+    )
+
+
+def partner_user(institution: str) -> str:
+    return f"partner-{check_institution(institution)}"
+
+
+def partner_permissions(institution: str) -> Permissions:
+    """A partner system of one institution (contract §8): its commands and partner events only."""
+    check_institution(institution)
+    prefix = inbox_prefix(partner_user(institution))
+    events = [f"iioe.events.{institution}.{name}.v1" for name in PARTNER_EVENT_NAMES]
+    publish = (f"iioe.commands.{institution}.>", *events)
+    return Permissions(publish=publish, subscribe=(f"{prefix}.>",), inbox_prefix=prefix)
+
+
+DASHBOARD_USER = "dashboard"
+OPERATOR_USER = "operator"
+
+
+def dashboard_permissions() -> Permissions:
+    """Dashboards subscribe to analytics snapshots only (and may read the latest one directly)."""
+    prefix = inbox_prefix(DASHBOARD_USER)
+    return Permissions(
+        publish=(f"$JS.API.DIRECT.GET.{ANALYTICS_STREAM}.>",),
+        subscribe=(ANALYTICS_SUBJECTS, f"{prefix}.>"),
+        inbox_prefix=prefix,
+    )
+
+
+def operator_permissions() -> Permissions:
+    """The operator CLI administers streams, dead letters, rebuilds and tokens: everything."""
+    return Permissions(publish=(">",), subscribe=(">",))
