@@ -54,6 +54,11 @@ async def on_register_educator(registrations: Registrations, subject: str, body:
     return json.dumps(reply).encode()
 
 
+def is_inbox(reply: str) -> bool:
+    """Replies go only to inboxes (`_INBOX.` or a user's own `_INBOX_<user>.` prefix)."""
+    return reply.startswith(("_INBOX.", "_INBOX_")) and ">" not in reply and "*" not in reply
+
+
 class CommandResponder:
     """Subscribes the register_educator handler on start; drains in-flight requests on stop."""
 
@@ -94,10 +99,11 @@ class CommandResponder:
 
     async def _answer(self, msg: Msg) -> None:
         try:
-            reply = await on_register_educator(self._registrations, msg.subject, msg.data)
-            if not msg.reply:
-                log.warning("command without a reply subject", subject=msg.subject)
+            if not is_inbox(msg.reply):
+                # a reply steered at an event subject would publish into the stream as registration
+                log.warning("command refused: reply subject is not an inbox", subject=msg.subject, reply=msg.reply)
                 return
+            reply = await on_register_educator(self._registrations, msg.subject, msg.data)
             assert self._nc is not None
             await self._nc.publish(msg.reply, reply, headers=REPLY_HEADERS)
         except Exception:

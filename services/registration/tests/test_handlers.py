@@ -148,3 +148,18 @@ def test_a_request_on_a_non_command_subject_is_an_invalid_request() -> None:
     with pytest.raises(CommandRejected) as caught:
         register_command("iioe.commands.must", BODY)
     assert caught.value.code == "invalid_request"
+
+
+async def test_replies_steered_outside_an_inbox_are_refused_and_change_nothing() -> None:
+    uow = FakeUnitOfWork()
+    nc = FakeNats()
+    responder = CommandResponder(registrations_on(uow), queue="registration")
+    await responder.start(nc)  # type: ignore[arg-type]
+    (sub,) = nc.subscriptions
+    for reply in ("iioe.events.must.certificate_issued.v1", "", "_INBOX.>", "iioe.contacts.must.x"):
+        await sub.cb(nc.request(SUBJECT, BODY, reply=reply))
+    await sub.cb(nc.request(SUBJECT, BODY, reply="_INBOX_partner-must.abc"))
+    await until(lambda: nc.published, "the one legitimate reply")
+    await responder.stop()
+    assert [p.subject for p in nc.published] == ["_INBOX_partner-must.abc"]
+    assert len(uow.events) == 2  # registered once (EducatorRegistered + EducatorContact)

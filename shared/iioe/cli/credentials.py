@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.errors
 
 from iioe.access import partner_user
 from iioe.reference import load_institutions
+from iioe.runtime.logging import configure_logging
 from iioe.runtime.nats import connect
 from iioe.runtime.tokens import OPERATOR_SCOPES, TokenGrant, delete_grants, new_token, put_grant
 from iioe_tools.nats_auth import NatsAuth
@@ -62,6 +64,19 @@ async def _wait_until_accepted(url: str, user: str, password: str, timeout: floa
             await asyncio.sleep(0.1)
 
 
+async def _wait_until_refused(url: str, user: str, password: str, timeout: float = 10.0) -> None:
+    """After a revocation the credentials must really be dead before we say so."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            nc = await nats.connect(url, user=user, password=password, allow_reconnect=False, connect_timeout=2)
+        except nats.errors.Error:
+            return
+        await nc.close()
+        await asyncio.sleep(0.1)
+    raise CredentialsError(f"the NATS server still accepts {user} after the revocation")
+
+
 async def partner_credentials(institution: str) -> dict[str, Any]:
     _check_institution(institution)
     auth = _platform()
@@ -87,11 +102,18 @@ async def partner_credentials(institution: str) -> dict[str, Any]:
 
 async def revoke_partner(institution: str) -> dict[str, Any]:
     auth = _platform()
+    user = partner_user(institution)
+    try:
+        old = auth.credentials(user)
+    except KeyError:
+        old = None
     removed = auth.revoke_partner(institution)
     url, operator = operator_connection()
+    if old is not None:
+        await _wait_until_refused(url, old.user, old.password)
     nc = await connect(url, "iioe-credentials", connect_attempts=3, auth=operator)
     try:
-        tokens = await delete_grants(nc.jetstream(), actor=partner_user(institution))
+        tokens = await delete_grants(nc.jetstream(), actor=user)
     finally:
         await nc.close()
     return {"institution": institution, "nats_user_removed": removed, "http_tokens_revoked": tokens}
@@ -129,6 +151,7 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    configure_logging("iioe-credentials", os.environ.get("LOG_LEVEL", "WARNING"))  # logs on stderr, never stdout
     try:
         if args.action == "partner":
             result = asyncio.run(partner_credentials(args.name))
