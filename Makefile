@@ -21,11 +21,11 @@ test: $(STAMP) lint typecheck  ## ruff, mypy and the whole test suite against re
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services tests
-	$(BIN)/ruff format --check shared services tests
+	$(BIN)/ruff check shared services iioe_tools tests bench
+	$(BIN)/ruff format --check shared services iioe_tools tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared/iioe services
+	$(BIN)/mypy shared/iioe services iioe_tools
 
 bench: $(STAMP)  ## throughput measurements (not pass/fail)
 	$(BIN)/python tests/bench.py

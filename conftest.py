@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 
-from iioe.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from iioe_tools.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from iioe.runtime.nats import connect, provision_streams
 from iioe.testing import create_database, docker_available, unique_ref
 

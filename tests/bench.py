@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from iioe.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from iioe.envelope import make_event
 from iioe.events import COURSE_COMPLETED, CourseCompleted
 from iioe.runtime.consumer import ConsumerSpec, EventConsumer, ReceivedEvent
@@ -25,6 +24,7 @@ from iioe.runtime.nats import connect, provision_streams
 from iioe.runtime.outbox import OutboxRelay, enqueue
 from iioe.subjects import EVENTS_STREAM
 from iioe.testing import create_database, running_app, unique_ref
+from iioe_tools.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 
 MIGRATIONS_NONE = Path(tempfile.mkdtemp())
 

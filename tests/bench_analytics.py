@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iioe.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from iioe.envelope import event_headers
 from iioe.events import BY_MODEL
 from iioe.reference import load_institutions
 from iioe.runtime.nats import connect, provision_streams
 from iioe.subjects import EVENTS_STREAM
 from iioe.testing import create_database, running_app, unique_ref
+from iioe_tools.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from services.analytics.main import create_app
 from services.analytics.rebuild import rebuild
 from services.analytics.settings import AI_PROGRAMME_COURSES, AnalyticsSettings

@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from iioe.cli.main import main as cli_main
 from iioe.envelope import CONTENT_TYPE
 from iioe.parsing import parse_event
 from iioe.reference import load_institutions
-from iioe.simulation import COURSES, Attempt, best_scores, build_scenario, is_certified
-from iioe.simulation.compare import AnalyticsSummary, compare, expected_delta, render_table
-from iioe.simulation.driver import course_completed_event
-from iioe.simulation.scenario import MIN_SCORE, Scenario, scaled
 from iioe.subjects import INSTITUTION_CODE_RE
+from iioe_tools.cli.main import main as cli_main
+from iioe_tools.simulation import COURSES, Attempt, best_scores, build_scenario, is_certified
+from iioe_tools.simulation.compare import AnalyticsSummary, compare, expected_delta, render_table
+from iioe_tools.simulation.driver import course_completed_event
+from iioe_tools.simulation.scenario import MIN_SCORE, Scenario, scaled
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ from faststream.nats import NatsMessage, NatsRouter
 
 from iioe.runtime.http import error_body
 from iioe.runtime.logging import get_logger
-from iioe.subjects import MAX_EVENT_BYTES
+from iioe.subjects import MAX_EVENT_BYTES, REGISTER_EDUCATOR, command_filter, parse_command_subject
 from services.registration.domain import RegistrationError
 from services.registration.usecases import Registrations
 
 log = get_logger(__name__)
-REGISTER_SUBJECT = "iioe.commands.*.register_educator"
+REGISTER_SUBJECT = command_filter(REGISTER_EDUCATOR)
 
 
 def build_command_router(registrations: Registrations, queue: str) -> NatsRouter:
@@ -23,7 +23,8 @@ def build_command_router(registrations: Registrations, queue: str) -> NatsRouter
     @router.subscriber(REGISTER_SUBJECT, queue=queue, title="register_educator", max_workers=16)
     async def on_register_educator(msg: NatsMessage) -> dict[str, Any]:
         """Register an educator; replies `{educator_id, status}` or `{error: {code, message}}`."""
-        institution = msg.raw_message.subject.split(".")[2]
+        parsed = parse_command_subject(msg.raw_message.subject)
+        institution = parsed.institution if parsed else ""  # a subject off the rule is refused as unknown
         return await handle_register_command(registrations, institution, msg.body)
 
     return router

@@ -16,6 +16,7 @@ from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.logging import get_logger
 from iioe.runtime.service import ServiceRuntime
+from iioe.subjects import REGISTER_EDUCATOR, command_subject
 from services.registration.handlers import build_command_router
 from services.registration.http import build_router
 from services.registration.settings import RegistrationSettings
@@ -24,7 +25,7 @@ from services.registration.usecases import Registrations
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-READY_PROBE_SUBJECT = "iioe.commands.ready-probe.register_educator"
+READY_PROBE_SUBJECT = command_subject("ready-probe", REGISTER_EDUCATOR)
 
 
 async def wait_until_commands_answer(runtime: ServiceRuntime, timeout: float = 10.0) -> None:

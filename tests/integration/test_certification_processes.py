@@ -12,9 +12,9 @@ import httpx
 import jwt
 import pytest
 
-from iioe.embedded import free_port
 from iioe.subjects import EVENTS_STREAM
 from iioe.testing import ServiceProcess, eventually, stream_messages
+from iioe_tools.embedded import free_port
 from services.certification.testing import AI_COURSES, OPERATOR_TOKEN, complete, register
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,12 @@ def replica(infra, database_url: str, prefix: str, log: Path) -> ServiceProcess:
 
 async def run_cli(*args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "iioe.cli.main", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        sys.executable,
+        "-m",
+        "iioe_tools.cli.main",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
     assert proc.returncode is not None

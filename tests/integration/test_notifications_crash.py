@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from iioe.embedded import free_port
 from iioe.envelope import event_headers, make_event
 from iioe.events import EDUCATOR_CONTACT, EDUCATOR_REGISTERED, EducatorContact, EducatorRegistered
 from iioe.testing import ServiceProcess, eventually
+from iioe_tools.embedded import free_port
 from services.notifications.tests.fakes import smtp_server
 
 pytestmark = pytest.mark.integration

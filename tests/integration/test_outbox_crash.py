@@ -6,9 +6,9 @@ import asyncpg
 import httpx
 import pytest
 
-from iioe.embedded import free_port
 from iioe.subjects import EVENTS_STREAM
 from iioe.testing import ServiceProcess, eventually, stream_messages
+from iioe_tools.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from iioe.envelope import CONTENT_TYPE
-from iioe.simulation import build_scenario
-from iioe.simulation.driver import DriveOptions, drive
 from iioe.subjects import EVENTS_STREAM
 from iioe.testing import eventually, running_app, stream_messages
+from iioe_tools.simulation import build_scenario
+from iioe_tools.simulation.driver import DriveOptions, drive
 from services.registration.main import create_app
 from services.registration.settings import RegistrationSettings
 
@@ -109,7 +109,7 @@ def _available(module: str) -> bool:
     reason="needs the analytics and certification services (services/<name>/main.py with create_app)",
 )
 async def test_simulate_end_to_end_with_certification_and_analytics(infra, database_url, ref, capsys) -> None:  # type: ignore[no-untyped-def]
-    from iioe.cli.simulate import run_simulation
+    from iioe_tools.cli.simulate import run_simulation
     from services.analytics.main import create_app as create_analytics
     from services.analytics.settings import AnalyticsSettings
     from services.certification.main import create_app as create_certification

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import secrets
 import signal
@@ -22,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from iioe.cli.provision import provision
-from iioe.embedded import (
+from iioe_tools.cli.provision import provision
+from iioe_tools.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
     EmbeddedStartError,
@@ -50,12 +49,6 @@ class ServiceDef:
 
     def port(self) -> int:
         return int(os.environ.get(self.port_env, self.default_port))
-
-    def available(self) -> bool:
-        try:
-            return importlib.util.find_spec(f"{self.module}.__main__") is not None
-        except ModuleNotFoundError:
-            return False
 
 
 SERVICES = (
@@ -317,7 +310,7 @@ def run_up(data_dir: Path, only: list[str] | None = None, health_timeout: float 
     started = time.monotonic()
     data_dir.mkdir(parents=True, exist_ok=True)
     platform = Platform(data_dir, health_timeout=health_timeout)
-    services = [s for s in SERVICES if s.available() and (not only or s.name in only)]
+    services = [s for s in SERVICES if not only or s.name in only]
     stop = [False]
 
     def on_signal(signum: int, _frame: object) -> None:

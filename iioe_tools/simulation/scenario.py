@@ -20,7 +20,7 @@ from functools import cached_property
 from pydantic import BaseModel
 
 from iioe.events.common import Language, Role
-from iioe.simulation.names import GIVEN_NAMES, PATRONYMICS, latin
+from iioe_tools.simulation.names import GIVEN_NAMES, PATRONYMICS, latin
 
 # --- the real pilot (MUST, 2025) -------------------------------------------------------------
 REAL_EDUCATORS = 2054

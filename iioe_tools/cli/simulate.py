@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from iioe.runtime.logging import configure_logging
 from iioe.runtime.nats import connect
 from iioe.runtime.settings import DEFAULT_NATS_URL
-from iioe.simulation.compare import (
+from iioe_tools.simulation.compare import (
     AnalyticsSummary,
     AnalyticsUnreachable,
     Comparison,
@@ -30,8 +30,8 @@ from iioe.simulation.compare import (
     stable_baseline,
     wait_until_equal,
 )
-from iioe.simulation.driver import DriveError, DriveOptions, DriveResult, drive
-from iioe.simulation.scenario import (
+from iioe_tools.simulation.driver import DriveError, DriveOptions, DriveResult, drive
+from iioe_tools.simulation.scenario import (
     LEAD_INSTITUTION,
     LEAD_MONTHS,
     REAL_EDUCATORS,
