@@ -12,23 +12,17 @@ servers instead (tests then share the streams and stay correct, only slower).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
 
-from iioe_tools.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from iioe.runtime.nats import connect, provision_streams
-from iioe.testing import create_database, docker_available, unique_ref
-
-
-@dataclass(frozen=True)
-class Infra:
-    nats_url: str
-    database_url: str
-    how: str
+from iioe_tools.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from tests.support.helpers import Infra, create_database, docker_available, unique_ref
 
 
 def _postgres(tmp: Path) -> Iterator[str]:
@@ -49,8 +43,14 @@ def _postgres(tmp: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _postgres(tmp_path_factory.mktemp("pg"))
+def postgres_url() -> Iterator[str]:
+    # Not under pytest's own temp root: every pytest session re-tightens that to 0700, which would
+    # lock the PostgreSQL user (postgres refuses to run as root) out of a concurrent session's data.
+    tmp = Path(tempfile.mkdtemp(prefix="iioe-test-pg-"))
+    try:
+        yield from _postgres(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture

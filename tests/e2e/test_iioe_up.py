@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -19,20 +20,23 @@ pytestmark = pytest.mark.e2e
 
 
 def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen: list[str]) -> None:
+    """Block until the process prints `needle` (select on its output, no polling), exits, or `timeout` passes."""
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line:
-            seen.append(line)
-            if needle in line:
-                return
-        elif proc.poll() is not None:
+    fd = proc.stdout.fileno()
+    pending = ""
+    while (remaining := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
             break
-        else:
-            time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not printed; output:\n{''.join(seen)}")
+        chunk = os.read(fd, 65536)
+        if not chunk:  # end of output: the process has exited
+            break
+        *lines, pending = (pending + chunk.decode(errors="replace")).split("\n")
+        seen.extend(line + "\n" for line in lines)
+        if any(needle in line for line in lines):
+            return
+    raise AssertionError(f"{needle!r} not printed; output:\n{''.join(seen)}{pending}")
 
 
 def test_iioe_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from iioe.testing import eventually
 from services.analytics.main import create_app
 from services.analytics.tests.helpers import publish_all, registered, serving, settings_for
+from tests.support.helpers import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -13,7 +13,6 @@ import pytest
 from iioe.envelope import event_headers, make_event
 from iioe.events import EDUCATOR_CONTACT, EducatorContact
 from iioe.subjects import ANALYTICS_STREAM, analytics_institution_subject, analytics_summary_subject
-from iioe.testing import eventually, running_app
 from services.analytics.main import create_app
 from services.analytics.tests.helpers import (
     AI_COURSES,
@@ -27,6 +26,7 @@ from services.analytics.tests.helpers import (
     revoked,
     settings_for,
 )
+from tests.support.helpers import eventually, running_app
 
 pytestmark = pytest.mark.integration
 
