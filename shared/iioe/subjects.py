@@ -29,7 +29,6 @@ INSTITUTION_PLACEHOLDER = "{institution}"
 
 CONTACT_NAME = "educator_contact"
 REGISTER_EDUCATOR = "register_educator"
-CHANGE_ROLE = "change_role"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 

@@ -9,12 +9,13 @@ from typing import Any
 import httpx
 from nats.aio.client import Client as NATS
 
+from iioe.reference import AI_PROGRAMME_ID, load_programmes
 from iioe.subjects import EVENTS_STREAM, event_filter, event_subject
 from services.certification.settings import CertificationSettings
 from tests.support.helpers import StoredMessage, eventually, stream_messages
 
 OPERATOR_TOKEN = "test-operator-token"
-AI_COURSES = ("genai-fundamentals", "teaching-with-ai", "future-classroom")
+AI_COURSES = load_programmes()[AI_PROGRAMME_ID].course_ids
 TIME = "2025-04-01T10:00:00+08:00"
 
 
