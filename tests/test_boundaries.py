@@ -6,6 +6,7 @@ Each layer may import only the layers below it, at module level or inside a func
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -70,4 +71,53 @@ def test_a_package_imports_only_the_layers_below_it(package: str, forbidden: tup
     assert any(root.rglob("*.py")), f"{package} holds no Python files: the check would pass vacuously"
     # a service's own unit tests are test code (they may use test helpers), not the service
     found = [v for v in violations(root, forbidden) if "/tests/" not in v]
+    assert found == [], "\n".join(found)
+
+
+SUBJECT_LITERAL = re.compile(r"^iioe\.(events|contacts|commands|dlq|analytics)\.")
+
+
+def subject_literals(path: Path) -> list[tuple[int, str]]:
+    """String constants (not docstrings) that spell out a NATS subject, f-strings included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    f_string_parts = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+    skipped = docstrings | f_string_parts
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+            head = node.values[0].value
+            if isinstance(head, str) and SUBJECT_LITERAL.match(head):
+                found.append((node.lineno, head + "…"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped:
+            if SUBJECT_LITERAL.match(node.value):
+                found.append((node.lineno, node.value))
+    return found
+
+
+def test_the_checker_finds_subject_literals(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(
+        '"""Reads `iioe.events.>` (a docstring is prose)."""\n'
+        'A = "iioe.contacts.*.educator_contact.v1"\n'
+        'def f(inst):\n    return f"iioe.commands.{inst}.register_educator"\n'
+    )
+    assert [line for line, _ in subject_literals(tmp_path / "m.py")] == [2, 4]
+
+
+def test_subjects_are_spelled_only_in_iioe_subjects() -> None:
+    subjects_module = ROOT / "shared" / "iioe" / "subjects.py"
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {text}"
+        for package in ("shared/iioe", "services", "iioe_tools")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != subjects_module and "/tests/" not in str(path)
+        for line, text in subject_literals(path)
+    ]
     assert found == [], "\n".join(found)
