@@ -9,6 +9,8 @@ This module is the pure, read-only view: load, look up, nothing else — no I/O 
 from __future__ import annotations
 
 import json
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,7 @@ def load_programmes(path: Path | None = None) -> dict[str, ProgrammeInfo]:
 
     Raises `ValueError` naming the file when it cannot be read or does not have the catalogue's shape.
     """
-    source = path or PROGRAMMES_FILE
+    source: Traversable = path if path is not None else resources.files(__package__).joinpath(PROGRAMMES_FILE.name)
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
