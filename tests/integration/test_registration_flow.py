@@ -58,11 +58,11 @@ async def test_register_over_nats_emits_one_event_and_one_contact(
         assert event["data"]["institution"] == "must" and event["data"]["role"] == "educator"
         assert email not in events[0].data.decode() and "Сарнай" not in events[0].data.decode()
 
-        contacts = [
-            m
-            for m in await stream_messages(nc, CONTACTS_STREAM, contact_subject("must"))
-            if m.json()["data"]["educator_id"] == educator_id
-        ]
+        async def our_contacts() -> list[StoredMessage]:
+            msgs = await stream_messages(nc, CONTACTS_STREAM, contact_subject("must"))
+            return [m for m in msgs if m.json()["data"]["educator_id"] == educator_id]
+
+        contacts = await eventually(our_contacts, what="the EducatorContact on IIOE_CONTACTS")
         assert len(contacts) == 1 and contacts[0].json()["data"]["email"] == email
 
         again = await request(nc, "must", {"full_name": "Batyn Sarnai", "email": email.upper(), "language": "en"})

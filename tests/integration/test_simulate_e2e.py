@@ -21,7 +21,7 @@ from services.certification.main import create_app as create_certification
 from services.certification.settings import CertificationSettings
 from services.registration.main import create_app
 from services.registration.settings import RegistrationSettings
-from tests.support.helpers import Infra, eventually, running_app, stream_messages
+from tests.support.helpers import Infra, StoredMessage, eventually, running_app, stream_messages
 
 pytestmark = pytest.mark.integration
 
@@ -78,11 +78,12 @@ async def test_driver_registers_and_publishes_through_the_public_interfaces(
             assert body["subject"] == body["data"]["educator_id"] == result.educator_ids[educator.key]
             assert body["data"]["score"] == attempt.score and body["data"]["course_id"] == attempt.course_id
 
-        registered = [
-            m
-            for m in await stream_messages(nc, EVENTS_STREAM, event_filter("educator_registered"))
-            if m.json()["subject"] in ours
-        ]
+        async def our_registrations() -> list[StoredMessage]:
+            msgs = await stream_messages(nc, EVENTS_STREAM, event_filter("educator_registered"))
+            found = [m for m in msgs if m.json()["subject"] in ours]
+            return found if len(found) >= 60 else []  # the outbox relay publishes after each commit
+
+        registered = await eventually(our_registrations, timeout=20, what="our EducatorRegistered events")
         assert len(registered) == 60
         assert sum(m.json()["data"]["role"] == "master_teacher" for m in registered) == truth.master_teachers
 
