@@ -21,15 +21,15 @@ test: $(STAMP) lint typecheck  ## ruff, mypy and the whole test suite against re
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services tests
-	$(BIN)/ruff format --check shared services tests
+	$(BIN)/ruff check shared services iioe_tools tests bench conftest.py
+	$(BIN)/ruff format --check shared services iioe_tools tests bench conftest.py
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared/iioe services
+	$(BIN)/mypy shared/iioe services iioe_tools tests bench conftest.py
 
 bench: $(STAMP)  ## throughput measurements (not pass/fail)
-	$(BIN)/python tests/bench.py
-	@test ! -f tests/bench_analytics.py || $(BIN)/python tests/bench_analytics.py
+	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/bench_analytics.py
 
 asyncapi: $(STAMP)
 	$(BIN)/iioe asyncapi --out docs/asyncapi

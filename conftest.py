@@ -15,22 +15,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
 
-from iioe.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from iioe.runtime.nats import connect, provision_streams
-from iioe.testing import create_database, docker_available, unique_ref
-
-
-@dataclass(frozen=True)
-class Infra:
-    nats_url: str
-    database_url: str
-    how: str
+from iioe_tools.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from tests.support.helpers import Infra, create_database, docker_available, unique_ref
 
 
 def _postgres(tmp: Path) -> Iterator[str]:

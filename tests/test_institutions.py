@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from iioe.reference import INSTITUTIONS_FILE_ENV, load_institutions
-
-CODE_RE = re.compile(r"^[a-z0-9-]{2,32}$")
+from iioe.subjects import INSTITUTION_CODE_RE
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +47,7 @@ def test_shipped_codes_valid_and_unique() -> None:
     shipped = Path(__file__).parents[1] / "shared" / "iioe" / "reference" / "institutions.json"
     codes = [row["code"] for row in json.loads(shipped.read_text(encoding="utf-8"))["institutions"]]
     assert len(codes) == len(set(codes)) == 38
-    assert all(CODE_RE.fullmatch(code) for code in codes)
+    assert all(INSTITUTION_CODE_RE.fullmatch(code) for code in codes)
     assert all(key == inst.code for key, inst in load_institutions().items())
 
 

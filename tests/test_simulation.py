@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from iioe.cli.main import main as cli_main
 from iioe.envelope import CONTENT_TYPE
 from iioe.parsing import parse_event
 from iioe.reference import load_institutions
-from iioe.simulation import COURSES, Attempt, best_scores, build_scenario, is_certified
-from iioe.simulation.compare import AnalyticsSummary, compare, expected_delta, render_table
-from iioe.simulation.driver import course_completed_event
-from iioe.simulation.scenario import MIN_SCORE, Scenario, scaled
-from iioe.subjects import INSTITUTION_CODE_RE
+from iioe.subjects import INSTITUTION_CODE_RE, event_subject
+from iioe_tools.simulation import COURSES, Attempt, best_scores, build_scenario, is_certified
+from iioe_tools.simulation.compare import AnalyticsSummary, compare, expected_delta, render_table
+from iioe_tools.simulation.driver import course_completed_event
+from iioe_tools.simulation.scenario import MIN_SCORE, Scenario, scaled
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +165,7 @@ def test_course_completed_event_follows_the_contract(pilot: Scenario) -> None:
     first = educator.attempts[0]
     event = course_completed_event(educator, first, "edu-123")
     raw = event.to_json_bytes()
-    spec, parsed = parse_event(raw, f"iioe.events.{educator.institution}.course_completed.v1")
+    spec, parsed = parse_event(raw, event_subject(educator.institution, "course_completed"))
     assert spec.type == "org.iioe.learning.course_completed.v1"
     body = json.loads(raw)
     assert body["id"] == first.event_id and body["subject"] == "edu-123"
@@ -286,20 +287,28 @@ def test_rerun_expects_zero_delta_and_missing_metrics_fail() -> None:
     assert next(r for r in result.rows if r.metric == "master_teachers").actual is None
 
 
-def test_dry_run_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli_main(["simulate", "--dry-run", "--educators", "120", "--seed", "5", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+def iioe(*args: str) -> subprocess.CompletedProcess[str]:
+    """The `iioe` command as a user runs it: its own process, so its logging setup stays its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "iioe_tools.cli.main", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_dry_run_cli() -> None:
+    result = iioe("simulate", "--dry-run", "--educators", "120", "--seed", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
     assert out["ground_truth"]["educators_registered"] == 120
     lead = {m["month"]: m["lead_rank"] for m in out["months"]}
     assert lead["2025-03"] == 1 and lead["2025-04"] == 1
-    assert cli_main(["simulate", "--dry-run"]) == 0
-    text = capsys.readouterr().out
-    assert "1,698" in text and "580" in text and "must rank 1" in text
+    result = iioe("simulate", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "1,698" in result.stdout and "580" in result.stdout and "must rank 1" in result.stdout
 
 
-def test_unreachable_analytics_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code = cli_main(
-        ["simulate", "--educators", "40", "--analytics-url", "http://127.0.0.1:9", "--nats-url", "nats://127.0.0.1:9"]
+def test_unreachable_analytics_exits_2() -> None:
+    result = iioe(
+        "simulate", "--educators", "40", "--analytics-url", "http://127.0.0.1:9", "--nats-url", "nats://127.0.0.1:9"
     )
-    assert code == 2
-    assert "analytics service at http://127.0.0.1:9 is unreachable" in capsys.readouterr().err
+    assert result.returncode == 2
+    assert "analytics service at http://127.0.0.1:9 is unreachable" in result.stderr

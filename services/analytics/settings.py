@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from iioe.reference.programmes import AI_PROGRAMME_ID, load_programmes
 from iioe.runtime.settings import ServiceSettings
 
-AI_PROGRAMME_ID = "ai-in-higher-education"
-AI_PROGRAMME_COURSES = ("genai-fundamentals", "teaching-with-ai", "future-classroom")
+AI_PROGRAMME_COURSES = load_programmes()[AI_PROGRAMME_ID].course_ids
 
 
 class AnalyticsSettings(ServiceSettings):

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
 
 from iioe.events.common import Language
+from iioe.reference.programmes import PROGRAMMES_FILE
 
 __all__ = [
     "BUILTIN_CATALOGUE_PATH",
@@ -37,7 +38,7 @@ __all__ = [
     "recognition_id_for",
 ]
 
-BUILTIN_CATALOGUE_PATH = Path(__file__).parent / "data" / "programmes.json"
+BUILTIN_CATALOGUE_PATH = PROGRAMMES_FILE
 
 # Never change this value: certificate ids already issued (and signed into credentials) derive from it.
 CERTIFICATE_NAMESPACE = uuid.UUID("6f1b3c2e-9a4d-5e7f-8b21-4c0d9e3a7f15")

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from iioe.events.common import InstitutionCode
 from iioe.runtime.http import ApiError, operator_auth
 from iioe.subjects import MAX_EVENT_BYTES
 from services.certification import store
@@ -39,7 +40,7 @@ class RevokeRequest(BaseModel):
 
 
 class RecognitionRequest(BaseModel):
-    receiving_institution: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{2,32}$")]
+    receiving_institution: InstitutionCode
     receiving_programme: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     credits: float | None = Field(default=None, gt=0, le=120, description="at most the certificate's; default all")
 

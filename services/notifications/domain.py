@@ -74,7 +74,7 @@ def verify_url(certification_url: str, certificate_id: str) -> str:
 class ProgrammeNames:
     """Programme display names per language, read from the certification catalogue file.
 
-    The file is reference data shipped in the repository (`services/certification/data/programmes.json`);
+    The file is reference data shipped in the repository (`shared/iioe/reference/programmes.json`);
     reading it is not calling the certification service's code or database. Without it, the id is shown.
     """
 

@@ -15,7 +15,7 @@ from pydantic import AnyHttpUrl, BaseModel, Field, field_validator
 
 from iioe.runtime.http import ApiError, operator_auth
 from iioe.runtime.service import ServiceRuntime
-from iioe.subjects import INSTITUTION_CODE_RE
+from iioe.subjects import INSTITUTION_CODE_PATTERN, INSTITUTION_CODE_RE
 from services.notifications import store
 from services.notifications.domain import ALL_INSTITUTIONS, WEBHOOK_EVENT_TYPES, mask_email, normalise_event_type
 from services.notifications.settings import NotificationsSettings
@@ -36,7 +36,7 @@ class WebhookCreate(BaseModel):
     @classmethod
     def _institution(cls, value: str) -> str:
         if value != ALL_INSTITUTIONS and not INSTITUTION_CODE_RE.fullmatch(value):
-            raise ValueError("must be an institution code ([a-z0-9-]{2,32}) or '*'")
+            raise ValueError(f"must be an institution code ({INSTITUTION_CODE_PATTERN}) or '*'")
         return value
 
     @field_validator("event_types")

@@ -14,7 +14,7 @@ from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.logging import get_logger
 from iioe.runtime.service import ServiceRuntime
-from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM, event_filter
+from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM, contact_filter, event_filter
 from services.notifications.domain import ProgrammeNames
 from services.notifications.handlers import NotificationHandlers
 from services.notifications.http import build_router
@@ -24,7 +24,7 @@ from services.notifications.settings import NotificationsSettings
 from services.notifications.workers import MailWorker, WebhookWorkers
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-CONTACT_FILTER = "iioe.contacts.*.educator_contact.v1"
+CONTACT_FILTER = contact_filter()
 log = get_logger(__name__)
 
 

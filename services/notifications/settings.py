@@ -7,9 +7,10 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from iioe.reference.programmes import PROGRAMMES_FILE
 from iioe.runtime.settings import ServiceSettings
 
-DEFAULT_PROGRAMMES_FILE = Path(__file__).resolve().parents[1] / "certification" / "data" / "programmes.json"
+DEFAULT_PROGRAMMES_FILE = PROGRAMMES_FILE
 
 
 class NotificationsSettings(ServiceSettings):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from iioe.asyncapi import asyncapi_yaml
 from iioe.events import ALL_EVENTS
+from iioe_tools.asyncapi import asyncapi_yaml
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "asyncapi" / "iioe-events.yaml"
 

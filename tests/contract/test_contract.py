@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,7 +109,7 @@ def test_round_trip_keeps_types_and_offsets() -> None:
         (lambda e: e["data"].update(completed_at="2025-04-02T15:00+08:00"), Reason.INVALID_DATA),
     ],
 )
-def test_invalid_events_are_rejected_with_a_specific_reason(mutate, reason) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_events_are_rejected_with_a_specific_reason(mutate: Callable[[Any], object], reason: Reason) -> None:
     sample = json.loads((Path(__file__).parent / "golden" / "course_completed.json").read_text(encoding="utf-8"))
     event = sample["event"]
     mutate(event)

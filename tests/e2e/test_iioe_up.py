@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -12,27 +13,30 @@ from pathlib import Path
 import httpx
 import pytest
 
-from iioe.cli.up import SERVICES
-from iioe.embedded import free_port
+from iioe_tools.cli.up import SERVICES
+from iioe_tools.embedded import free_port
 
 pytestmark = pytest.mark.e2e
 
 
 def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen: list[str]) -> None:
+    """Block until the process prints `needle` (select on its output, no polling), exits, or `timeout` passes."""
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line:
-            seen.append(line)
-            if needle in line:
-                return
-        elif proc.poll() is not None:
+    fd = proc.stdout.fileno()
+    pending = ""
+    while (remaining := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
             break
-        else:
-            time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not printed; output:\n{''.join(seen)}")
+        chunk = os.read(fd, 65536)
+        if not chunk:  # end of output: the process has exited
+            break
+        *lines, pending = (pending + chunk.decode(errors="replace")).split("\n")
+        seen.extend(line + "\n" for line in lines)
+        if any(needle in line for line in lines):
+            return
+    raise AssertionError(f"{needle!r} not printed; output:\n{''.join(seen)}{pending}")
 
 
 def test_iioe_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:
@@ -42,7 +46,7 @@ def test_iioe_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:
     for svc in SERVICES:
         env[svc.port_env] = str(ports[svc.name])
     data_dir = tmp_path / "data"
-    cmd = [sys.executable, "-m", "iioe.cli.main", "up", "--data-dir", str(data_dir)]
+    cmd = [sys.executable, "-m", "iioe_tools.cli.main", "up", "--data-dir", str(data_dir)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: list[str] = []
     try:
@@ -88,7 +92,7 @@ def test_busy_port_gives_a_clear_message_naming_the_setting(tmp_path: Path) -> N
         env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
         env["IIOE_REGISTRATION_HTTP_PORT"] = str(port)
         result = subprocess.run(
-            [sys.executable, "-m", "iioe.cli.main", "up", "--data-dir", str(tmp_path / "d")],
+            [sys.executable, "-m", "iioe_tools.cli.main", "up", "--data-dir", str(tmp_path / "d")],
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert result.returncode == 1
@@ -100,7 +104,16 @@ def test_ctrl_c_stops_the_platform_even_when_started_in_the_background(tmp_path:
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
     env["IIOE_NATS_PORT"] = str(free_port())
     env["IIOE_REGISTRATION_HTTP_PORT"] = str(free_port())
-    cmd = [sys.executable, "-m", "iioe.cli.main", "up", "--only", "registration", "--data-dir", str(tmp_path / "d")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "iioe_tools.cli.main",
+        "up",
+        "--only",
+        "registration",
+        "--data-dir",
+        str(tmp_path / "d"),
+    ]
     proc = subprocess.Popen(
         cmd,
         env=env,

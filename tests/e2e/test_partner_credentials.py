@@ -25,8 +25,8 @@ import nats
 import nats.errors
 import pytest
 
-from iioe.cli.up import SERVICES
-from iioe.embedded import free_port
+from iioe_tools.cli.up import SERVICES
+from iioe_tools.embedded import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,7 @@ def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float, seen
 
 
 def iioe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "iioe.cli.main", *args]
+    cmd = [sys.executable, "-m", "iioe_tools.cli.main", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -116,7 +116,7 @@ def test_partner_onboarding_against_a_running_platform(tmp_path: Path) -> None:
     (data_dir / "nats.port").write_text(str(taken))
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "iioe.cli.main", "up"],
+        [sys.executable, "-m", "iioe_tools.cli.main", "up"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

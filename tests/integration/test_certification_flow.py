@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from nats.aio.client import Client as NATS
 
 from iioe.runtime.dlq import H_CONSUMER, H_REASON, H_SUBJECT
-from iioe.subjects import DLQ_STREAM
-from iioe.testing import eventually, running_app, stream_messages
+from iioe.subjects import DLQ_STREAM, EVENTS_STREAM, dlq_filter, dlq_subject, event_subject
 from services.certification.main import create_app
-from services.certification.testing import (
+from tests.support.certification import (
     AI_COURSES,
     OPERATOR_TOKEN,
     complete,
@@ -18,16 +18,19 @@ from services.certification.testing import (
     settings_for,
     wait_attempts,
 )
+from tests.support.helpers import Infra, StoredMessage, eventually, running_app, stream_messages
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
-def app_for(infra, database_url: str, ref: str, **overrides):  # type: ignore[no-untyped-def]
+def app_for(infra: Infra, database_url: str, ref: str, **overrides):
     return create_app(settings_for(infra.nats_url, database_url, f"{ref}-", **overrides))
 
 
-async def test_three_ai_courses_at_80_issue_exactly_one_certificate(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_three_ai_courses_at_80_issue_exactly_one_certificate(
+    infra: Infra, database_url: str, nc: NATS, ref: str
+) -> None:
     educator = f"edu-{ref}"
     async with running_app(app_for(infra, database_url, ref)) as http:
         await register(nc, educator)
@@ -40,7 +43,7 @@ async def test_three_ai_courses_at_80_issue_exactly_one_certificate(infra, datab
         assert len(issued) == 1
         event = issued[0].json()
         data = event["data"]
-        assert issued[0].subject == "iioe.events.must.certificate_issued.v1"
+        assert issued[0].subject == event_subject("must", "certificate_issued")
         assert issued[0].headers["Nats-Msg-Id"] == event["id"] == f"certificate-issued:{data['certificate_id']}"
         assert event["type"] == "org.iioe.certification.certificate_issued.v1"
         assert event["source"] == "urn:iioe:service:certification" and event["subject"] == educator
@@ -58,7 +61,9 @@ async def test_three_ai_courses_at_80_issue_exactly_one_certificate(infra, datab
         assert verdict["programme_id"] == "ai-in-higher-education" and verdict["credits"] == 3
 
 
-async def test_a_79_blocks_the_certificate_until_a_better_attempt(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_a_79_blocks_the_certificate_until_a_better_attempt(
+    infra: Infra, database_url: str, nc: NATS, ref: str
+) -> None:
     educator = f"edu-{ref}"
     async with running_app(app_for(infra, database_url, ref)) as http:
         await register(nc, educator)
@@ -84,7 +89,7 @@ async def test_a_79_blocks_the_certificate_until_a_better_attempt(infra, databas
         assert ai["status"] == "certified" and course == {**course, "best_score": 81, "attempts": 3, "passed": True}
 
 
-async def test_duplicate_completions_issue_one_certificate(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_duplicate_completions_issue_one_certificate(infra: Infra, database_url: str, nc: NATS, ref: str) -> None:
     """The same CloudEvent id re-sent with another Nats-Msg-Id passes JetStream but not the inbox."""
     educator = f"edu-{ref}"
     async with running_app(app_for(infra, database_url, ref)) as http:
@@ -100,7 +105,9 @@ async def test_duplicate_completions_issue_one_certificate(infra, database_url, 
         assert len(await issued_on_stream(nc, educator)) == 1
 
 
-async def test_replaying_the_stream_issues_no_second_certificate(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_replaying_the_stream_issues_no_second_certificate(
+    infra: Infra, database_url: str, nc: NATS, ref: str
+) -> None:
     """A second instance with a new durable (a full replay from the stream's start) on the same database."""
     educator = f"edu-{ref}"
     async with running_app(app_for(infra, database_url, ref)) as http:
@@ -120,19 +127,19 @@ async def test_replaying_the_stream_issues_no_second_certificate(infra, database
     assert len(await issued_on_stream(nc, educator)) == 1
 
 
-async def test_completion_before_registration_is_honoured(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_completion_before_registration_is_honoured(infra: Infra, database_url: str, nc: NATS, ref: str) -> None:
     educator = f"edu-{ref}"
     async with running_app(app_for(infra, database_url, ref)) as http:
         for course in AI_COURSES:
             await complete(nc, educator, course, 90, institution="num")
         await register(nc, educator, institution="num", language="mn")
         issued = await eventually(lambda: issued_on_stream(nc, educator), what="CertificateIssued")
-        assert issued[0].subject == "iioe.events.num.certificate_issued.v1"
+        assert issued[0].subject == event_subject("num", "certificate_issued")
         progress = await wait_attempts(http, educator, "genai-fundamentals", 1)
         assert progress["pending_completions"] == 0 and progress["institution"] == "num"
 
 
-async def test_tiered_track_honours_prerequisites(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_tiered_track_honours_prerequisites(infra: Infra, database_url: str, nc: NATS, ref: str) -> None:
     educator = f"edu-{ref}"
     intermediate = ("adp-blended-learning", "adp-active-learning", "adp-learning-analytics")
     foundational = ("dte-online-course-design", "dte-digital-tools", "dte-online-assessment")
@@ -149,7 +156,7 @@ async def test_tiered_track_honours_prerequisites(infra, database_url, nc, ref) 
         for course in foundational:
             await complete(nc, educator, course, 85)
 
-        async def two_issued() -> list:  # type: ignore[type-arg]
+        async def two_issued() -> list[StoredMessage]:
             found = await issued_on_stream(nc, educator)
             return found if len(found) >= 2 else []
 
@@ -160,7 +167,9 @@ async def test_tiered_track_honours_prerequisites(infra, database_url, nc, ref) 
         ]
 
 
-async def test_revocation_flips_verification_and_is_idempotent(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_revocation_flips_verification_and_is_idempotent(
+    infra: Infra, database_url: str, nc: NATS, ref: str
+) -> None:
     educator = f"edu-{ref}"
     async with running_app(app_for(infra, database_url, ref)) as http:
         await register(nc, educator)
@@ -206,8 +215,8 @@ async def test_revocation_flips_verification_and_is_idempotent(infra, database_u
         )
         assert after.status_code == 409 and after.json()["error"]["code"] == "certificate_revoked"
 
-        async def revoked_event() -> list:  # type: ignore[type-arg]
-            msgs = await stream_messages(nc, "IIOE_EVENTS", "iioe.events.must.certificate_revoked.v1")
+        async def revoked_event() -> list[StoredMessage]:
+            msgs = await stream_messages(nc, EVENTS_STREAM, event_subject("must", "certificate_revoked"))
             return [m for m in msgs if m.json()["data"]["certificate_id"] == cert_id]
 
         revoked = await eventually(revoked_event, what="CertificateRevoked")
@@ -218,7 +227,9 @@ async def test_revocation_flips_verification_and_is_idempotent(infra, database_u
         assert (await http.post("/v1/verify", json={"token": credential})).status_code == 422
 
 
-async def test_bad_completions_are_dead_lettered_with_reasons(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_completions_are_dead_lettered_with_reasons(
+    infra: Infra, database_url: str, nc: NATS, ref: str
+) -> None:
     educator, early = f"edu-{ref}", f"edu-{ref}-early"
     durable = f"{ref}-certification-progress"
     async with running_app(app_for(infra, database_url, ref)) as http:
@@ -235,8 +246,8 @@ async def test_bad_completions_are_dead_lettered_with_reasons(infra, database_ur
             parked["id"]: "institution_mismatch",
         }
 
-        async def letters() -> dict:  # type: ignore[type-arg]
-            msgs = await stream_messages(nc, DLQ_STREAM, f"iioe.dlq.{durable}.>")
+        async def letters() -> dict[str, StoredMessage]:
+            msgs = await stream_messages(nc, DLQ_STREAM, dlq_filter(durable))
             # other tests dead-letter junk that is not JSON on the shared stream: match by our ids only
             mine = {eid: m for m in msgs for eid in expected if f'"{eid}"'.encode() in m.data}
             return mine if len(mine) == len(expected) else {}
@@ -245,7 +256,7 @@ async def test_bad_completions_are_dead_lettered_with_reasons(infra, database_ur
         for event_id, reason in expected.items():
             letter = found[event_id]
             assert letter.headers[H_REASON] == reason
-            assert letter.subject == f"iioe.dlq.{durable}.{reason}"
+            assert letter.subject == dlq_subject(durable, reason)
             assert letter.headers[H_CONSUMER] == durable
             assert letter.headers[H_SUBJECT].startswith("iioe.events.")
         progress = (await http.get(f"/v1/educators/{early}/progress")).json()

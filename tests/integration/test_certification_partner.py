@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import jwt
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 
-from iioe.testing import eventually, running_app
+from iioe.subjects import REGISTER_EDUCATOR, command_subject, event_subject
 from services.certification.main import create_app as create_certification
-from services.certification.testing import settings_for
 from services.registration.main import create_app as create_registration
 from services.registration.settings import RegistrationSettings
+from tests.support.certification import settings_for
+from tests.support.helpers import Infra, eventually, running_app
 
 pytestmark = pytest.mark.integration
 
@@ -46,20 +50,20 @@ async def partner_complete(nc: NATS, educator_id: str, course_id: str, score: fl
         },
     }
     await nc.jetstream().publish(
-        "iioe.events.must.course_completed.v1",
+        event_subject("must", "course_completed"),
         json.dumps(event).encode(),
         headers={"Nats-Msg-Id": event["id"], "Content-Type": "application/cloudevents+json"},
     )
 
 
-async def test_partner_gets_a_verifiable_certificate(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_partner_gets_a_verifiable_certificate(infra: Infra, database_url: str, nc: NATS, ref: str) -> None:
     registration = create_registration(
         RegistrationSettings(NATS_URL=infra.nats_url, DATABASE_URL=database_url, consumer_prefix=f"{ref}-")
     )
     certification = create_certification(settings_for(infra.nats_url, database_url, f"{ref}-"))
     async with running_app(registration), running_app(certification) as http:
         reply = await nc.request(
-            "iioe.commands.must.register_educator",
+            command_subject("must", REGISTER_EDUCATOR),
             json.dumps({"full_name": "Батын Сарнай", "email": f"sarnai.{ref}@must.edu.mn", "language": "mn"}).encode(),
             timeout=10,
         )
@@ -71,15 +75,18 @@ async def test_partner_gets_a_verifiable_certificate(infra, database_url, nc, re
         await partner_complete(nc, educator_id, "teaching-with-ai", 91.5)
         await partner_complete(nc, educator_id, "future-classroom", 80)
 
-        received: list[dict] = []  # type: ignore[type-arg]
+        received: list[dict[str, Any]] = []
 
-        async def collect(msg) -> None:  # type: ignore[no-untyped-def]
+        async def collect(msg: Msg) -> None:
             body = json.loads(msg.data)
             if body["data"]["educator_id"] == educator_id:
                 received.append(body)
 
         sub = await nc.jetstream().subscribe(
-            "iioe.events.must.certificate_issued.v1", cb=collect, deliver_policy="all", ordered_consumer=True
+            event_subject("must", "certificate_issued"),
+            cb=collect,
+            deliver_policy=DeliverPolicy.ALL,
+            ordered_consumer=True,
         )
         try:
             await eventually(lambda: _async(bool(received)), timeout=30, what="CertificateIssued for the partner")

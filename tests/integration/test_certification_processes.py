@@ -7,22 +7,24 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
 import pytest
+from nats.aio.client import Client as NATS
 
-from iioe.embedded import free_port
-from iioe.subjects import EVENTS_STREAM
-from iioe.testing import ServiceProcess, eventually, stream_messages
-from services.certification.testing import AI_COURSES, OPERATOR_TOKEN, complete, register
+from iioe.subjects import EVENTS_STREAM, event_filter
+from iioe_tools.embedded import free_port
+from tests.support.certification import AI_COURSES, OPERATOR_TOKEN, complete, register
+from tests.support.helpers import Infra, ServiceProcess, eventually, stream_messages
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 ISSUER = "urn:iioe:issuer:unesco-ichei"
 
 
-def replica(infra, database_url: str, prefix: str, log: Path) -> ServiceProcess:  # type: ignore[no-untyped-def]
+def replica(infra: Infra, database_url: str, prefix: str, log: Path) -> ServiceProcess:
     env = {
         "NATS_URL": infra.nats_url,
         "DATABASE_URL": database_url,
@@ -39,17 +41,23 @@ def replica(infra, database_url: str, prefix: str, log: Path) -> ServiceProcess:
 
 async def run_cli(*args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "iioe.cli.main", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        sys.executable,
+        "-m",
+        "iioe_tools.cli.main",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode()
 
 
-def pyjwt_verify(token: str, jwks_url: str) -> dict:  # type: ignore[type-arg]
+def pyjwt_verify(token: str, jwks_url: str) -> dict[str, Any]:
     """An independent JOSE library (PyJWT) fetching the JWKS over HTTP: what a receiving university runs."""
     key = jwt.PyJWKClient(jwks_url, cache_jwk_set=False).get_signing_key_from_jwt(token)
-    return jwt.decode(token, key, algorithms=["EdDSA"], issuer=ISSUER)  # type: ignore[no-any-return]
+    claims: dict[str, Any] = jwt.decode(token, key, algorithms=["EdDSA"], issuer=ISSUER)
+    return claims
 
 
 def tamper(token: str) -> str:
@@ -60,7 +68,9 @@ def tamper(token: str) -> str:
     return ".".join([header, payload[:middle] + swapped + payload[middle + 1 :], signature])
 
 
-async def test_two_replicas_issue_one_certificate_per_educator(infra, database_url, nc, ref, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_two_replicas_issue_one_certificate_per_educator(
+    infra: Infra, database_url: str, nc: NATS, ref: str, tmp_path: Path
+) -> None:
     replicas = [replica(infra, database_url, f"{ref}-", tmp_path / f"replica-{i}.log") for i in range(2)]
     try:
         for r in replicas:
@@ -74,7 +84,7 @@ async def test_two_replicas_issue_one_certificate_per_educator(infra, database_u
                 await complete(nc, educator, course, 80 + i % 20, institution=institution)
 
         async def issued() -> Counter[str]:
-            msgs = await stream_messages(nc, EVENTS_STREAM, "iioe.events.*.certificate_issued.v1")
+            msgs = await stream_messages(nc, EVENTS_STREAM, event_filter("certificate_issued"))
             counts = Counter(m.json()["data"]["educator_id"] for m in msgs)
             return Counter({e: counts[e] for e in educators if counts[e]})
 
@@ -106,8 +116,8 @@ async def test_two_replicas_issue_one_certificate_per_educator(infra, database_u
 
 
 async def test_credential_verifies_with_pyjwt_and_the_cli_and_survives_key_rotation(
-    infra, database_url, nc, ref, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    infra: Infra, database_url: str, nc: NATS, ref: str, tmp_path: Path
+) -> None:
     service = replica(infra, database_url, f"{ref}-", tmp_path / "certification.log")
     educator = f"edu-{ref}"
     try:
@@ -117,7 +127,7 @@ async def test_credential_verifies_with_pyjwt_and_the_cli_and_survives_key_rotat
         for course in AI_COURSES:
             await complete(nc, educator, course, 90)
 
-        async def certificate() -> dict:  # type: ignore[type-arg]
+        async def certificate() -> dict[str, Any]:
             async with httpx.AsyncClient() as client:
                 response = await client.get(f"{service.base_url}/v1/educators/{educator}/certificates")
             certificates = response.json()["certificates"] if response.status_code == 200 else []

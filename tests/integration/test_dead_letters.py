@@ -7,11 +7,12 @@ import json
 from collections import Counter
 
 import pytest
+from nats.aio.client import Client as NATS
 
 from iioe.runtime.consumer import ConsumerSpec, EventConsumer, ReceivedEvent
 from iioe.runtime.dlq import H_CONSUMER, H_REASON, H_SUBJECT, list_dead_letters, redrive
-from iioe.subjects import DLQ_STREAM, EVENTS_STREAM
-from iioe.testing import eventually, stream_messages
+from iioe.subjects import DLQ_STREAM, EVENTS_STREAM, dlq_filter, dlq_subject, event_subject
+from tests.support.helpers import StoredMessage, eventually, stream_messages
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +38,10 @@ def completion(event_id: str, institution: str, score: object = 90) -> bytes:
     ).encode()
 
 
-async def test_junk_is_dead_lettered_with_reasons_while_good_events_flow(nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_junk_is_dead_lettered_with_reasons_while_good_events_flow(nc: NATS, ref: str) -> None:
     js = nc.jetstream()
     inst = f"x{ref}"
-    subject = f"iioe.events.{inst}.course_completed.v1"
+    subject = event_subject(inst, "course_completed")
     handled: list[str] = []
     attempts: Counter[str] = Counter()
 
@@ -68,8 +69,8 @@ async def test_junk_is_dead_lettered_with_reasons_while_good_events_flow(nc, ref
         await js.publish(subject, completion(f"{ref}-poison", inst))
         await js.publish(subject, completion(f"{ref}-good-2", inst))
 
-        async def dead() -> list:  # type: ignore[type-arg]
-            msgs = await stream_messages(nc, DLQ_STREAM, f"iioe.dlq.{durable}.>")
+        async def dead() -> list[StoredMessage]:
+            msgs = await stream_messages(nc, DLQ_STREAM, dlq_filter(durable))
             return msgs if len(msgs) >= 4 else []
 
         letters = await eventually(dead, timeout=30, what="four dead letters")
@@ -85,7 +86,7 @@ async def test_junk_is_dead_lettered_with_reasons_while_good_events_flow(nc, ref
     junk = reasons["invalid_json"]
     assert junk.data == b"this is not json"  # the original bytes, untouched
     assert junk.headers[H_SUBJECT] == subject and junk.headers[H_CONSUMER] == durable
-    assert junk.subject == f"iioe.dlq.{durable}.invalid_json"
+    assert junk.subject == dlq_subject(durable, "invalid_json")
 
     listed = [d for d in await list_dead_letters(js, limit=1000) if d.consumer == durable]
     assert {d.reason for d in listed} == set(reasons)
@@ -103,9 +104,9 @@ async def _true_if(value: bool) -> bool:
     return value
 
 
-async def test_a_durable_consumer_follows_changed_filters(nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_a_durable_consumer_follows_changed_filters(nc: NATS, ref: str) -> None:
     js = nc.jetstream()
-    first, second = f"iioe.events.x{ref}.course_completed.v1", f"iioe.events.x{ref}.educator_registered.v1"
+    first, second = event_subject(f"x{ref}", "course_completed"), event_subject(f"x{ref}", "educator_registered")
 
     async def ignore(_: ReceivedEvent) -> None:
         return None

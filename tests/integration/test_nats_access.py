@@ -15,13 +15,14 @@ import nats
 import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from iioe.access import DASHBOARD_USER, OPERATOR_USER, partner_user, service_user
-from iioe.embedded import EmbeddedNats, free_port
 from iioe.runtime.nats import provision_streams
 from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM
-from iioe.testing import eventually as eventually_async
+from iioe_tools.embedded import EmbeddedNats, free_port
 from iioe_tools.nats_auth import NatsAuth
+from tests.support.helpers import eventually as eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +143,7 @@ async def test_partner_publishes_its_own_completions_and_nothing_else(bus: Bus) 
 async def test_partner_commands_reach_registration_for_its_institution_only(bus: Bus) -> None:
     registration = await bus.connect(service_user("registration"))
 
-    async def answer(msg: nats.aio.msg.Msg) -> None:
+    async def answer(msg: Msg) -> None:
         await msg.respond(json.dumps({"subject": msg.subject}).encode())
 
     await registration.nc.subscribe("iioe.commands.*.register_educator", queue="registration", cb=answer)
@@ -205,7 +206,7 @@ async def test_dashboard_only_subscribes_to_analytics(bus: Bus) -> None:
     dashboard = await bus.connect(DASHBOARD_USER)
     got: asyncio.Queue[bytes] = asyncio.Queue()
 
-    async def on_msg(msg: nats.aio.msg.Msg) -> None:
+    async def on_msg(msg: Msg) -> None:
         await got.put(msg.data)
 
     await dashboard.nc.subscribe("iioe.analytics.>", cb=on_msg)

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 from nats.aio.client import Client as NATS
-from pydantic import BaseModel
 
 from iioe.envelope import event_headers, make_event
 from iioe.events import (
@@ -35,12 +34,12 @@ from iioe.events import (
     EducatorRegistered,
     EventSpec,
 )
-from iioe.subjects import DLQ_STREAM
-from iioe.testing import eventually, running_app, stream_messages
+from iioe.subjects import DLQ_STREAM, dlq_subject
 from services.notifications.main import create_app
 from services.notifications.rendering import Renderer
 from services.notifications.settings import NotificationsSettings
 from services.notifications.tests.fakes import Receiver, SmtpCapture, http_receiver, smtp_server
+from tests.support.helpers import Infra, eventually, running_app, stream_messages
 
 pytestmark = pytest.mark.integration
 
@@ -82,15 +81,20 @@ def settings_for(infra: Any, database_url: str, ref: str, smtp_port: int | None,
 
 
 async def publish(
-    nc: NATS, spec: EventSpec, data: BaseModel, *, event_id: str | None = None, msg_id: str | None = None
+    nc: NATS,
+    spec: EventSpec,
+    data: EducatorContact | EducatorRegistered | CertificateIssued | CertificateRevoked,
+    *,
+    event_id: str | None = None,
+    msg_id: str | None = None,
 ) -> str:
     """Publish a real CloudEvent on its contract subject, as a producer service would."""
     source = "urn:iioe:service:registration" if spec.name.startswith("educator") else "urn:iioe:service:certification"
-    event = make_event(data, event_type=spec.type, source=source, subject=data.educator_id, event_id=event_id)  # type: ignore[attr-defined]
+    event = make_event(data, event_type=spec.type, source=source, subject=data.educator_id, event_id=event_id)
     headers = event_headers(event)
     if msg_id is not None:
         headers["Nats-Msg-Id"] = msg_id
-    await nc.jetstream().publish(spec.subject(data.institution), event.to_json_bytes(), headers=headers)  # type: ignore[attr-defined]
+    await nc.jetstream().publish(spec.subject(data.institution), event.to_json_bytes(), headers=headers)
     return event.id
 
 
@@ -145,7 +149,9 @@ async def notifications(http: httpx.AsyncClient, educator_id: str) -> list[dict[
     return rows
 
 
-async def test_welcome_mail_is_written_in_each_educators_language(infra, database_url, nc, ref, smtp) -> None:  # type: ignore[no-untyped-def]
+async def test_welcome_mail_is_written_in_each_educators_language(
+    infra: Infra, database_url: str, nc: NATS, ref: str, smtp: tuple[SmtpCapture, int]
+) -> None:
     capture, port = smtp
     inst = f"i-{ref}"
     people = {"mn": "Батын Сарнай", "en": "Dorj Bat", "ru": "Анна Петрова"}
@@ -165,8 +171,8 @@ async def test_welcome_mail_is_written_in_each_educators_language(infra, databas
 
 
 async def test_certificate_mail_has_programme_credits_and_a_working_verification_link(
-    infra, database_url, nc, ref, smtp, receiver
-) -> None:  # type: ignore[no-untyped-def]
+    infra: Infra, database_url: str, nc: NATS, ref: str, smtp: tuple[SmtpCapture, int], receiver: Receiver
+) -> None:
     capture, port = smtp
     inst, educator_id, address = f"i-{ref}", f"edu-{ref}", f"cert.{ref}@example.mn"
     certificate_id = f"cert-{ref}"
@@ -205,7 +211,9 @@ async def test_certificate_mail_has_programme_credits_and_a_working_verification
         assert all(r["recipient"] == "c***@example.mn" for r in rows)  # masked
 
 
-async def test_duplicate_and_redelivered_events_send_exactly_one_mail(infra, database_url, nc, ref, smtp) -> None:  # type: ignore[no-untyped-def]
+async def test_duplicate_and_redelivered_events_send_exactly_one_mail(
+    infra: Infra, database_url: str, nc: NATS, ref: str, smtp: tuple[SmtpCapture, int]
+) -> None:
     capture, port = smtp
     inst, educator_id, address = f"i-{ref}", f"edu-{ref}", f"dup.{ref}@example.mn"
     event_id = f"evt-{ref}"
@@ -235,7 +243,9 @@ async def test_duplicate_and_redelivered_events_send_exactly_one_mail(infra, dat
     assert len(capture.to(address)) == 1
 
 
-async def test_registration_before_contact_waits_and_then_sends(infra, database_url, nc, ref, smtp) -> None:  # type: ignore[no-untyped-def]
+async def test_registration_before_contact_waits_and_then_sends(
+    infra: Infra, database_url: str, nc: NATS, ref: str, smtp: tuple[SmtpCapture, int]
+) -> None:
     capture, port = smtp
     inst, educator_id, address = f"i-{ref}", f"edu-{ref}", f"late.{ref}@example.mn"
     async with running_app(create_app(settings_for(infra, database_url, ref, port))) as http:
@@ -252,7 +262,9 @@ async def test_registration_before_contact_waits_and_then_sends(infra, database_
         assert "Батын Сарнай" in text_of(mail)
 
 
-async def test_without_smtp_mail_lands_in_the_mailbox_folder(infra, database_url, nc, ref, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_without_smtp_mail_lands_in_the_mailbox_folder(
+    infra: Infra, database_url: str, nc: NATS, ref: str, tmp_path: Path
+) -> None:
     inst, educator_id, address = f"i-{ref}", f"edu-{ref}", f"box.{ref}@example.mn"
     settings = settings_for(infra, database_url, ref, None, IIOE_DATA_DIR=tmp_path)
     async with running_app(create_app(settings)) as http:
@@ -264,10 +276,11 @@ async def test_without_smtp_mail_lands_in_the_mailbox_folder(infra, database_url
         [row] = await eventually(sent, timeout=BACKLOG_TIMEOUT, what="the welcome notification sent")
     eml = tmp_path / "mailbox" / f"{row['id']}.eml"
     parsed = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
-    assert parsed["To"] == address and "Dorj Bat" in text_of(parsed)  # type: ignore[arg-type]
+    assert isinstance(parsed, EmailMessage)
+    assert parsed["To"] == address and "Dorj Bat" in text_of(parsed)
 
 
-async def test_operator_routes_require_the_token(infra, database_url, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_operator_routes_require_the_token(infra: Infra, database_url: str, ref: str) -> None:
     async with running_app(create_app(settings_for(infra, database_url, ref, None))) as http:
         for method, path in [
             ("GET", "/v1/webhooks"),
@@ -292,7 +305,9 @@ def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes) -
     return any(sig == f"v1,{expected}" for sig in headers["webhook-signature"].split())
 
 
-async def test_webhook_delivery_is_signed_and_verifiable(infra, database_url, nc, ref, smtp, receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_webhook_delivery_is_signed_and_verifiable(
+    infra: Infra, database_url: str, nc: NATS, ref: str, smtp: tuple[SmtpCapture, int], receiver: Receiver
+) -> None:
     _, port = smtp
     inst, educator_id = f"i-{ref}", f"edu-{ref}"
     async with running_app(create_app(settings_for(infra, database_url, ref, port))) as http:
@@ -333,8 +348,8 @@ async def test_webhook_delivery_is_signed_and_verifiable(infra, database_url, nc
 
 
 async def test_failing_webhook_is_retried_with_backoff_then_dead_lettered(
-    infra, database_url, nc, ref, smtp, receiver
-) -> None:  # type: ignore[no-untyped-def]
+    infra: Infra, database_url: str, nc: NATS, ref: str, smtp: tuple[SmtpCapture, int], receiver: Receiver
+) -> None:
     _, port = smtp
     inst, educator_id = f"i-{ref}", f"edu-{ref}"
     settings = settings_for(
@@ -365,7 +380,7 @@ async def test_failing_webhook_is_retried_with_backoff_then_dead_lettered(
         assert len(attempts) == 4 and {a.headers["webhook-id"] for a in attempts} == {delivery["id"]}
 
         async def dlq_entry() -> list[Any]:
-            msgs = await stream_messages(nc, DLQ_STREAM, f"iioe.dlq.{ref}-notifications-webhooks.webhook_failed")
+            msgs = await stream_messages(nc, DLQ_STREAM, dlq_subject(f"{ref}-notifications-webhooks", "webhook_failed"))
             return [m for m in msgs if delivery["id"] in m.headers.get("Iioe-Dlq-Detail", "")]
 
         [letter] = await eventually(dlq_entry, what="the IIOE_DLQ entry")
@@ -381,7 +396,9 @@ async def _more(receiver: Receiver, than: int) -> bool:
     return len(receiver.to("/hooks/fail")) > than
 
 
-async def test_slow_webhook_endpoint_does_not_hold_up_email(infra, database_url, nc, ref, smtp, receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_slow_webhook_endpoint_does_not_hold_up_email(
+    infra: Infra, database_url: str, nc: NATS, ref: str, smtp: tuple[SmtpCapture, int], receiver: Receiver
+) -> None:
     capture, port = smtp
     inst = f"i-{ref}"
     settings = settings_for(infra, database_url, ref, port, webhook_timeout_seconds=2.0, webhook_workers=1)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import pytest
+from nats.aio.client import Client as NATS
 
-from iioe.embedded import free_port
 from iioe.envelope import event_headers, make_event
 from iioe.events import EDUCATOR_CONTACT, EDUCATOR_REGISTERED, EducatorContact, EducatorRegistered
-from iioe.testing import ServiceProcess, eventually
+from iioe_tools.embedded import free_port
 from services.notifications.tests.fakes import smtp_server
+from tests.support.helpers import Infra, ServiceProcess, eventually
 
 pytestmark = pytest.mark.integration
 
 
-async def test_kill_during_sending_then_restart_sends_exactly_one_mail(infra, database_url, nc, ref, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_kill_during_sending_then_restart_sends_exactly_one_mail(
+    infra: Infra, database_url: str, nc: NATS, ref: str, tmp_path: Path
+) -> None:
     inst, educator_id, address = f"i-{ref}", f"edu-{ref}", f"crash.{ref}@example.mn"
     with smtp_server() as (capture, smtp_port):
         env = {

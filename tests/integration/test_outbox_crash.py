@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import httpx
 import pytest
+from nats.aio.client import Client as NATS
 
-from iioe.embedded import free_port
-from iioe.subjects import EVENTS_STREAM
-from iioe.testing import ServiceProcess, eventually, stream_messages
+from iioe.subjects import EVENTS_STREAM, event_subject
+from iioe_tools.embedded import free_port
+from tests.support.helpers import Infra, ServiceProcess, StoredMessage, eventually, stream_messages
 
 pytestmark = pytest.mark.integration
 
 
 async def test_event_committed_before_a_crash_is_published_exactly_once_after_restart(
-    infra, database_url, nc, ref, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    infra: Infra, database_url: str, nc: NATS, ref: str, tmp_path: Path
+) -> None:
     env = {
         "NATS_URL": infra.nats_url,
         "DATABASE_URL": database_url,
@@ -45,8 +48,8 @@ async def test_event_committed_before_a_crash_is_published_exactly_once_after_re
             pending = await db.fetch("SELECT event_id FROM outbox WHERE published_at IS NULL")
             assert len(pending) == 2  # EducatorRegistered + EducatorContact, committed with the educator
 
-            async def mine() -> list:  # type: ignore[type-arg]
-                msgs = await stream_messages(nc, EVENTS_STREAM, "iioe.events.must.educator_registered.v1")
+            async def mine() -> list[StoredMessage]:
+                msgs = await stream_messages(nc, EVENTS_STREAM, event_subject("must", "educator_registered"))
                 return [m for m in msgs if m.json()["data"]["educator_id"] == educator_id]
 
             assert await mine() == []

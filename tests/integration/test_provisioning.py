@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from nats.aio.client import Client as NATS
 
 from iioe.runtime.nats import provision_streams
 from iioe.subjects import CONTACTS_STREAM, DLQ_STREAM, EVENTS_STREAM, MAX_EVENT_BYTES
@@ -10,7 +11,7 @@ from iioe.subjects import CONTACTS_STREAM, DLQ_STREAM, EVENTS_STREAM, MAX_EVENT_
 pytestmark = pytest.mark.integration
 
 
-async def test_streams_follow_the_contract_and_provisioning_twice_changes_nothing(nc) -> None:  # type: ignore[no-untyped-def]
+async def test_streams_follow_the_contract_and_provisioning_twice_changes_nothing(nc: NATS) -> None:
     js = nc.jetstream()
     assert await provision_streams(js) == await provision_streams(js)
     events = (await js.stream_info(EVENTS_STREAM)).config
@@ -24,7 +25,7 @@ async def test_streams_follow_the_contract_and_provisioning_twice_changes_nothin
     assert (await js.stream_info(DLQ_STREAM)).config.subjects == ["iioe.dlq.>"]
 
 
-async def test_an_oversized_event_is_rejected_by_the_server_with_a_reason(nc) -> None:  # type: ignore[no-untyped-def]
+async def test_an_oversized_event_is_rejected_by_the_server_with_a_reason(nc: NATS) -> None:
     from nats.js.errors import APIError
 
     with pytest.raises(APIError) as caught:

@@ -4,39 +4,51 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
 
-from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM
-from iioe.testing import eventually, running_app, stream_messages
+from iioe.subjects import (
+    CONTACTS_STREAM,
+    EVENTS_STREAM,
+    REGISTER_EDUCATOR,
+    command_subject,
+    contact_subject,
+    event_subject,
+)
 from services.registration.main import create_app
 from services.registration.settings import RegistrationSettings
+from tests.support.helpers import Infra, StoredMessage, eventually, running_app, stream_messages
 
 pytestmark = pytest.mark.integration
 
 
-def settings_for(infra, database_url: str, ref: str) -> RegistrationSettings:  # type: ignore[no-untyped-def]
+def settings_for(infra: Infra, database_url: str, ref: str) -> RegistrationSettings:
     return RegistrationSettings(
         NATS_URL=infra.nats_url, DATABASE_URL=database_url, consumer_prefix=f"{ref}-", outbox_poll_seconds=0.1
     )
 
 
-async def request(nc: NATS, institution: str, body: object) -> dict:  # type: ignore[type-arg]
+async def request(nc: NATS, institution: str, body: object) -> dict[str, Any]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    reply = await nc.request(f"iioe.commands.{institution}.register_educator", raw, timeout=10)
-    return json.loads(reply.data)  # type: ignore[no-any-return]
+    reply = await nc.request(command_subject(institution, REGISTER_EDUCATOR), raw, timeout=10)
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer
 
 
-async def test_register_over_nats_emits_one_event_and_one_contact(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_register_over_nats_emits_one_event_and_one_contact(
+    infra: Infra, database_url: str, nc: NATS, ref: str
+) -> None:
     email = f"sarnai.{ref}@must.edu.mn"
     async with running_app(create_app(settings_for(infra, database_url, ref))):
         first = await request(nc, "must", {"full_name": "Батын Сарнай", "email": email, "language": "mn"})
         assert first["status"] == "registered"
         educator_id = first["educator_id"]
 
-        async def registered_events() -> list:  # type: ignore[type-arg]
-            msgs = await stream_messages(nc, EVENTS_STREAM, "iioe.events.must.educator_registered.v1")
+        async def registered_events() -> list[StoredMessage]:
+            msgs = await stream_messages(nc, EVENTS_STREAM, event_subject("must", "educator_registered"))
             return [m for m in msgs if m.json()["data"]["educator_id"] == educator_id]
 
         events = await eventually(registered_events, what="EducatorRegistered on the stream")
@@ -48,11 +60,11 @@ async def test_register_over_nats_emits_one_event_and_one_contact(infra, databas
         assert event["data"]["institution"] == "must" and event["data"]["role"] == "educator"
         assert email not in events[0].data.decode() and "Сарнай" not in events[0].data.decode()
 
-        contacts = [
-            m
-            for m in await stream_messages(nc, CONTACTS_STREAM, "iioe.contacts.must.educator_contact.v1")
-            if m.json()["data"]["educator_id"] == educator_id
-        ]
+        async def our_contacts() -> list[StoredMessage]:
+            msgs = await stream_messages(nc, CONTACTS_STREAM, contact_subject("must"))
+            return [m for m in msgs if m.json()["data"]["educator_id"] == educator_id]
+
+        contacts = await eventually(our_contacts, what="the EducatorContact on IIOE_CONTACTS")
         assert len(contacts) == 1 and contacts[0].json()["data"]["email"] == email
 
         again = await request(nc, "must", {"full_name": "Batyn Sarnai", "email": email.upper(), "language": "en"})
@@ -77,15 +89,15 @@ async def test_register_over_nats_emits_one_event_and_one_contact(infra, databas
     ],
 )
 async def test_invalid_registration_gets_error_reply_with_code(
-    infra, database_url, nc, ref, institution, body, code
-) -> None:  # type: ignore[no-untyped-def]
+    infra: Infra, database_url: str, nc: NATS, ref: str, institution: str, body: object, code: str
+) -> None:
     async with running_app(create_app(settings_for(infra, database_url, ref))):
         reply = await request(nc, institution, body)
     assert reply["error"]["code"] == code
     assert reply["error"]["message"]
 
 
-async def test_http_api_registers_lists_and_reads(infra, database_url, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_http_api_registers_lists_and_reads(infra: Infra, database_url: str, ref: str) -> None:
     async with running_app(create_app(settings_for(infra, database_url, ref))) as http:
         institutions = (await http.get("/v1/institutions")).json()
         assert len(institutions) == 38
@@ -121,7 +133,9 @@ async def test_http_api_registers_lists_and_reads(infra, database_url, ref) -> N
         assert health.status_code == 200 and health.json()["nats"] == "ok"
 
 
-async def test_concurrent_requests_are_all_answered_and_one_email_is_one_educator(infra, database_url, nc, ref) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_requests_are_all_answered_and_one_email_is_one_educator(
+    infra: Infra, database_url: str, nc: NATS, ref: str
+) -> None:
     """More requests at once than the responder handles (16): the rest wait, none is lost or doubled."""
     same = {"full_name": "Oyun Bold", "email": f"oyun.{ref}@must.edu.mn", "language": "mn"}
     others = [{"full_name": f"E {n}", "email": f"e{n}.{ref}@must.edu.mn", "language": "en"} for n in range(30)]
@@ -135,15 +149,17 @@ async def test_concurrent_requests_are_all_answered_and_one_email_is_one_educato
 
         educator_id = same_replies[0]["educator_id"]
 
-        async def registered_events() -> list:  # type: ignore[type-arg]
+        async def registered_events() -> list[StoredMessage]:
             msgs = await stream_messages(nc, EVENTS_STREAM, "iioe.events.must.educator_registered.v1")
             return [m for m in msgs if m.json()["data"]["educator_id"] in {r["educator_id"] for r in replies}]
 
-        events = await eventually(lambda: _at_least(registered_events, 31), what="31 EducatorRegistered events")
+        found = await eventually(lambda: _at_least(registered_events, 31), what="31 EducatorRegistered events")
+        assert found is not None
+        events: list[StoredMessage] = found
         assert sum(1 for m in events if m.json()["data"]["educator_id"] == educator_id) == 1
         assert len(events) == 31
 
 
-async def _at_least(probe, n: int) -> list | None:  # type: ignore[no-untyped-def, type-arg]
+async def _at_least(probe: Callable[[], Awaitable[list[StoredMessage]]], n: int) -> list[StoredMessage] | None:
     found = await probe()
     return found if len(found) >= n else None

@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel
 
-from iioe.embedded import free_port
 from iioe.envelope import CloudEvent, event_headers, make_event
 from iioe.events import (
     BY_MODEL,
@@ -24,6 +23,7 @@ from iioe.events import (
     CreditRecognized,
     EducatorRegistered,
 )
+from iioe_tools.embedded import free_port
 from services.analytics.settings import AI_PROGRAMME_COURSES, AI_PROGRAMME_ID, AnalyticsSettings
 
 AI_COURSES = AI_PROGRAMME_COURSES

@@ -7,10 +7,11 @@ import re
 import shutil
 
 import pytest
+from playwright.async_api import async_playwright
 
-from iioe.testing import eventually
 from services.analytics.main import create_app
 from services.analytics.tests.helpers import publish_all, registered, serving, settings_for
+from tests.support.helpers import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -38,13 +39,12 @@ def as_int(text: str | None) -> int:
 
 
 async def test_dashboard_numbers_change_when_events_arrive(infra, database_url, nc, ref) -> None:
-    playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")
     executable = chromium_path()
     if executable is None:
         pytest.skip("no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)")
     code = f"x{ref}"
     async with serving(create_app(settings_for(infra, database_url, ref))) as base_url:
-        async with playwright_api.async_playwright() as pw:
+        async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
             try:
                 page = await browser.new_page(viewport={"width": 1280, "height": 900})

@@ -12,7 +12,6 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from iioe.subjects import EVENTS_STREAM
-from iioe.testing import eventually, running_app
 from services.analytics.main import create_app
 from services.analytics.rebuild import rebuild
 from services.analytics.tests.helpers import (
@@ -28,6 +27,7 @@ from services.analytics.tests.helpers import (
     serving,
     settings_for,
 )
+from tests.support.helpers import eventually, running_app
 
 pytestmark = pytest.mark.integration
 

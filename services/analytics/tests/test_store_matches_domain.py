@@ -21,7 +21,6 @@ import pytest
 
 from iioe.envelope import CloudEvent
 from iioe.runtime.db import setup_database
-from iioe.testing import create_database, unique_ref
 from services.analytics.domain import ProjectionEvent, ProjectionRules, ProjectionState
 from services.analytics.main import MIGRATIONS
 from services.analytics.reports import Reports
@@ -31,6 +30,7 @@ from services.analytics.store_reads import PgProjectionReader
 from services.analytics.tests.fakes import FakeUnitOfWork
 from services.analytics.tests.helpers import AI_COURSES, completed, issued, recognized, registered, revoked
 from services.analytics.usecases import Projector
+from tests.support.helpers import create_database, unique_ref
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request, Response
 
-from iioe.embedded import free_port
+from iioe_tools.embedded import free_port
 
 
 class SmtpCapture:

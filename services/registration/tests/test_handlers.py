@@ -12,10 +12,10 @@ from structlog.testing import capture_logs
 
 from iioe.commands import CommandRejected
 from iioe.subjects import MAX_EVENT_BYTES, command_institution
-from iioe.testing import eventually
 from services.registration.handlers import CommandResponder, on_register_educator, register_command
 from services.registration.tests.fakes import FakeNats, FakeUnitOfWork, GatedUnitOfWork
 from services.registration.usecases import Registrations
+from tests.support.helpers import eventually
 
 SUBJECT = "iioe.commands.must.register_educator"
 BODY = json.dumps({"full_name": "Батын Сарнай", "email": "sarnai@must.edu.mn", "language": "mn"}).encode()

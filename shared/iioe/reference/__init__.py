@@ -1,4 +1,4 @@
-"""Reference data: the catalogue of participating higher-education institutions.
+"""Reference data: the catalogues of participating institutions and of programmes.
 
 The institution code is part of every NATS subject, so the catalogue is the one place that
 says which codes exist. The shipped list covers the national rollout; operators add or
@@ -15,9 +15,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from iioe.reference.programmes import AI_PROGRAMME_ID, PROGRAMMES_FILE, CourseInfo, ProgrammeInfo, load_programmes
 from iioe.subjects import INSTITUTION_CODE_RE
 
-__all__ = ["INSTITUTIONS_FILE_ENV", "Institution", "load_institutions"]
+__all__ = [
+    "AI_PROGRAMME_ID",
+    "INSTITUTIONS_FILE_ENV",
+    "PROGRAMMES_FILE",
+    "CourseInfo",
+    "Institution",
+    "ProgrammeInfo",
+    "load_institutions",
+    "load_programmes",
+]
 
 INSTITUTIONS_FILE_ENV = "IIOE_INSTITUTIONS_FILE"
 """Env var naming an extra catalogue file, used when `load_institutions` gets no `extra_file`."""

@@ -13,9 +13,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from iioe.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from iioe.envelope import make_event
 from iioe.events import COURSE_COMPLETED, CourseCompleted
 from iioe.runtime.consumer import ConsumerSpec, EventConsumer, ReceivedEvent
@@ -23,8 +23,9 @@ from iioe.runtime.db import setup_database
 from iioe.runtime.inbox import claim
 from iioe.runtime.nats import connect, provision_streams
 from iioe.runtime.outbox import OutboxRelay, enqueue
-from iioe.subjects import EVENTS_STREAM
-from iioe.testing import create_database, running_app, unique_ref
+from iioe.subjects import EVENTS_STREAM, REGISTER_EDUCATOR, command_subject, event_subject
+from iioe_tools.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from tests.support.helpers import create_database, running_app, unique_ref
 
 MIGRATIONS_NONE = Path(tempfile.mkdtemp())
 
@@ -46,7 +47,9 @@ async def bench_registration(nats_url: str, database_url: str, n: int = 2000, co
         async def one(i: int) -> None:
             body = {"full_name": f"Bench {i}", "email": f"{ref}.{i}@must.edu.mn", "language": "mn"}
             async with sem:
-                reply = await nc.request("iioe.commands.must.register_educator", json.dumps(body).encode(), timeout=30)
+                reply = await nc.request(
+                    command_subject("must", REGISTER_EDUCATOR), json.dumps(body).encode(), timeout=30
+                )
             assert "educator_id" in json.loads(reply.data)
 
         started = time.perf_counter()
@@ -66,7 +69,7 @@ async def bench_outbox(nats_url: str, database_url: str, n: int = 20000) -> None
                 completed_at="2025-04-01T10:00:00+08:00",
             )  # fmt: skip
             event = make_event(data, event_type=COURSE_COMPLETED.type, source="urn:iioe:bench")
-            await enqueue(conn, event, f"iioe.events.b{ref}.course_completed.v1")
+            await enqueue(conn, event, event_subject(f"b{ref}", "course_completed"))
     relay = OutboxRelay(pool, nc.jetstream(), batch_size=500)
     started = time.perf_counter()
     sent = 0
@@ -82,7 +85,7 @@ async def bench_consumer(nats_url: str, database_url: str, n: int = 20000) -> No
     nc = await connect(nats_url, "bench-consumer")
     js = nc.jetstream()
     inst = f"c{unique_ref('')}"
-    subject = f"iioe.events.{inst}.course_completed.v1"
+    subject = event_subject(inst, "course_completed")
     for i in range(0, n, 1000):
         await asyncio.gather(
             *(
@@ -101,7 +104,7 @@ async def bench_consumer(nats_url: str, database_url: str, n: int = 20000) -> No
         if count >= n:
             done.set()
 
-    async def batch(received: list[ReceivedEvent]) -> None:  # type: ignore[misc]
+    async def batch(received: Sequence[ReceivedEvent]) -> None:
         nonlocal count
         async with pool.acquire() as conn, conn.transaction():
             await conn.executemany(

@@ -20,7 +20,8 @@ from pydantic import BaseModel
 
 from iioe.runtime.logging import configure_logging
 from iioe.runtime.nats import connect
-from iioe.simulation.compare import (
+from iioe_tools.operator import operator_connection
+from iioe_tools.simulation.compare import (
     AnalyticsSummary,
     AnalyticsUnreachable,
     Comparison,
@@ -29,8 +30,8 @@ from iioe.simulation.compare import (
     stable_baseline,
     wait_until_equal,
 )
-from iioe.simulation.driver import DriveError, DriveOptions, DriveResult, drive
-from iioe.simulation.scenario import (
+from iioe_tools.simulation.driver import DriveError, DriveOptions, DriveResult, drive
+from iioe_tools.simulation.scenario import (
     LEAD_INSTITUTION,
     LEAD_MONTHS,
     REAL_EDUCATORS,
@@ -38,7 +39,6 @@ from iioe.simulation.scenario import (
     Scenario,
     build_scenario,
 )
-from iioe_tools.operator import operator_connection
 
 DEFAULT_ANALYTICS_URL = "http://127.0.0.1:8003"
 EXIT_OK, EXIT_MISMATCH, EXIT_UNREACHABLE = 0, 1, 2

@@ -16,6 +16,7 @@ from iioe import __version__
 from iioe.commands import RegisterEducatorReply, RegisterEducatorRequest
 from iioe.envelope import CloudEvent
 from iioe.events import ALL_EVENTS
+from iioe.subjects import REGISTER_EDUCATOR, command_address, contact_address, event_address
 
 DESCRIPTION = (
     "IIOE micro-certification platform, partner contract v1. Events are CloudEvents 1.0 in structured "
@@ -27,17 +28,13 @@ DESCRIPTION = (
 def build_document_broker() -> NatsBroker:
     broker = NatsBroker("nats://127.0.0.1:4222")
     for spec in ALL_EVENTS:
-        pattern = (
-            f"iioe.contacts.{{institution}}.educator_contact.v{spec.major}"
-            if spec.contact
-            else f"iioe.events.{{institution}}.{spec.name}.v{spec.major}"
-        )
+        pattern = contact_address(spec.major) if spec.contact else event_address(spec.name, spec.major)
         model: Any = CloudEvent[spec.model]  # type: ignore[name-defined]
         broker.publisher(pattern, title=spec.type, description=(spec.model.__doc__ or "").strip(), schema=model)
 
     @broker.subscriber(
-        "iioe.commands.{institution}.register_educator",
-        title="register_educator",
+        command_address(REGISTER_EDUCATOR),
+        title=REGISTER_EDUCATOR,
         description="Request–reply: register an educator. Reply {educator_id, status} or {error: {code, message}}.",
     )
     async def register_educator(body: RegisterEducatorRequest) -> RegisterEducatorReply:  # pragma: no cover

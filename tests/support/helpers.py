@@ -1,4 +1,7 @@
-"""Helpers for tests that run services against real servers (used by every package's tests)."""
+"""Helpers for tests that run services against real servers (used by every package's tests).
+
+They live under `tests/`, outside the installed package: nothing a service imports at run time is here.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +17,21 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import nats.errors
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Infra:
+    """The servers a test runs against (the `infra` fixture of the root conftest)."""
+
+    nats_url: str
+    database_url: str
+    how: str
 
 
 def unique_ref(prefix: str = "t") -> str:
@@ -91,7 +104,11 @@ class StoredMessage:
 
 
 async def stream_messages(nc: NATS, stream: str, subject: str, *, timeout: float = 0.5) -> list[StoredMessage]:
-    """Every message currently in `stream` on `subject` (an ephemeral ordered read, no side effects)."""
+    """Every message currently in `stream` on `subject` (an ephemeral ordered read, no side effects).
+
+    The read ends when no further message arrives within `timeout`; any other failure (a closed
+    connection, a missing stream) is raised, so a broken read never looks like "no messages".
+    """
     js = nc.jetstream()
     sub = await js.subscribe(
         subject, stream=stream, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
@@ -104,9 +121,11 @@ async def stream_messages(nc: NATS, stream: str, subject: str, *, timeout: float
         while True:
             try:
                 msg = await sub.next_msg(timeout=timeout)
-            except Exception:
+            except nats.errors.TimeoutError:
                 break
             out.append(StoredMessage(msg.subject, msg.data, dict(msg.headers or {}), msg.metadata.sequence.stream))
+            if msg.metadata.num_pending == 0:
+                break  # the last matching message stored so far: no need to wait out the timeout
     finally:
         await sub.unsubscribe()
     return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import secrets
 import signal
@@ -23,8 +22,9 @@ from pathlib import Path
 import httpx
 
 from iioe.access import OPERATOR_USER, service_user
-from iioe.cli.provision import provision
-from iioe.embedded import (
+from iioe.runtime.settings import NatsAuthOptions
+from iioe_tools.cli.provision import provision
+from iioe_tools.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
     EmbeddedStartError,
@@ -32,7 +32,6 @@ from iioe.embedded import (
     free_port,
     port_is_free,
 )
-from iioe.runtime.settings import NatsAuthOptions
 from iioe_tools.nats_auth import NatsAuth
 
 DEFAULT_NATS_PORT = 4222
@@ -53,12 +52,6 @@ class ServiceDef:
 
     def port(self) -> int:
         return int(os.environ.get(self.port_env, self.default_port))
-
-    def available(self) -> bool:
-        try:
-            return importlib.util.find_spec(f"{self.module}.__main__") is not None
-        except ModuleNotFoundError:
-            return False
 
 
 SERVICES = (
@@ -310,7 +303,7 @@ def run_up(data_dir: Path, only: list[str] | None = None, health_timeout: float 
     started = time.monotonic()
     data_dir.mkdir(parents=True, exist_ok=True)
     platform = Platform(data_dir, health_timeout=health_timeout)
-    services = [s for s in SERVICES if s.available() and (not only or s.name in only)]
+    services = [s for s in SERVICES if not only or s.name in only]
     stop = [False]
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iioe.simulation.scenario import (
+from iioe_tools.simulation.scenario import (
     COURSES,
     PROGRAMME_ID,
     Attempt,

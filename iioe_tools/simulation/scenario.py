@@ -20,7 +20,8 @@ from functools import cached_property
 from pydantic import BaseModel
 
 from iioe.events.common import Language, Role
-from iioe.simulation.names import GIVEN_NAMES, PATRONYMICS, latin
+from iioe.reference import AI_PROGRAMME_ID, load_institutions, load_programmes
+from iioe_tools.simulation.names import GIVEN_NAMES, PATRONYMICS, latin
 
 # --- the real pilot (MUST, 2025) -------------------------------------------------------------
 REAL_EDUCATORS = 2054
@@ -30,9 +31,10 @@ REAL_MASTER_TEACHERS = 22
 REAL_DUPLICATES = 25
 """Events the simulated LMSs deliver twice (at-least-once delivery on their side)."""
 
-PROGRAMME_ID = "ai-in-higher-education"
-COURSES: tuple[str, ...] = ("genai-fundamentals", "teaching-with-ai", "future-classroom")
-MIN_SCORE = 80
+_PROGRAMME = load_programmes()[AI_PROGRAMME_ID]
+PROGRAMME_ID = _PROGRAMME.id
+COURSES: tuple[str, ...] = _PROGRAMME.course_ids
+MIN_SCORE = int(_PROGRAMME.min_score)
 LEAD_INSTITUTION = "must"
 ULAANBAATAR = timezone(timedelta(hours=8))
 MONTHS: tuple[tuple[int, int], ...] = ((2025, 2), (2025, 3), (2025, 4), (2025, 5), (2025, 6))
@@ -191,8 +193,6 @@ def build_scenario(
     if educators < 1:
         raise ValueError("a scenario needs at least one educator")
     if institutions is None:
-        from iioe.reference import load_institutions
-
         institutions = list(load_institutions())
     codes = list(institutions)
     rng = random.Random(seed)

@@ -9,12 +9,13 @@ from typing import Any
 import httpx
 from nats.aio.client import Client as NATS
 
-from iioe.subjects import EVENTS_STREAM
-from iioe.testing import StoredMessage, eventually, stream_messages
+from iioe.reference import AI_PROGRAMME_ID, load_programmes
+from iioe.subjects import EVENTS_STREAM, event_filter, event_subject
 from services.certification.settings import CertificationSettings
+from tests.support.helpers import StoredMessage, eventually, stream_messages
 
 OPERATOR_TOKEN = "test-operator-token"
-AI_COURSES = ("genai-fundamentals", "teaching-with-ai", "future-classroom")
+AI_COURSES = load_programmes()[AI_PROGRAMME_ID].course_ids
 TIME = "2025-04-01T10:00:00+08:00"
 
 
@@ -59,7 +60,7 @@ async def register(nc: NATS, educator_id: str, institution: str = "must", langua
         "registered_at": TIME,
     }
     event = cloud_event("org.iioe.registration.educator_registered.v1", data)
-    await publish(nc, f"iioe.events.{institution}.educator_registered.v1", event)
+    await publish(nc, event_subject(institution, "educator_registered"), event)
     return event
 
 
@@ -81,12 +82,12 @@ async def complete(
         "completed_at": TIME,
     }
     event = cloud_event("org.iioe.learning.course_completed.v1", data, event_id)
-    await publish(nc, f"iioe.events.{institution}.course_completed.v1", event, msg_id)
+    await publish(nc, event_subject(institution, "course_completed"), event, msg_id)
     return event
 
 
 async def issued_on_stream(nc: NATS, educator_id: str) -> list[StoredMessage]:
-    msgs = await stream_messages(nc, EVENTS_STREAM, "iioe.events.*.certificate_issued.v1")
+    msgs = await stream_messages(nc, EVENTS_STREAM, event_filter("certificate_issued"))
     return [m for m in msgs if m.json()["data"]["educator_id"] == educator_id]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from iioe.simulation.scenario import GroundTruth, Scenario
+from iioe_tools.simulation.scenario import GroundTruth, Scenario
 
 METRICS: tuple[str, ...] = (
     "educators_registered",

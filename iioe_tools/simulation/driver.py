@@ -22,8 +22,8 @@ from pydantic import BaseModel, Field
 from iioe.envelope import CloudEvent, event_headers, make_event
 from iioe.events import COURSE_COMPLETED, CourseCompleted
 from iioe.runtime.logging import get_logger
-from iioe.simulation.scenario import Attempt, Scenario, SimEducator
 from iioe.subjects import EVENTS_STREAM, command_subject
+from iioe_tools.simulation.scenario import Attempt, Scenario, SimEducator
 
 log = get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """Benchmark of the analytics projections: live consumption and `iioe analytics rebuild`.
 
-Run: `.venv/bin/python tests/bench_analytics.py --events 200000` (not collected by pytest).
+Run: `.venv/bin/python bench/bench_analytics.py --events 200000` (or `make bench`).
 Starts an embedded nats-server and PostgreSQL in a temporary directory (or uses NATS_URL /
 DATABASE_URL), fills IIOE_EVENTS with realistic events, then measures events/s of
 (1) the live service catching up from the start of the stream and (2) a full rebuild.
@@ -17,17 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iioe.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from iioe.envelope import event_headers
 from iioe.events import BY_MODEL
 from iioe.reference import load_institutions
 from iioe.runtime.nats import connect, provision_streams
 from iioe.subjects import EVENTS_STREAM
-from iioe.testing import create_database, running_app, unique_ref
+from iioe_tools.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from services.analytics.main import create_app
 from services.analytics.rebuild import rebuild
 from services.analytics.settings import AI_PROGRAMME_COURSES, AnalyticsSettings
 from services.analytics.tests.helpers import completed, issued, registered
+from tests.support.helpers import create_database, running_app, unique_ref
 
 
 def realistic_events(n: int, seed: int = 7) -> list[Any]:

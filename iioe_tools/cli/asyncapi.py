@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> int:
-    from iioe.asyncapi import asyncapi_yaml
+    from iioe_tools.asyncapi import asyncapi_yaml
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "iioe-events.yaml"

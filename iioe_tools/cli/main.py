@@ -1,0 +1,36 @@
+"""`iioe`: run, operate and exercise the platform.
+
+Sub-commands live in small modules that each expose `register(subparsers)`. The tools sit
+above the services, so the services' own commands (`iioe verify`, `iioe certification …`,
+`iioe analytics rebuild`) are imported here explicitly, like the tools' own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from iioe_tools.cli import asyncapi, credentials, dlq, provision, simulate, up
+from services.analytics import cli as analytics_cli
+from services.certification import cli as certification_cli
+
+COMMAND_MODULES = (up, provision, credentials, dlq, asyncapi, certification_cli, analytics_cli, simulate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iioe", description="IIOE micro-certification event platform")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Cross-service tests: contract, integration (real NATS + PostgreSQL), end-to-end."""

@@ -1,0 +1,1 @@
+"""Test helpers (outside the installed package): servers, polling, stream reads, partner events."""
