@@ -212,6 +212,7 @@ class EmbeddedPostgres:
             )
             if result.returncode != 0:
                 raise EmbeddedStartError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+        self._write_hba()
         options = f"-h {self.host} -p {self.port} -c unix_socket_directories='' -c max_connections=300 -c fsync=on"
         result = self._pg(
             "pg_ctl",
@@ -234,6 +235,18 @@ class EmbeddedPostgres:
         self.started_here = True
         self._ensure_database()
         return self
+
+    def _write_hba(self) -> None:
+        """Only the local superuser (the operator's own tools) is trusted; every service role needs
+        its password, so one service cannot log in as another."""
+        hba = self.pgdata / "pg_hba.conf"
+        hba.write_text(
+            "# written by iioe on every start\n"
+            "host all postgres 127.0.0.1/32 trust\n"
+            "host all postgres ::1/128 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+            "host all all ::1/128 scram-sha-256\n"
+        )
 
     def _ensure_database(self) -> None:
         import asyncio

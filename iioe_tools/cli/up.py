@@ -32,6 +32,8 @@ from iioe_tools.embedded import (
     free_port,
     port_is_free,
 )
+from iioe.runtime.settings import NatsAuthOptions
+from iioe_tools.database_roles import provision_roles
 from iioe_tools.nats_auth import NatsAuth
 
 DEFAULT_NATS_PORT = 4222
@@ -123,6 +125,7 @@ class Platform:
         self.children: list[Child] = []
         self.token = ""
         self.auth: NatsAuth | None = None
+        self.service_database_urls: dict[str, str] = {}
 
     # -- infrastructure -------------------------------------------------------------------
     def start_nats(self) -> None:
@@ -169,7 +172,11 @@ class Platform:
         self.postgres = pg.start()
         (self.data_dir / "postgres.port").write_text(str(port))
         self.database_url = pg.url
-        say(f"started embedded PostgreSQL on 127.0.0.1:{port} (data {pg.pgdata})")
+        schemas = {svc.name: svc.name for svc in SERVICES}
+        self.service_database_urls = asyncio.run(
+            provision_roles(pg.url, schemas, self.data_dir / "postgres" / "roles.json")
+        )
+        say(f"started embedded PostgreSQL on 127.0.0.1:{port} (data {pg.pgdata}), one role per service")
 
     def _remembered_port(self, name: str) -> int | None:
         path = self.data_dir / name
@@ -216,6 +223,8 @@ class Platform:
         )
         if self.auth is not None:
             env.update(self.auth.credentials(service_user(service)).env())
+        if service in self.service_database_urls:
+            env["DATABASE_URL"] = self.service_database_urls[service]
         for svc in SERVICES:
             env[f"IIOE_{svc.name.upper()}_URL"] = f"http://127.0.0.1:{svc.port()}"
             env.setdefault(f"IIOE_{svc.name.upper()}_API_TOKEN", self.token)

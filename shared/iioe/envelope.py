@@ -53,9 +53,15 @@ def make_event(
     subject: str | None = None,
     event_id: str | None = None,
     time: datetime | None = None,
+    actor: str | None = None,
 ) -> CloudEvent[DataT]:
-    """Wrap `data` in a fresh envelope; `event_id` is given when the id must be deterministic."""
+    """Wrap `data` in a fresh envelope; `event_id` is given when the id must be deterministic.
+
+    `actor` (an extension attribute) names who caused an operator or institution action, e.g.
+    `operator` or `partner-must`: never a person's name or e-mail.
+    """
     model: Any = CloudEvent[type(data)]  # type: ignore[misc]
+    extensions = {"actor": actor} if actor else {}
     return model(
         id=event_id or new_event_id(),
         source=source,
@@ -63,6 +69,7 @@ def make_event(
         time=time or utcnow(),
         subject=subject,
         data=data,
+        **extensions,
     )
 
 

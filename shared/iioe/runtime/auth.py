@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 from iioe.runtime.http import ApiError
+from iioe.runtime.logging import get_logger
 from iioe.runtime.tokens import TokenGrant, TokenRegistry
 
 _BEARER = re.compile(r"^Bearer ([A-Za-z0-9\-._~+/]+=*)$")
@@ -62,3 +63,11 @@ def check_institution_access(grant: TokenGrant, institution: str) -> None:
         return
     if grant.institution != institution:
         raise ApiError(403, "forbidden", "this token acts for another institution")
+
+
+_audit = get_logger("iioe.audit")
+
+
+def audit(grant: TokenGrant, action: str, **target: object) -> None:
+    """One line per operator or institution action: who, what, on what (ids only, never personal data)."""
+    _audit.info("audit", actor=grant.actor, kind=grant.kind, action=action, **target)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
 from iioe.runtime.http import install_error_handlers
+from iioe.runtime.limits import BodySizeLimit, PublicRateLimit
 from iioe.runtime.service import ServiceRuntime
 
 Hook = Callable[[], Awaitable[Any]]
@@ -32,11 +33,14 @@ def build_service(
     on_stop: Sequence[Hook] = (),
     health: Sequence[HealthFacts] = (),
     state: Mapping[str, Any] | None = None,
+    large_bodies: Sequence[str] = (),
 ) -> FastAPI:
     """Build the app: the runtime starts with it (then `on_start`), and stops after `on_stop`.
 
     Probes: `/livez` (the process and its tasks; restart when it fails), `/readyz` (database and
     NATS answer; route no traffic while it fails), `/healthz` (the same as `/readyz`, with details).
+    Limits: bodies over `max_body_bytes` → 413 (except under the `large_bodies` path prefixes,
+    which bound their own input); unauthenticated clients → 429 past `public_rate_per_second`.
     """
 
     @asynccontextmanager
@@ -76,4 +80,9 @@ def build_service(
     app.add_api_route("/healthz", readiness, methods=["GET"], tags=["operations"], summary="Readiness (details)")
     for router in routers:
         app.include_router(router)
+    settings = runtime.settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, exempt=tuple(large_bodies))
+    app.add_middleware(
+        PublicRateLimit, rate_per_second=settings.public_rate_per_second, burst=settings.public_rate_burst
+    )
     return app

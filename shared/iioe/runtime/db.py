@@ -66,7 +66,9 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
     """A pool whose `search_path` is the service's schema (created if missing)."""
     conn = await connect_with_retry(dsn)
     try:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_schema(schema)}")
+        # a service role may own its schema without the right to create schemas: look before creating
+        if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_schema(schema)}")
     except asyncpg.UniqueViolationError:
         pass  # another replica created it at the same moment
     finally:

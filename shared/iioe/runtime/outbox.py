@@ -40,14 +40,19 @@ async def enqueue_event(
     subject: str | None = None,
     event_id: str | None = None,
     time: datetime | None = None,
+    actor: str | None = None,
 ) -> CloudEvent[Any]:
     """Wrap `data` in a CloudEvent and stage it; the type and subject come from the event catalogue.
+
+    `actor`: who caused it (an operator or institution action), as the `actor` extension attribute.
 
     `data`'s model names its v1 type, and its `institution` the subject, so an event can never be
     staged under another type's or institution's subject.
     """
     spec = BY_MODEL[type(data)]
-    event = make_event(data, event_type=spec.type, source=source, subject=subject, event_id=event_id, time=time)
+    event = make_event(
+        data, event_type=spec.type, source=source, subject=subject, event_id=event_id, time=time, actor=actor
+    )
     await enqueue(conn, event, spec.subject(data.institution))  # type: ignore[attr-defined]
     return event
 

@@ -52,6 +52,11 @@ class ServiceSettings(BaseSettings):
     outbox_poll_seconds: float = 0.5
     outbox_relay_enabled: bool = True
     """Off only to run the relay elsewhere (or, in tests, to stop a process between commit and publish)."""
+    max_body_bytes: int = 64 * 1024
+    """Contract §8: larger request bodies are refused with 413."""
+    public_rate_per_second: float = Field(default=100.0, validation_alias="IIOE_PUBLIC_RATE_PER_SECOND")
+    public_rate_burst: int = Field(default=1000, validation_alias="IIOE_PUBLIC_RATE_BURST")
+    """Requests without credentials, per client address (429 with Retry-After beyond); 0 turns it off."""
     api_token: str | None = None
     """Bearer token for operator actions on this service's HTTP API (every operator scope)."""
 
