@@ -24,6 +24,7 @@ import httpx
 from iioe.access import OPERATOR_USER, service_user
 from iioe.runtime.settings import NatsAuthOptions
 from iioe_tools.cli.provision import provision
+from iioe_tools.database_roles import provision_roles
 from iioe_tools.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
@@ -32,8 +33,6 @@ from iioe_tools.embedded import (
     free_port,
     port_is_free,
 )
-from iioe.runtime.settings import NatsAuthOptions
-from iioe_tools.database_roles import provision_roles
 from iioe_tools.nats_auth import NatsAuth
 
 DEFAULT_NATS_PORT = 4222

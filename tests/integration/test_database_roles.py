@@ -7,8 +7,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from iioe.testing import unique_ref
 from iioe_tools.database_roles import provision_roles, role_name, service_url
+from tests.support.helpers import unique_ref
 
 pytestmark = pytest.mark.integration
 

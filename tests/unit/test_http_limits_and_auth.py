@@ -84,7 +84,7 @@ async def test_bodies_over_64_kib_are_refused_with_413_whether_declared_or_strea
     ["Bearer", "Bearer ", "Basic abc", "Bearer two words", "Bearer tök€n", "bearer", "Bearer a\tb"],
 )
 async def test_malformed_bearer_values_are_401_never_500(http: httpx.AsyncClient, header: str) -> None:
-    response = await http.get("/institutions/must/people", headers={"Authorization": header.encode("utf-8")})
+    response = await http.get("/institutions/must/people", headers={b"Authorization": header.encode("utf-8")})
     assert response.status_code == 401, response.text
     assert response.json()["error"]["code"] in ("invalid_token", "unauthorized")
 
