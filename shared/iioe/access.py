@@ -7,7 +7,7 @@ here talks to NATS: `iioe_tools`/the CLI render these into a nats-server configu
 Principals:
 * a **service** user per service: exactly the subjects it consumes and emits, its own inbox
   prefix, and JetStream API access to its own streams and durable consumers only;
-* a **partner** user per institution: commands and the partner event types for that
+* a **partner** user per institution: the commands and the partner event types of that
   institution only, replies on its own inbox prefix;
 * the **dashboard** user: subscribe to `iioe.analytics.>` only;
 * the **operator** user: everything (the CLI: provisioning, dead letters, rebuild, tokens).
@@ -17,6 +17,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from iioe.events import (
+    CERTIFICATE_ISSUED,
+    CERTIFICATE_REINSTATED,
+    CERTIFICATE_REVOKED,
+    CERTIFICATE_SUSPENDED,
+    CREDIT_RECOGNIZED,
+    CREDIT_TRANSFER_DECIDED,
+    CREDIT_TRANSFER_REQUESTED,
+    EDUCATOR_CONTACT,
+    EDUCATOR_ERASED,
+    EDUCATOR_REGISTERED,
+    EDUCATOR_ROLE_CHANGED,
+    PARTNER_EVENT_TYPES,
+    PORTFOLIO_ENTRY_ADDED,
+    PRACTICE_INTEGRATION_REPORTED,
+    TRAINEE_ATTENDED,
+    TRAINING_SESSION_HELD,
+    EventSpec,
+)
 from iioe.subjects import (
     ANALYTICS_STREAM,
     ANALYTICS_SUBJECTS,
@@ -24,17 +43,13 @@ from iioe.subjects import (
     DLQ_STREAM,
     DLQ_SUBJECTS,
     EVENTS_STREAM,
+    REGISTER_EDUCATOR,
     check_institution,
+    command_filter,
+    institution_commands,
 )
 
-PARTNER_EVENT_NAMES: tuple[str, ...] = (
-    "course_completed",
-    "training_session_held",
-    "trainee_attended",
-    "portfolio_entry_added",
-    "practice_integration_reported",
-    "course_evaluated",
-)
+PARTNER_EVENT_NAMES: tuple[str, ...] = tuple(spec.name for spec in PARTNER_EVENT_TYPES)
 """Event types a partner may publish for its own institution (contract §8, §9)."""
 
 TOKENS_BUCKET = "IIOE_TOKENS"
@@ -42,31 +57,37 @@ TOKENS_BUCKET = "IIOE_TOKENS"
 
 SERVICE_NAMES = ("registration", "certification", "analytics", "notifications")
 
-_SERVICE_EMITS: dict[str, tuple[str, ...]] = {
+_SERVICE_EMITS: dict[str, tuple[EventSpec, ...]] = {
+    # registration also takes cascade and portfolio records entered over HTTP by institution staff
     "registration": (
-        "iioe.events.*.educator_registered.v1",
-        "iioe.events.*.educator_role_changed.v1",
-        "iioe.events.*.educator_erased.v1",
-        "iioe.contacts.*.educator_contact.v1",
-        # cascade and portfolio records entered over HTTP by institution staff
-        "iioe.events.*.training_session_held.v1",
-        "iioe.events.*.trainee_attended.v1",
-        "iioe.events.*.portfolio_entry_added.v1",
-        "iioe.events.*.practice_integration_reported.v1",
+        EDUCATOR_REGISTERED,
+        EDUCATOR_ROLE_CHANGED,
+        EDUCATOR_ERASED,
+        EDUCATOR_CONTACT,
+        TRAINING_SESSION_HELD,
+        TRAINEE_ATTENDED,
+        PORTFOLIO_ENTRY_ADDED,
+        PRACTICE_INTEGRATION_REPORTED,
     ),
     "certification": (
-        "iioe.events.*.certificate_issued.v1",
-        "iioe.events.*.certificate_revoked.v1",
-        "iioe.events.*.certificate_suspended.v1",
-        "iioe.events.*.certificate_reinstated.v1",
-        "iioe.events.*.credit_recognized.v1",
-        "iioe.events.*.credit_transfer_requested.v1",
-        "iioe.events.*.credit_transfer_decided.v1",
-        DLQ_SUBJECTS,
+        CERTIFICATE_ISSUED,
+        CERTIFICATE_REVOKED,
+        CERTIFICATE_SUSPENDED,
+        CERTIFICATE_REINSTATED,
+        CREDIT_RECOGNIZED,
+        CREDIT_TRANSFER_REQUESTED,
+        CREDIT_TRANSFER_DECIDED,
     ),
+    "analytics": (),
+    "notifications": (),
+}
+_SERVICE_ALSO_PUBLISHES: dict[str, tuple[str, ...]] = {
+    "registration": (),
+    "certification": (DLQ_SUBJECTS,),
     "analytics": (ANALYTICS_SUBJECTS, DLQ_SUBJECTS),
     "notifications": (DLQ_SUBJECTS,),
 }
+CHANGE_ROLE = "change_role"
 
 SERVICE_DURABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "registration": (),
@@ -77,7 +98,7 @@ SERVICE_DURABLES: dict[str, tuple[tuple[str, str], ...]] = {
 """(stream, consumer name) of each service's durable consumers; the durable is `<service>-<name>`."""
 
 _SERVICE_SUBSCRIBES: dict[str, tuple[str, ...]] = {
-    "registration": ("iioe.commands.*.register_educator", "iioe.commands.*.change_role"),
+    "registration": (command_filter(REGISTER_EDUCATOR), command_filter(CHANGE_ROLE)),
     "certification": (),
     "analytics": (ANALYTICS_SUBJECTS,),  # its own snapshots, fanned out to SSE clients
     "notifications": (),
@@ -136,11 +157,12 @@ def service_permissions(service: str, consumer_prefix: str = "") -> Permissions:
     """Exactly what one service needs; `consumer_prefix` as in `ServiceSettings.consumer_prefix`."""
     if service not in _SERVICE_EMITS:
         raise ValueError(f"unknown service {service!r}")
-    publish: list[str] = list(_SERVICE_EMITS[service])
+    publish: list[str] = [spec.subject_filter() for spec in _SERVICE_EMITS[service]]
+    publish += _SERVICE_ALSO_PUBLISHES[service]
     publish += ["$JS.API.INFO", f"$JS.API.STREAM.INFO.{EVENTS_STREAM}"]
     for stream, name in SERVICE_DURABLES[service]:
         publish += _jetstream_api(stream, f"{consumer_prefix}{service}-{name}")
-    if DLQ_SUBJECTS in _SERVICE_EMITS[service]:
+    if DLQ_SUBJECTS in _SERVICE_ALSO_PUBLISHES[service]:
         publish.append(f"$JS.API.STREAM.INFO.{DLQ_STREAM}")
     if service == "analytics":
         publish += [f"$JS.API.STREAM.INFO.{ANALYTICS_STREAM}", f"$JS.API.DIRECT.GET.{ANALYTICS_STREAM}.>"]
@@ -160,11 +182,11 @@ def partner_user(institution: str) -> str:
 
 
 def partner_permissions(institution: str) -> Permissions:
-    """A partner system of one institution (contract §8): its commands and partner events only."""
+    """A partner system of one institution (contract §8): its own commands and partner event types."""
     check_institution(institution)
     prefix = inbox_prefix(partner_user(institution))
-    events = [f"iioe.events.{institution}.{name}.v1" for name in PARTNER_EVENT_NAMES]
-    publish = (f"iioe.commands.{institution}.>", *events)
+    events = [spec.subject(institution) for spec in PARTNER_EVENT_TYPES]
+    publish = (institution_commands(institution), *events)
     return Permissions(publish=publish, subscribe=(f"{prefix}.>",), inbox_prefix=prefix)
 
 

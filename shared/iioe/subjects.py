@@ -90,6 +90,11 @@ def command_institution(subject: str) -> str | None:
     return parts[2] if len(parts) == 4 and parts[:2] == ["iioe", "commands"] and parts[2] else None
 
 
+def institution_commands(institution: str) -> str:
+    """Every command of one institution: `iioe.commands.<institution>.>` (a partner's permission)."""
+    return f"iioe.commands.{check_institution(institution)}.>"
+
+
 def event_filter(name: str, major: int = 1) -> str:
     """A consumer filter for one event name across all institutions."""
     return _event("*", _check_name(name, "event"), _check_major(major))
