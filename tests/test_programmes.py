@@ -10,7 +10,7 @@ from iioe.reference import AI_PROGRAMME_ID, PROGRAMMES_FILE, load_programmes
 from iioe_tools.simulation import COURSES, PROGRAMME_ID
 from services.analytics.settings import AI_PROGRAMME_COURSES, AnalyticsSettings
 from services.certification.domain import BUILTIN_CATALOGUE_PATH, ProgrammeCatalogue
-from services.notifications.domain import ProgrammeNames
+from services.notifications.rendering import ProgrammeNames
 from services.notifications.settings import DEFAULT_PROGRAMMES_FILE
 
 

@@ -1,20 +1,35 @@
-"""Plain rules of the notifications service: ids, what goes where, masking, programme names."""
+"""The rules of the notifications service, pure (no I/O): ids, the status machine, retries, languages.
+
+Everything here is decided without a database, a broker or a clock of its own, so the use cases can
+be tested on an in-memory unit of work and the PostgreSQL adapter only has to store the outcome.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Final
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, Final, Literal, get_args
 
-from iioe.events import CERTIFICATE_ISSUED, CERTIFICATE_REVOKED, EDUCATOR_REGISTERED
-from iioe.runtime.logging import get_logger
-from services.notifications.rendering import FALLBACK_LANGUAGE, MessageName, validate_notification_id
-
-log = get_logger(__name__)
+from iioe.events import (
+    CERTIFICATE_ISSUED,
+    CERTIFICATE_REVOKED,
+    EDUCATOR_REGISTERED,
+    CertificateIssued,
+    CertificateRevoked,
+    EducatorRegistered,
+)
 
 EMAIL: Final = "email"
+ALL_INSTITUTIONS: Final = "*"
+NotifyingEvent = EducatorRegistered | CertificateIssued | CertificateRevoked
+"""The event data that trigger an e-mail (and may be forwarded to partner webhooks)."""
+
+MessageName = Literal["welcome", "certificate_issued", "certificate_revoked"]
+MESSAGES: Final[tuple[MessageName, ...]] = get_args(MessageName)
 
 MESSAGE_FOR_TYPE: Final[dict[str, MessageName]] = {
     EDUCATOR_REGISTERED.type: "welcome",
@@ -28,7 +43,34 @@ WEBHOOK_EVENT_TYPES: Final[dict[str, str]] = {
 }
 """Event types a partner may subscribe to, by short name (`certificate_issued`) → CloudEvent type."""
 
-ALL_INSTITUTIONS: Final = "*"
+# -- languages --------------------------------------------------------------------------------
+
+SUPPORTED_LANGUAGES: Final[tuple[str, ...]] = ("mn", "en", "ru")
+FALLBACK_LANGUAGE: Final = "en"
+
+
+def resolve_language(language: str | None) -> str:
+    """Pick the template language: `mn-MN`/`RU` normalise to `mn`/`ru`; anything unknown reads English."""
+    if not language:
+        return FALLBACK_LANGUAGE
+    primary = language.strip().replace("_", "-").split("-", 1)[0].lower()
+    return primary if primary in SUPPORTED_LANGUAGES else FALLBACK_LANGUAGE
+
+
+# -- ids --------------------------------------------------------------------------------------
+
+# Notification ids become Message-ID local parts and mailbox file names, so only a safe subset is allowed.
+_NOTIFICATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def validate_notification_id(notification_id: str) -> str:
+    """Reject ids that would corrupt a Message-ID header or escape the mailbox folder as a file name."""
+    if not _NOTIFICATION_ID.fullmatch(notification_id):
+        raise ValueError(
+            f"notification id {notification_id!r} must match {_NOTIFICATION_ID.pattern} "
+            "(it becomes a Message-ID and a file name)"
+        )
+    return notification_id
 
 
 def _digest(*parts: str) -> str:
@@ -70,31 +112,193 @@ def verify_url(certification_url: str, certificate_id: str) -> str:
     return f"{certification_url.rstrip('/')}/v1/certificates/{certificate_id}"
 
 
+def event_facts(kind: MessageName, data: NotifyingEvent, certification_url: str) -> dict[str, Any]:
+    """What the template needs from the event; names and addresses are added at send time (never stored
+    with the event facts, so the contact may arrive later and is read fresh when sending)."""
+    if isinstance(data, CertificateIssued):
+        return {
+            "institution": data.institution,
+            "certificate_id": data.certificate_id,
+            "programme_id": data.programme_id,
+            "credits": data.credits,
+            "issued_at": data.issued_at.isoformat(),
+            "verify_url": verify_url(certification_url, data.certificate_id),
+        }
+    if isinstance(data, CertificateRevoked):
+        return {
+            "institution": data.institution,
+            "certificate_id": data.certificate_id,
+            "reason": data.reason,
+            "revoked_at": data.revoked_at.isoformat(),
+            "verify_url": verify_url(certification_url, data.certificate_id),
+        }
+    return {"institution": data.institution}
+
+
+# -- the notification and its status machine --------------------------------------------------
+
+
+class NotificationStatus(StrEnum):
+    AWAITING_CONTACT = "awaiting_contact"
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+S = NotificationStatus
+TRANSITIONS: Final[Mapping[NotificationStatus, frozenset[NotificationStatus]]] = {
+    S.AWAITING_CONTACT: frozenset({S.PENDING, S.EXPIRED}),  # the contact came / never came
+    S.PENDING: frozenset({S.SENDING}),  # a worker claimed it
+    # sent; a transient error (back to pending with a delay); given up; or reclaimed after a lost lease
+    S.SENDING: frozenset({S.SENT, S.PENDING, S.FAILED, S.SENDING}),
+    S.SENT: frozenset(),
+    S.FAILED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+"""Every allowed move; anything else is a bug and raises `IllegalTransition`."""
+
+
+class IllegalTransition(Exception):
+    """A notification was asked to move where its status machine does not allow."""
+
+    def __init__(self, notification_id: str, current: NotificationStatus, target: NotificationStatus) -> None:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing (final)"
+        super().__init__(
+            f"notification {notification_id}: {current} → {target} is not allowed (from {current}: {allowed})"
+        )
+        self.current = current
+        self.target = target
+
+
+def check_transition(notification_id: str, current: NotificationStatus, target: NotificationStatus) -> None:
+    """Raise `IllegalTransition` unless `TRANSITIONS` allows `current → target`."""
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition(notification_id, current, target)
+
+
 @dataclass(frozen=True)
-class ProgrammeNames:
-    """Programme display names per language, read from the certification catalogue file.
+class Contact:
+    """How to reach an educator (personal data: kept only by this service, never on IIOE_EVENTS)."""
 
-    The file is reference data shipped in the repository (`shared/iioe/reference/programmes.json`);
-    reading it is not calling the certification service's code or database. Without it, the id is shown.
-    """
+    educator_id: str
+    institution: str
+    full_name: str
+    email: str
+    language: str
 
-    names: dict[str, dict[str, str]]
+
+@dataclass(frozen=True)
+class Notification:
+    """One e-mail to one educator about one event; immutable, each transition returns the next state."""
+
+    notification_id: str
+    event_id: str
+    event_type: str
+    kind: MessageName
+    educator_id: str
+    context: Mapping[str, Any]
+    status: NotificationStatus = S.AWAITING_CONTACT
+    channel: str = EMAIL
+    recipient: str | None = None
+    language: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    retry_after_seconds: float | None = None
+    """Set by `retry_later`: how long the queue should wait before the next attempt."""
 
     @classmethod
-    def load(cls, path: Path | None) -> ProgrammeNames:
-        if path is None or not path.is_file():
-            log.info("programme catalogue not found, showing programme ids", path=str(path))
-            return cls({})
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            names = {p["id"]: dict(p.get("names", {})) for p in raw.get("programmes", [])}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("programme catalogue unreadable, showing programme ids", path=str(path), error=repr(exc))
-            return cls({})
-        return cls(names)
+    def for_event(
+        cls,
+        *,
+        source: str,
+        event_id: str,
+        event_type: str,
+        educator_id: str,
+        context: Mapping[str, Any],
+        contact: Contact | None,
+    ) -> Notification:
+        """The e-mail an event triggers: `pending` when the address is known, else `awaiting_contact`."""
+        kind = MESSAGE_FOR_TYPE[event_type]
+        created = cls(
+            notification_id=notification_id(source, event_id, EMAIL, educator_id),
+            event_id=event_id,
+            event_type=event_type,
+            kind=kind,
+            educator_id=educator_id,
+            context=dict(context),
+        )
+        return created.contact_arrived(contact) if contact is not None else created
 
-    def name(self, programme_id: str | None, language: str) -> str | None:
-        if programme_id is None:
-            return None
-        names = self.names.get(programme_id, {})
-        return names.get(language) or names.get(FALLBACK_LANGUAGE) or programme_id
+    def _move(self, target: NotificationStatus, **changes: Any) -> Notification:
+        check_transition(self.notification_id, self.status, target)
+        return replace(self, status=target, **changes)
+
+    def contact_arrived(self, contact: Contact) -> Notification:
+        return self._move(S.PENDING, recipient=contact.email, language=contact.language)
+
+    def expire(self) -> Notification:
+        return self._move(S.EXPIRED, last_error="no contact details received")
+
+    def start_sending(self) -> Notification:
+        return self._move(S.SENDING, attempts=self.attempts + 1, retry_after_seconds=None)
+
+    def sent(self, recipient: str) -> Notification:
+        return self._move(S.SENT, recipient=recipient, last_error=None)
+
+    def retry_later(self, error: str, after_seconds: float) -> Notification:
+        return self._move(S.PENDING, last_error=error, retry_after_seconds=after_seconds)
+
+    def fail(self, error: str) -> Notification:
+        return self._move(S.FAILED, last_error=error)
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+_system_random = random.SystemRandom()
+
+
+def retry_delays(attempt: int, base: float = 1.0, cap: float = 300.0, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (0 = first retry): exponential backoff, full jitter.
+
+    The ceiling doubles per attempt, `min(cap, base * 2**attempt)`, and the delay is drawn uniformly
+    from `[0, ceiling]` ("full jitter", AWS Architecture Blog, 2015). The jitter spreads retries of
+    many sends that failed together (a relay or partner outage) so they do not hit the recovering
+    endpoint in synchronised waves; the cap keeps a long outage from pushing retries hours apart.
+    """
+    if attempt < 0:
+        raise ValueError("attempt must be >= 0")
+    if base < 0 or cap < 0:
+        raise ValueError("base and cap must be >= 0")
+    # 2.0**attempt overflows a float past ~1023; by then the cap has long been reached.
+    ceiling = cap if attempt >= 1000 else min(cap, base * 2.0**attempt)
+    return (rng or _system_random).uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True)
+class Retry:
+    after_seconds: float
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: Literal["permanent", "max_attempts"]
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    """When to try a failed send again, and when to stop: capped, jittered backoff, `max_attempts` in all."""
+
+    base_seconds: float
+    cap_seconds: float
+    max_attempts: int
+    rng: random.Random | None = None
+
+    def after_failure(self, attempts: int, *, permanent: bool = False) -> Retry | GiveUp:
+        """`attempts` counts the one that just failed (1 after the first)."""
+        if permanent:
+            return GiveUp("permanent")
+        if attempts >= self.max_attempts:
+            return GiveUp("max_attempts")
+        return Retry(retry_delays(attempts - 1, self.base_seconds, self.cap_seconds, self.rng))

@@ -1,4 +1,4 @@
-"""HTTP API: partner webhook endpoints (operator), delivery state (operator), health.
+"""HTTP entry points: partner webhook endpoints (operator), delivery state (operator).
 
 Every route except `/healthz` needs the operator bearer token: webhook secrets and delivery state
 are operator business, and the notification list names educators and (masked) addresses.
@@ -14,11 +14,10 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AnyHttpUrl, BaseModel, Field, field_validator
 
 from iioe.runtime.http import ApiError, operator_auth
-from iioe.runtime.service import ServiceRuntime
-from iioe.subjects import INSTITUTION_CODE_PATTERN, INSTITUTION_CODE_RE
-from services.notifications import store
+from iioe.runtime.settings import ServiceSettings
+from iioe.subjects import INSTITUTION_CODE_RE
 from services.notifications.domain import ALL_INSTITUTIONS, WEBHOOK_EVENT_TYPES, mask_email, normalise_event_type
-from services.notifications.settings import NotificationsSettings
+from services.notifications.usecases import NotificationUseCases, RegisterWebhook
 from services.notifications.webhooks import generate_secret
 
 NotificationStatus = Literal["awaiting_contact", "pending", "sending", "sent", "failed", "expired"]
@@ -36,7 +35,7 @@ class WebhookCreate(BaseModel):
     @classmethod
     def _institution(cls, value: str) -> str:
         if value != ALL_INSTITUTIONS and not INSTITUTION_CODE_RE.fullmatch(value):
-            raise ValueError(f"must be an institution code ({INSTITUTION_CODE_PATTERN}) or '*'")
+            raise ValueError("must be an institution code ([a-z0-9-]{2,32}) or '*'")
         return value
 
     @field_validator("event_types")
@@ -99,7 +98,7 @@ def _webhook(row: dict[str, object]) -> Webhook:
     return Webhook.model_validate({**row, "id": row["webhook_id"]})
 
 
-def build_router(runtime: ServiceRuntime, settings: NotificationsSettings) -> APIRouter:
+def build_router(usecases: NotificationUseCases, settings: ServiceSettings) -> APIRouter:
     router = APIRouter(dependencies=[Depends(operator_auth(settings))])
     Limit = Annotated[int, Query(ge=1, le=1000)]
 
@@ -107,19 +106,19 @@ def build_router(runtime: ServiceRuntime, settings: NotificationsSettings) -> AP
     async def create_webhook(body: WebhookCreate) -> CreatedWebhook:
         """Register a partner endpoint; the returned secret is not shown again."""
         secret = generate_secret()
-        row = await store.create_webhook(
-            runtime.pool, f"wh_{secrets.token_hex(8)}", str(body.url), body.institution, body.event_types, secret
+        row = await usecases.register_webhook(
+            RegisterWebhook(f"wh_{secrets.token_hex(8)}", str(body.url), body.institution, body.event_types, secret)
         )
         return CreatedWebhook(**_webhook(row).model_dump(), secret=secret)
 
     @router.get("/v1/webhooks", response_model=list[Webhook])
     async def list_webhooks() -> list[Webhook]:
-        return [_webhook(r) for r in await store.list_webhooks(runtime.pool)]
+        return [_webhook(r) for r in await usecases.webhooks()]
 
     @router.delete("/v1/webhooks/{webhook_id}", status_code=204)
     async def delete_webhook(webhook_id: str) -> Response:
         """Stop sending to an endpoint; queued deliveries are cancelled, history is kept."""
-        if not await store.delete_webhook(runtime.pool, webhook_id):
+        if not await usecases.delete_webhook(webhook_id):
             raise ApiError(404, "webhook_not_found", f"no webhook with id {webhook_id!r}")
         return Response(status_code=204)
 
@@ -130,13 +129,13 @@ def build_router(runtime: ServiceRuntime, settings: NotificationsSettings) -> AP
         event_id: str | None = None,
         limit: Limit = 100,
     ) -> list[Delivery]:
-        rows = await store.list_deliveries(runtime.pool, status, webhook_id, event_id, limit)
+        rows = await usecases.deliveries(status, webhook_id, event_id, limit)
         return [Delivery.model_validate({**r, "id": r["delivery_id"]}) for r in rows]
 
     @router.post("/v1/webhooks/deliveries/{delivery_id}/retry", status_code=202)
     async def retry_delivery(delivery_id: str) -> dict[str, str]:
         """Re-drive a dead delivery with a fresh retry budget (the IIOE_DLQ entry is only a record)."""
-        if not await store.retry_delivery(runtime.pool, delivery_id):
+        if not await usecases.redrive_delivery(delivery_id):
             raise ApiError(404, "dead_delivery_not_found", f"no dead delivery with id {delivery_id!r}")
         return {"id": delivery_id, "status": "pending"}
 
@@ -144,7 +143,7 @@ def build_router(runtime: ServiceRuntime, settings: NotificationsSettings) -> AP
     async def list_notifications(
         educator_id: str | None = None, status: NotificationStatus | None = None, limit: Limit = 100
     ) -> list[Notification]:
-        rows = await store.list_notifications(runtime.pool, educator_id, status, limit)
+        rows = await usecases.notifications(educator_id, status, limit)
         return [
             Notification.model_validate({**r, "id": r["notification_id"], "recipient": mask_email(r["recipient"])})
             for r in rows

@@ -12,34 +12,13 @@ import tempfile
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import aiosmtplib
 
+from services.notifications.ports import DeliveryError, MailSender
 from services.notifications.rendering import NOTIFICATION_ID_HEADER, validate_notification_id
 
-
-class DeliveryError(Exception):
-    """A message could not be handed over.
-
-    `permanent=True` means retrying this message cannot help (the server rejected the sender, the
-    recipient or the content); `False` means try again later (network, timeouts, 4xx, configuration).
-    """
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
-
-    def __repr__(self) -> str:
-        return f"DeliveryError({self.message!r}, permanent={self.permanent})"
-
-
-@runtime_checkable
-class MailSender(Protocol):
-    """Anything that can hand one e-mail to its next hop; raises `DeliveryError` on failure."""
-
-    async def send(self, msg: EmailMessage) -> None: ...
+__all__ = ["DeliveryError", "MailSender", "MailboxSender", "SmtpSender"]
 
 
 def _is_permanent(code: int) -> bool:

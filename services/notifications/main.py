@@ -1,9 +1,9 @@
-"""Composition root of the notifications service."""
+"""Composition root of the notifications service: real adapters wired to the use cases."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +12,23 @@ from fastapi import FastAPI
 from iioe.events import CERTIFICATE_ISSUED, CERTIFICATE_REVOKED, EDUCATOR_REGISTERED
 from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
-from iioe.runtime.logging import get_logger
 from iioe.runtime.service import ServiceRuntime
 from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM, contact_filter, event_filter
-from services.notifications.domain import ProgrammeNames
+from services.notifications.domain import RetrySchedule
 from services.notifications.handlers import NotificationHandlers
 from services.notifications.http import build_router
 from services.notifications.mail import MailboxSender, MailSender, SmtpSender
-from services.notifications.rendering import Renderer
+from services.notifications.rendering import MailComposer, ProgrammeNames, Renderer
+from services.notifications.sending import MailDelivery, WebhookDelivery
 from services.notifications.settings import NotificationsSettings
-from services.notifications.workers import MailWorker, WebhookWorkers
+from services.notifications.store import PostgresUnitOfWork
+from services.notifications.usecases import NotificationUseCases
+from services.notifications.webhooks import HttpWebhookPoster
+from services.notifications.workers import NatsDeadLetters, PollLoop
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 CONTACT_FILTER = contact_filter()
-log = get_logger(__name__)
+EXPIRY_SWEEP_SECONDS = 60.0
 
 
 def build_mail_sender(settings: NotificationsSettings) -> MailSender:
@@ -42,72 +45,67 @@ def build_mail_sender(settings: NotificationsSettings) -> MailSender:
     return MailboxSender(settings.mailbox_path)
 
 
-class Workers:
-    """The background senders' lifecycle: started after the runtime, stopped before it."""
-
-    def __init__(self, runtime: ServiceRuntime, settings: NotificationsSettings) -> None:
-        self._runtime = runtime
-        self._settings = settings
-        self.mail: MailWorker | None = None
-        self.webhooks: WebhookWorkers | None = None
-        self.tasks: list[asyncio.Task[None]] = []
-
-    def wake(self) -> None:
-        for worker in (self.mail, self.webhooks):
-            if worker is not None:
-                worker.wake()
-
-    async def start(self) -> None:
-        s, rt = self._settings, self._runtime
-        sender = build_mail_sender(s)
-        programmes = ProgrammeNames.load(s.programmes_file)
-        institutions = load_institutions(s.institutions_file)
-        self.mail = MailWorker(rt.pool, sender, Renderer(support_email=s.support_email), s, programmes, institutions)
-        self.webhooks = WebhookWorkers(rt.pool, lambda: rt.js, s, rt.durable("webhooks"))
-        self.tasks = [asyncio.create_task(self.mail.run(), name="mail-worker")]
-        self.tasks += [
-            asyncio.create_task(loop, name=f"webhook-worker-{i}") for i, loop in enumerate(self.webhooks.loops())
-        ]
-        log.info("workers started", mail_sender=repr(sender), webhook_workers=s.webhook_workers)
-
-    async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self.webhooks is not None:
-            await self.webhooks.close()
-
-    def health(self) -> dict[str, Any]:
-        return {
-            "stopped_workers": [t.get_name() for t in self.tasks if t.done()],
-            "mail_sent": self.mail.sent if self.mail else 0,
-            "webhooks_delivered": self.webhooks.delivered if self.webhooks else 0,
-            "webhooks_dead": self.webhooks.dead if self.webhooks else 0,
-        }
-
-
 def create_app(settings: NotificationsSettings | None = None, **overrides: Any) -> FastAPI:
     """Build the service from settings; nothing connects until the app starts."""
-    settings = settings or NotificationsSettings(**overrides)
-    runtime = ServiceRuntime(settings, MIGRATIONS)
-    workers = Workers(runtime, settings)
-    handlers = NotificationHandlers(runtime, settings, wake=workers.wake)
+    s = settings or NotificationsSettings(**overrides)
+    runtime = ServiceRuntime(s, MIGRATIONS)
+    uow = PostgresUnitOfWork(lambda: runtime.pool)
+
+    composer = MailComposer(
+        Renderer(support_email=s.support_email),
+        ProgrammeNames.load(s.programmes_file),
+        load_institutions(s.institutions_file),
+    )
+    mail = MailDelivery(
+        uow,
+        build_mail_sender(s),
+        composer,
+        RetrySchedule(s.mail_retry_base_seconds, s.mail_retry_cap_seconds, s.mail_max_attempts),
+        mail_from=s.mail_from,
+        lease_seconds=s.send_lease_seconds,
+        batch_size=s.mail_batch_size,
+        concurrency=s.mail_concurrency,
+    )
+    poster = HttpWebhookPoster(s.webhook_timeout_seconds)
+    webhooks = WebhookDelivery(
+        uow,
+        poster,
+        NatsDeadLetters(lambda: runtime.js, runtime.durable("webhooks")),
+        RetrySchedule(s.webhook_retry_base_seconds, s.webhook_retry_cap_seconds, s.webhook_max_attempts),
+        lease_seconds=s.webhook_lease_seconds,
+    )
+    mail_loop = PollLoop("mail", mail.send_due, s.mail_poll_seconds)
+    webhook_loop = PollLoop("webhooks", webhooks.deliver_next, s.webhook_poll_seconds)
+
+    def queued() -> None:
+        mail_loop.wake()
+        webhook_loop.wake()
+
+    usecases = NotificationUseCases(
+        uow, certification_url=s.certification_url, contact_wait_seconds=s.contact_wait_seconds, queued=queued
+    )
+    expiry_loop = PollLoop("contact-expiry", lambda: usecases.expire_overdue(datetime.now(UTC)), EXPIRY_SWEEP_SECONDS)
+
+    async def webhook_senders() -> None:
+        """`webhook_workers` loops sharing one HTTP client, closed when the task is cancelled."""
+        async with poster:
+            await asyncio.gather(*(webhook_loop.run() for _ in range(s.webhook_workers)))
+
+    handlers = NotificationHandlers(usecases)
     events = [event_filter(spec.name) for spec in (EDUCATOR_REGISTERED, CERTIFICATE_ISSUED, CERTIFICATE_REVOKED)]
     runtime.add_consumer("events", EVENTS_STREAM, events, handlers.on_event)
     runtime.add_consumer("contacts", CONTACTS_STREAM, [CONTACT_FILTER], handlers.on_contact)
+    runtime.add_background_task("mail-sender", mail_loop.run)
+    runtime.add_background_task("webhook-senders", webhook_senders)
+    runtime.add_background_task("contact-expiry", expiry_loop.run)
 
-    def worker_health() -> dict[str, Any]:
-        facts = workers.health()
-        return {"ok": not facts["stopped_workers"], **facts}
+    def sending_facts() -> dict[str, Any]:
+        return {"mail_sent": mail.sent, "webhooks_delivered": webhooks.delivered, "webhooks_dead": webhooks.dead}
 
     return build_service(
         runtime,
         title="IIOE notifications service",
-        routers=[build_router(runtime, settings)],
-        on_start=[workers.start],
-        on_stop=[workers.stop],
-        health=[worker_health],
-        state={"workers": workers},
+        routers=[build_router(usecases, s)],
+        health=[sending_facts],
+        state={"usecases": usecases},
     )

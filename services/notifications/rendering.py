@@ -2,11 +2,13 @@
 
 Templates live in `templates/<lang>/<message>.{subject.txt,txt,html}`; each language is written by
 hand (not machine-translated at runtime) so educators read natural Mongolian, English or Russian.
+Every text and HTML message extends its language's `base.txt` / `base.html` (greeting, sign-off,
+footer and the HTML frame live there once), filling the blocks `title`, `heading` and `body`.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -14,16 +16,34 @@ from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, cast
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
-MessageName = Literal["welcome", "certificate_issued", "certificate_revoked"]
-MESSAGES: Final[tuple[MessageName, ...]] = get_args(MessageName)
+from iioe.reference import Institution
+from iioe.runtime.logging import get_logger
+from services.notifications.domain import (
+    FALLBACK_LANGUAGE,
+    MESSAGES,
+    SUPPORTED_LANGUAGES,
+    Contact,
+    MessageName,
+    Notification,
+    resolve_language,
+    validate_notification_id,
+)
 
-SUPPORTED_LANGUAGES: Final[tuple[str, ...]] = ("mn", "en", "ru")
-FALLBACK_LANGUAGE: Final = "en"
+__all__ = [
+    "FALLBACK_LANGUAGE",
+    "MESSAGES",
+    "SUPPORTED_LANGUAGES",
+    "MessageName",
+    "resolve_language",
+    "validate_notification_id",
+]
+log = get_logger(__name__)
+
 DEFAULT_SUPPORT_EMAIL: Final = "support@iioe.example"
 MESSAGE_ID_DOMAIN: Final = "iioe.local"
 NOTIFICATION_ID_HEADER: Final = "X-IIOE-Notification-Id"
@@ -45,9 +65,6 @@ OPTIONAL_CONTEXT: Final[Mapping[str, Any]] = {
     "verify_url": None,
 }
 """Keys templates test with `{% if %}`; defaulted so StrictUndefined still catches typos in templates."""
-
-# Notification ids become Message-ID local parts and mailbox file names, so only a safe subset is allowed.
-_NOTIFICATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 _MONTHS_EN: Final = (
     "January",
@@ -92,24 +109,6 @@ class RenderedMessage:
     text: str
     html: str
     language: str
-
-
-def resolve_language(language: str | None) -> str:
-    """Pick the template language: `mn-MN`/`RU` normalise to `mn`/`ru`; anything unknown reads English."""
-    if not language:
-        return FALLBACK_LANGUAGE
-    primary = language.strip().replace("_", "-").split("-", 1)[0].lower()
-    return primary if primary in SUPPORTED_LANGUAGES else FALLBACK_LANGUAGE
-
-
-def validate_notification_id(notification_id: str) -> str:
-    """Reject ids that would corrupt a Message-ID header or escape the mailbox folder as a file name."""
-    if not _NOTIFICATION_ID.fullmatch(notification_id):
-        raise ValueError(
-            f"notification id {notification_id!r} must match {_NOTIFICATION_ID.pattern} "
-            "(it becomes a Message-ID and a file name)"
-        )
-    return notification_id
 
 
 def _to_datetime(value: Any) -> datetime | date | None:
@@ -240,3 +239,57 @@ def build_email(
     # Set after the parts: set_content() drops existing Content-* headers.
     msg["Content-Language"] = rendered.language
     return msg
+
+
+@dataclass(frozen=True)
+class ProgrammeNames:
+    """Programme display names per language, read from the programme catalogue file.
+
+    The file is reference data shipped in the repository; reading it is not calling the certification
+    service's code or database. Without it, the id is shown.
+    """
+
+    names: dict[str, dict[str, str]]
+
+    @classmethod
+    def load(cls, path: Path | None) -> ProgrammeNames:
+        if path is None or not path.is_file():
+            log.info("programme catalogue not found, showing programme ids", path=str(path))
+            return cls({})
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            names = {p["id"]: dict(p.get("names", {})) for p in raw.get("programmes", [])}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("programme catalogue unreadable, showing programme ids", path=str(path), error=repr(exc))
+            return cls({})
+        return cls(names)
+
+    def name(self, programme_id: str | None, language: str) -> str | None:
+        if programme_id is None:
+            return None
+        names = self.names.get(programme_id, {})
+        return names.get(language) or names.get(FALLBACK_LANGUAGE) or programme_id
+
+
+class MailComposer:
+    """The `Composer` port: the stored event facts plus what depends on the person and their language."""
+
+    def __init__(self, renderer: Renderer, programmes: ProgrammeNames, institutions: Mapping[str, Institution]) -> None:
+        self._renderer = renderer
+        self._programmes = programmes
+        self._institutions = institutions
+
+    def context(self, notification: Notification, contact: Contact, language: str) -> dict[str, Any]:
+        context = dict(notification.context)
+        institution = self._institutions.get(str(context.get("institution")))
+        if institution is not None:
+            context["institution_name"] = institution.name_mn if language == "mn" else institution.name_en
+        context["programme_name"] = self._programmes.name(context.get("programme_id"), language)
+        context["full_name"] = contact.full_name
+        return context
+
+    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> EmailMessage:
+        rendered = self._renderer.render(
+            cast(MessageName, notification.kind), language, self.context(notification, contact, language)
+        )
+        return build_email(rendered, sender=sender, recipient=contact.email, message_id=notification.notification_id)

@@ -13,15 +13,18 @@ import base64
 import binascii
 import hashlib
 import hmac
-import random
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 import httpx
+
+from services.notifications.domain import retry_delays
+from services.notifications.ports import DeliveryResult
+
+__all__ = ["DeliveryResult", "HttpWebhookPoster", "deliver", "generate_secret", "retry_delays", "sign", "verify"]
 
 SECRET_PREFIX: Final = "whsec_"
 SIGNATURE_VERSION: Final = "v1"
@@ -30,21 +33,9 @@ USER_AGENT: Final = "IIOE-Webhooks/1.0"
 DEFAULT_TOLERANCE_SECONDS: Final = 300
 SECRET_BYTES: Final = 32
 
-_system_random = random.SystemRandom()
-
 
 class WebhookVerificationError(Exception):
     """The request is not provably from us, or is too old/new to trust (possible replay)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    """Outcome of one delivery attempt; never raised, so callers can record and schedule a retry."""
-
-    status_code: int | None
-    error: str | None
-    ok: bool
-    duration_ms: float
 
 
 def generate_secret(num_bytes: int = SECRET_BYTES) -> str:
@@ -133,28 +124,6 @@ def webhook_headers(secret: str, msg_id: str, body: bytes, now: datetime | float
     }
 
 
-def retry_delays(
-    attempt: int,
-    base: float = 1.0,
-    cap: float = 300.0,
-    rng: random.Random | None = None,
-) -> float:
-    """Seconds to wait before retry number `attempt` (0 = first retry): exponential backoff, full jitter.
-
-    The ceiling doubles per attempt, `min(cap, base * 2**attempt)`, and the delay is drawn uniformly
-    from `[0, ceiling]` ("full jitter", AWS Architecture Blog, 2015). The jitter spreads retries of
-    many webhooks that failed together (a partner outage) so they do not hit the recovering endpoint
-    in synchronised waves; the cap keeps a long outage from pushing retries hours apart.
-    """
-    if attempt < 0:
-        raise ValueError("attempt must be >= 0")
-    if base < 0 or cap < 0:
-        raise ValueError("base and cap must be >= 0")
-    # 2.0**attempt overflows a float past ~1023; by then the cap has long been reached.
-    ceiling = cap if attempt >= 1000 else min(cap, base * 2.0**attempt)
-    return (rng or _system_random).uniform(0.0, ceiling)
-
-
 async def deliver(
     client: httpx.AsyncClient,
     url: str,
@@ -187,3 +156,24 @@ async def deliver(
     ok = 200 <= response.status_code < 300
     error = None if ok else f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
     return DeliveryResult(response.status_code, error, ok, elapsed())
+
+
+class HttpWebhookPoster:
+    """The `WebhookPoster` port over one pooled httpx client, open for as long as the senders run."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> HttpWebhookPoster:
+        self._client = httpx.AsyncClient()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def post(self, url: str, secret: str, msg_id: str, body: bytes) -> DeliveryResult:
+        assert self._client is not None, "use the poster as an async context manager"
+        return await deliver(self._client, url, secret, msg_id, body, self._timeout)

@@ -1,130 +1,331 @@
-"""Real local servers for notifications tests: an SMTP relay (aiosmtpd) and an HTTP partner receiver.
+"""Test doubles for notifications: an in-memory unit of work and fake senders (plus the real servers).
 
-They are real servers on free ports (not mocks), so the service's SMTP client and HTTP client
-exercise the network exactly as in production.
+`FakeUnitOfWork` implements the same ports as the PostgreSQL adapter, so the use cases are tested
+without any server (cosmicpython's FakeUnitOfWork). Its queues follow the lease-queue rule (due
+`pending` rows, or `sending` rows whose lease ran out; only the token's holder may finish) and move
+notifications only through the domain's transitions. The real local servers (SMTP relay, HTTP
+partner receiver) live in `servers.py` and are re-exported here for the integration tests.
 """
 
 from __future__ import annotations
 
-import asyncio
-import email
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+import copy
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from email import policy
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-import uvicorn
-from aiosmtpd.controller import Controller
-from fastapi import FastAPI, Request, Response
+from services.notifications.domain import Contact, Notification, NotificationStatus
+from services.notifications.ports import (
+    ClaimedDelivery,
+    ClaimedNotification,
+    DeliveryError,
+    DeliveryResult,
+    NewDelivery,
+    NewWebhook,
+)
+from services.notifications.tests.servers import Receiver, SmtpCapture, http_receiver, smtp_server
 
-from iioe_tools.embedded import free_port
+__all__ = ["Receiver", "SmtpCapture", "http_receiver", "smtp_server"]
+AWAITING = NotificationStatus.AWAITING_CONTACT
 
 
-class SmtpCapture:
-    """Accepts every message; messages to an address in `hold` wait until released, then get a 451."""
+class FakeClock:
+    """The fakes' notion of now; tests move it forward instead of sleeping."""
 
     def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.hold: set[str] = set()
-        self.held = 0
-        self._release = threading.Event()
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.hold & set(envelope.rcpt_tos):
-            self.held += 1
-            await asyncio.to_thread(self._release.wait)  # the sender waits for our answer: "sending" in its DB
-            return "451 4.3.0 held by the test, not accepted"
-        parsed = email.message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 Message accepted for delivery"
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
-    def release(self) -> None:
-        self.hold.clear()
-        self._release.set()
+
+@dataclass
+class Row:
+    """A queued notification or delivery with its queue bookkeeping."""
+
+    item: Any
+    created_at: datetime
+    next_attempt_at: datetime
+    status: str = "pending"
+    attempts: int = 0
+    token: uuid.UUID | None = None
+    lease_until: datetime | None = None
+    last_error: str | None = None
+
+    def due(self, now: datetime) -> bool:
+        """The lease queue's rule: pending and due, or claimed with an expired lease."""
+        if self.status == "pending":
+            return self.next_attempt_at <= now
+        return self.status == "sending" and self.lease_until is not None and self.lease_until < now
+
+
+@dataclass
+class FakeState:
+    inbox: set[tuple[str, str]] = field(default_factory=set)
+    contacts: dict[str, tuple[Contact, datetime]] = field(default_factory=dict)
+    notifications: dict[str, Row] = field(default_factory=dict)
+    webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deliveries: dict[str, Row] = field(default_factory=dict)
+
+
+@dataclass
+class _Repo:
+    state: FakeState
+    clock: FakeClock
+
+
+class FakeInbox(_Repo):
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        if (consumer, event_id) in self.state.inbox:
+            return False
+        self.state.inbox.add((consumer, event_id))
+        return True
+
+
+class FakeContacts(_Repo):
+    async def lock(self, educator_id: str) -> None:
+        return None  # one event loop and no await between read and write: nothing to serialise
+
+    async def upsert(self, contact: Contact, event_time: datetime) -> bool:
+        current = self.state.contacts.get(contact.educator_id)
+        if current is not None and current[1] > event_time:
+            return False
+        self.state.contacts[contact.educator_id] = (contact, event_time)
+        return True
+
+    async def get(self, educator_id: str) -> Contact | None:
+        found = self.state.contacts.get(educator_id)
+        return found[0] if found else None
+
+
+class FakeNotifications(_Repo):
+    async def add(self, n: Notification) -> bool:
+        if n.notification_id in self.state.notifications:
+            return False
+        now = self.clock.now
+        self.state.notifications[n.notification_id] = Row(n, now, now, status=str(n.status))
+        return True
+
+    def _where(self, status: NotificationStatus) -> list[Row]:
+        return [r for r in self.state.notifications.values() if r.item.status is status]
+
+    async def awaiting_contact(self, educator_id: str) -> list[Notification]:
+        return [r.item for r in self._where(AWAITING) if r.item.educator_id == educator_id]
+
+    async def overdue(self, created_before: datetime, limit: int) -> list[Notification]:
+        return [r.item for r in self._where(AWAITING) if r.created_at < created_before][:limit]
+
+    async def save(self, n: Notification, expected: NotificationStatus) -> bool:
+        row = self.state.notifications.get(n.notification_id)
+        if row is None or row.item.status is not expected:
+            return False
+        row.item, row.status = n, str(n.status)
+        if n.status is NotificationStatus.PENDING:
+            row.next_attempt_at = self.clock.now
+        return True
+
+    async def find(self, educator_id: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+        rows = [r.item for r in self.state.notifications.values()]
+        rows = [n for n in rows if educator_id in (None, n.educator_id) and status in (None, str(n.status))]
+        return [vars(n) for n in rows[:limit]]
+
+
+class FakeMailQueue(_Repo):
+    async def claim(self, limit: int, lease_seconds: float) -> list[ClaimedNotification]:
+        now = self.clock.now
+        due = sorted((r for r in self.state.notifications.values() if r.due(now)), key=lambda r: r.next_attempt_at)
+        claimed = []
+        for row in due[:limit]:
+            row.item = row.item.start_sending()  # the domain decides whether that is legal
+            row.status, row.token = "sending", uuid.uuid4()
+            row.lease_until = now + timedelta(seconds=lease_seconds)
+            claimed.append(ClaimedNotification(row.item, row.token))
+        return claimed
+
+    async def finish(self, claimed: ClaimedNotification, outcome: Notification) -> bool:
+        row = self.state.notifications[claimed.notification.notification_id]
+        if row.token != claimed.token:
+            return False
+        row.item, row.status, row.token, row.lease_until = outcome, str(outcome.status), None, None
+        if outcome.status is NotificationStatus.PENDING:
+            row.next_attempt_at = self.clock.now + timedelta(seconds=outcome.retry_after_seconds or 0.0)
+        return True
+
+
+class FakeWebhooks(_Repo):
+    async def create(self, w: NewWebhook) -> dict[str, Any]:
+        self.state.webhooks[w.webhook_id] = {**vars(w), "created_at": self.clock.now, "deleted_at": None}
+        return {"webhook_id": w.webhook_id, "url": w.url, "institution": w.institution, "event_types": w.event_types}
+
+    async def live(self) -> list[dict[str, Any]]:
+        return [w for w in self.state.webhooks.values() if w["deleted_at"] is None]
+
+    async def delete(self, webhook_id: str) -> bool:
+        row = self.state.webhooks.get(webhook_id)
+        if row is None or row["deleted_at"] is not None:
+            return False
+        row["deleted_at"] = self.clock.now
+        return True
+
+    async def matching(self, institution: str, event_type: str) -> list[str]:
+        hooks = await self.live()
+        return sorted(
+            w["webhook_id"] for w in hooks if w["institution"] in (institution, "*") and event_type in w["event_types"]
+        )
+
+
+class FakeDeliveries(_Repo):
+    async def add(self, d: NewDelivery) -> bool:
+        if d.delivery_id in self.state.deliveries:
+            return False
+        self.state.deliveries[d.delivery_id] = Row(d, self.clock.now, self.clock.now)
+        return True
+
+    async def claim(self, lease_seconds: float) -> ClaimedDelivery | None:
+        now = self.clock.now
+        live = {w["webhook_id"]: w for w in self.state.webhooks.values() if w["deleted_at"] is None}
+        due = [r for r in self.state.deliveries.values() if r.due(now) and r.item.webhook_id in live]
+        if not due:
+            return None
+        row = min(due, key=lambda r: r.next_attempt_at)
+        row.status, row.attempts, row.token = "sending", row.attempts + 1, uuid.uuid4()
+        row.lease_until = now + timedelta(seconds=lease_seconds)
+        d, hook = row.item, live[row.item.webhook_id]
+        return ClaimedDelivery(
+            d.delivery_id, d.webhook_id, hook["url"], hook["secret"], d.event_id, d.event_subject, d.body,
+            row.attempts, row.token,
+        )  # fmt: skip
+
+    def _finish(self, d: ClaimedDelivery, status: str, error: str | None, after: float = 0.0) -> bool:
+        row = self.state.deliveries[d.delivery_id]
+        if row.token != d.token:
+            return False
+        row.status, row.token, row.lease_until, row.last_error = status, None, None, error
+        row.next_attempt_at = self.clock.now + timedelta(seconds=after)
+        return True
+
+    async def delivered(self, d: ClaimedDelivery, status_code: int | None) -> bool:
+        return self._finish(d, "delivered", None)
+
+    async def retry(self, d: ClaimedDelivery, status_code: int | None, error: str | None, after: float) -> bool:
+        return self._finish(d, "pending", error, after)
+
+    async def dead(self, d: ClaimedDelivery, status_code: int | None, error: str | None) -> bool:
+        return self._finish(d, "dead", error)
+
+    async def cancel_pending(self, webhook_id: str) -> int:
+        rows = [r for r in self.state.deliveries.values() if r.item.webhook_id == webhook_id and r.status == "pending"]
+        for row in rows:
+            row.status = "cancelled"
+        return len(rows)
+
+    async def redrive(self, delivery_id: str) -> bool:
+        row = self.state.deliveries.get(delivery_id)
+        if row is None or row.status != "dead":
+            return False
+        row.status, row.attempts, row.next_attempt_at = "pending", 0, self.clock.now
+        return True
+
+    async def find(
+        self, status: str | None, webhook_id: str | None, event_id: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        rows = [r for r in self.state.deliveries.values() if status in (None, r.status)]
+        return [{**vars(r.item), "status": r.status, "attempts": r.attempts} for r in rows][:limit]
+
+
+@dataclass
+class FakeRepositories:
+    inbox: FakeInbox
+    contacts: FakeContacts
+    notifications: FakeNotifications
+    mail: FakeMailQueue
+    webhooks: FakeWebhooks
+    deliveries: FakeDeliveries
+
+
+class FakeUnitOfWork:
+    """The same port as PostgreSQL, in memory; a block that raises rolls everything back."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.clock = clock or FakeClock()
+        self.state = FakeState()
+        self.commits = 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeRepositories]:
+        snapshot = copy.deepcopy(self.state)
+        s, c = self.state, self.clock
+        try:
+            yield FakeRepositories(
+                FakeInbox(s, c), FakeContacts(s, c), FakeNotifications(s, c), FakeMailQueue(s, c),
+                FakeWebhooks(s, c), FakeDeliveries(s, c),
+            )  # fmt: skip
+        except BaseException:
+            self.state.__dict__.update(snapshot.__dict__)
+            raise
+        self.commits += 1
+
+    def notification(self, notification_id: str) -> Notification:
+        return self.state.notifications[notification_id].item
+
+    def delivery(self, delivery_id: str) -> Row:
+        return self.state.deliveries[delivery_id]
+
+
+class FakeMailSender:
+    """Records what it was asked to send; `failures` are raised first, one per send."""
+
+    def __init__(self, *failures: DeliveryError) -> None:
+        self.sent: list[EmailMessage] = []
+        self.failures = list(failures)
+
+    async def send(self, msg: EmailMessage) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(msg)
 
     def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in list(self.messages) if m["To"] == address]
+        return [m for m in self.sent if m["To"] == address]
 
 
-@contextmanager
-def smtp_server() -> Iterator[tuple[SmtpCapture, int]]:
-    handler = SmtpCapture()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        handler.release()
-        controller.stop()
+class FakeComposer:
+    """Records the language chosen for each notification; `broken` kinds cannot be rendered."""
+
+    def __init__(self, broken: frozenset[str] = frozenset()) -> None:
+        self.languages: list[str] = []
+        self.broken = broken
+
+    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> EmailMessage:
+        if notification.kind in self.broken:
+            raise ValueError(f"{notification.kind} needs a value the event did not carry")
+        self.languages.append(language)
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = sender, contact.email, f"{notification.kind} ({language})"
+        msg.set_content(f"Dear {contact.full_name}")
+        return msg
 
 
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
+class FakePoster:
+    """A partner endpoint answering with `statuses` in turn (the last one repeats)."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses) or [204]
+        self.calls: list[tuple[str, str]] = []
+
+    async def post(self, url: str, secret: str, msg_id: str, body: bytes) -> DeliveryResult:
+        self.calls.append((url, msg_id))
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        ok = 200 <= status < 300
+        return DeliveryResult(status, None if ok else f"HTTP {status}", ok, 1.0)
 
 
-@dataclass
-class Receiver:
-    """A partner's webhook endpoint plus a fake certification verification endpoint."""
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.letters: list[tuple[str, str]] = []
 
-    base_url: str
-    requests: list[Received] = field(default_factory=list)
-    in_flight: int = 0
-
-    def to(self, path: str) -> list[Received]:
-        return [r for r in list(self.requests) if r.path == path]
-
-
-def receiver_app(receiver: Receiver, slow_seconds: float) -> FastAPI:
-    app = FastAPI()
-
-    @app.post("/hooks/{name}")
-    async def hook(name: str, request: Request) -> Response:
-        body = await request.body()
-        receiver.requests.append(Received(f"/hooks/{name}", dict(request.headers), body, time.monotonic()))
-        if name == "fail":
-            return Response(status_code=500)
-        if name == "slow":
-            receiver.in_flight += 1
-            try:
-                await asyncio.sleep(slow_seconds)
-            finally:
-                receiver.in_flight -= 1
-        return Response(status_code=204)
-
-    @app.get("/v1/certificates/{certificate_id}")
-    async def certificate(certificate_id: str) -> dict[str, str]:
-        return {"certificate_id": certificate_id, "status": "active"}
-
-    return app
-
-
-@asynccontextmanager
-async def http_receiver(slow_seconds: float = 30.0) -> AsyncIterator[Receiver]:
-    """A uvicorn server on a free port, in the test's event loop."""
-    port = free_port()
-    receiver = Receiver(f"http://127.0.0.1:{port}")
-    config = uvicorn.Config(
-        receiver_app(receiver, slow_seconds), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield receiver
-    finally:
-        server.should_exit = True
-        server.force_exit = True
-        await asyncio.wait_for(task, 10)
+    async def webhook_failed(self, d: ClaimedDelivery, error: str) -> None:
+        self.letters.append((d.delivery_id, error))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import shutil
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -13,13 +14,18 @@ from zoneinfo import ZoneInfo
 import pytest
 from jinja2 import UndefinedError
 
+from iioe.events import CERTIFICATE_ISSUED
+from iioe.reference import load_institutions
+from services.notifications.domain import Contact, Notification
 from services.notifications.rendering import (
     MESSAGES,
     NOTIFICATION_ID_HEADER,
     REQUIRED_CONTEXT,
     SUPPORTED_LANGUAGES,
     TEMPLATES_DIR,
+    MailComposer,
     MessageName,
+    ProgrammeNames,
     RenderedMessage,
     Renderer,
     TemplateContextError,
@@ -196,3 +202,63 @@ def test_build_email_rejects_unsafe_notification_ids(bad_id: str) -> None:
     rendered = RenderedMessage(subject="s", text="t", html="<p>h</p>", language="en")
     with pytest.raises(ValueError, match="notification id"):
         build_email(rendered, sender="a@iioe.example", recipient="b@iioe.example", message_id=bad_id)
+
+
+@pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
+def test_every_message_extends_its_languages_base_layout(language: str) -> None:
+    for message in MESSAGES:
+        for suffix in (".txt", ".html"):
+            source = (TEMPLATES_DIR / language / f"{message}{suffix}").read_text(encoding="utf-8")
+            assert source.startswith(f'{{% extends "{language}/base{suffix}" %}}'), (message, suffix)
+            assert "<html" not in source and "--\n" not in source  # the layout lives in the base only
+
+
+def test_a_change_to_the_base_layout_reaches_every_message(tmp_path: Path) -> None:
+    shutil.copytree(TEMPLATES_DIR, tmp_path / "templates")
+    for language in SUPPORTED_LANGUAGES:
+        for suffix in (".txt", ".html"):
+            base = tmp_path / "templates" / language / f"base{suffix}"
+            source = base.read_text(encoding="utf-8")
+            marker = f"FOOTER-{language}{suffix}"
+            base.write_text(source.replace("{% block footer %}", "{% block footer %}" + marker + " "), encoding="utf-8")
+    renderer = Renderer(templates_dir=tmp_path / "templates")
+    for language in SUPPORTED_LANGUAGES:
+        for message in MESSAGES:
+            out = renderer.render(message, language, FULL_CONTEXT)
+            if message == "welcome":  # overrides the footer: "because you registered"
+                assert "FOOTER-" not in out.text and "FOOTER-" not in out.html
+            else:
+                assert f"FOOTER-{language}.txt" in out.text and f"FOOTER-{language}.html" in out.html
+            assert out.text.startswith(GREETING[language]) and f'<html lang="{language}">' in out.html
+
+
+def test_composer_adds_the_person_and_names_in_the_readers_language(tmp_path: Path) -> None:
+    catalogue = tmp_path / "programmes.json"
+    catalogue.write_text(
+        '{"programmes": [{"id": "ai", "names": {"mn": "Хиймэл оюун", "en": "AI in HE"}}]}', encoding="utf-8"
+    )
+    must = load_institutions()["must"]
+    composer = MailComposer(Renderer(), ProgrammeNames.load(catalogue), {"must": must})
+    issued = Notification(
+        notification_id="ntf-1",
+        event_id="e1",
+        event_type=CERTIFICATE_ISSUED.type,
+        kind="certificate_issued",
+        educator_id="edu-1",
+        context={**{k: FULL_CONTEXT[k] for k in ("credits", "certificate_id", "verify_url")}, "institution": "must",
+                 "programme_id": "ai", "issued_at": "2025-03-14T09:30:00+00:00"},
+    )  # fmt: skip
+    person = Contact("edu-1", "must", "Батын Сарнай", "s@must.edu.mn", "mn")
+
+    mn = composer.context(issued, person, "mn")
+    assert (mn["full_name"], mn["programme_name"], mn["institution_name"]) == (
+        "Батын Сарнай",
+        "Хиймэл оюун",
+        must.name_mn,
+    )
+    ru = composer.context(issued, person, "ru")
+    assert (ru["programme_name"], ru["institution_name"]) == ("AI in HE", must.name_en)  # English when no Russian name
+    msg = composer.compose(issued, person, "mn", "IIOE <noreply@iioe.example>")
+    assert msg["To"] == "s@must.edu.mn" and msg[NOTIFICATION_ID_HEADER] == "ntf-1"
+    assert msg["Content-Language"] == "mn" and "Хиймэл оюун" in msg["Subject"]
+    assert ProgrammeNames.load(tmp_path / "missing.json").name("ai", "mn") == "ai"  # no catalogue: the id

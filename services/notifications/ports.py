@@ -1,0 +1,213 @@
+"""What the use cases need from the outside world, as narrow protocols.
+
+The unit of work yields the repositories inside one transaction; the PostgreSQL adapter
+(`store.py`) and the in-memory fake (`tests/fakes.py`) both implement it, so the rules are tested
+without servers and run unchanged in production.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any, Protocol, runtime_checkable
+
+from services.notifications.domain import Contact, Notification, NotificationStatus
+
+
+class DeliveryError(Exception):
+    """A message could not be handed over.
+
+    `permanent=True` means retrying this message cannot help (the server rejected the sender, the
+    recipient or the content); `False` means try again later (network, timeouts, 4xx, configuration).
+    """
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+    def __repr__(self) -> str:
+        return f"DeliveryError({self.message!r}, permanent={self.permanent})"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """Outcome of one webhook attempt; never raised, so callers can record and schedule a retry."""
+
+    status_code: int | None
+    error: str | None
+    ok: bool
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class ClaimedNotification:
+    """A notification taken by a worker (`sending`); only the holder of `token` can finish it."""
+
+    notification: Notification
+    token: uuid.UUID
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    delivery_id: str
+    webhook_id: str
+    event_id: str
+    event_type: str
+    event_subject: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    delivery_id: str
+    webhook_id: str
+    url: str
+    secret: str
+    event_id: str
+    event_subject: str
+    body: bytes
+    attempts: int
+    token: uuid.UUID
+
+
+@dataclass(frozen=True)
+class NewWebhook:
+    webhook_id: str
+    url: str
+    institution: str
+    event_types: list[str]
+    secret: str
+
+
+# -- repositories (inside one transaction) ----------------------------------------------------
+
+
+class Inbox(Protocol):
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        """True the first time; rolled back with the transaction."""
+        ...
+
+
+class Contacts(Protocol):
+    async def lock(self, educator_id: str) -> None:
+        """Serialise the contact and event handlers of one educator (no lost hand-over)."""
+        ...
+
+    async def upsert(self, contact: Contact, event_time: datetime) -> bool:
+        """Store the newest contact; an older one arriving late does not overwrite it."""
+        ...
+
+    async def get(self, educator_id: str) -> Contact | None: ...
+
+
+class Notifications(Protocol):
+    async def add(self, notification: Notification) -> bool:
+        """Insert once per notification id; False when it already exists."""
+        ...
+
+    async def awaiting_contact(self, educator_id: str) -> list[Notification]: ...
+
+    async def overdue(self, created_before: datetime, limit: int) -> list[Notification]:
+        """`awaiting_contact` notifications created before the cutoff."""
+        ...
+
+    async def save(self, notification: Notification, expected: NotificationStatus) -> bool:
+        """Store a transition; False when the row was no longer in `expected` (someone else moved it)."""
+        ...
+
+    async def find(self, educator_id: str | None, status: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+
+class MailQueue(Protocol):
+    async def claim(self, limit: int, lease_seconds: float) -> list[ClaimedNotification]:
+        """Due `pending` rows and `sending` rows whose lease ran out, now `sending` with a fresh token."""
+        ...
+
+    async def finish(self, claimed: ClaimedNotification, outcome: Notification) -> bool:
+        """Store `outcome` (sent, pending again after `retry_after_seconds`, failed) if the token still holds."""
+        ...
+
+
+class Webhooks(Protocol):
+    async def create(self, webhook: NewWebhook) -> dict[str, Any]: ...
+
+    async def live(self) -> list[dict[str, Any]]: ...
+
+    async def delete(self, webhook_id: str) -> bool:
+        """Soft delete; False when there is no such live webhook."""
+        ...
+
+    async def matching(self, institution: str, event_type: str) -> list[str]: ...
+
+
+class Deliveries(Protocol):
+    async def add(self, delivery: NewDelivery) -> bool: ...
+
+    async def claim(self, lease_seconds: float) -> ClaimedDelivery | None: ...
+
+    async def delivered(self, d: ClaimedDelivery, status_code: int | None) -> bool: ...
+
+    async def retry(self, d: ClaimedDelivery, status_code: int | None, error: str | None, after: float) -> bool: ...
+
+    async def dead(self, d: ClaimedDelivery, status_code: int | None, error: str | None) -> bool: ...
+
+    async def cancel_pending(self, webhook_id: str) -> int: ...
+
+    async def redrive(self, delivery_id: str) -> bool:
+        """A dead delivery becomes pending with a fresh retry budget."""
+        ...
+
+    async def find(
+        self, status: str | None, webhook_id: str | None, event_id: str | None, limit: int
+    ) -> list[dict[str, Any]]: ...
+
+
+class Repositories(Protocol):
+    @property
+    def inbox(self) -> Inbox: ...
+    @property
+    def contacts(self) -> Contacts: ...
+    @property
+    def notifications(self) -> Notifications: ...
+    @property
+    def mail(self) -> MailQueue: ...
+    @property
+    def webhooks(self) -> Webhooks: ...
+    @property
+    def deliveries(self) -> Deliveries: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: everything done with the yielded repositories commits or rolls back together."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Repositories]: ...
+
+
+# -- the outside world beyond the database ----------------------------------------------------
+
+
+@runtime_checkable
+class MailSender(Protocol):
+    """Anything that can hand one e-mail to its next hop; raises `DeliveryError` on failure."""
+
+    async def send(self, msg: EmailMessage) -> None: ...
+
+
+class Composer(Protocol):
+    """Renders a notification for one person into an e-mail; raises ValueError when it cannot."""
+
+    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> EmailMessage: ...
+
+
+class WebhookPoster(Protocol):
+    async def post(self, url: str, secret: str, msg_id: str, body: bytes) -> DeliveryResult: ...
+
+
+class DeadLetters(Protocol):
+    async def webhook_failed(self, d: ClaimedDelivery, error: str) -> None:
+        """Make a give-up visible on IIOE_DLQ; the row's `dead` status stays the source of truth."""
+        ...

@@ -1,0 +1,91 @@
+"""NATS entry points: a received event becomes a use-case call, or a dead letter when its data is wrong."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from iioe.envelope import make_event
+from iioe.events import (
+    CERTIFICATE_ISSUED,
+    COURSE_COMPLETED,
+    EDUCATOR_CONTACT,
+    EDUCATOR_REGISTERED,
+    CourseCompleted,
+    EducatorContact,
+    EducatorRegistered,
+    EventSpec,
+)
+from iioe.runtime.consumer import ReceivedEvent, Unprocessable
+from services.notifications.domain import NotificationStatus
+from services.notifications.handlers import NotificationHandlers
+from services.notifications.tests.fakes import FakeUnitOfWork
+from services.notifications.usecases import NotificationUseCases
+
+SOURCE = "urn:iioe:service:registration"
+
+
+def received(spec: EventSpec, data: BaseModel, *, event_type: str | None = None) -> ReceivedEvent:
+    event: Any = make_event(data, event_type=event_type or spec.type, source=SOURCE, subject="edu-1")
+    return ReceivedEvent(spec, event, spec.subject("must"), stream_seq=1, num_delivered=1)
+
+
+def registered() -> EducatorRegistered:
+    return EducatorRegistered(
+        educator_id="edu-1", institution="must", language="mn", role="educator", registered_at=datetime.now(UTC)
+    )
+
+
+@pytest.fixture
+def uow() -> FakeUnitOfWork:
+    return FakeUnitOfWork()
+
+
+@pytest.fixture
+def handlers(uow: FakeUnitOfWork) -> NotificationHandlers:
+    return NotificationHandlers(NotificationUseCases(uow, certification_url="http://c", contact_wait_seconds=60))
+
+
+async def test_contact_then_registration_queue_a_pending_welcome(
+    uow: FakeUnitOfWork, handlers: NotificationHandlers
+) -> None:
+    contact = EducatorContact(
+        educator_id="edu-1", institution="must", full_name="Батын Сарнай", email="s@must.edu.mn", language="mn"
+    )
+    await handlers.on_contact(received(EDUCATOR_CONTACT, contact))
+    event = received(EDUCATOR_REGISTERED, registered())
+    await handlers.on_event(event)
+
+    [row] = uow.state.notifications.values()
+    assert row.item.kind == "welcome" and row.item.event_id == event.id
+    assert (row.item.status, row.item.recipient, row.item.language) == (
+        NotificationStatus.PENDING,
+        "s@must.edu.mn",
+        "mn",
+    )
+
+
+async def test_an_event_that_triggers_no_mail_is_acknowledged_and_ignored(
+    uow: FakeUnitOfWork, handlers: NotificationHandlers
+) -> None:
+    completed = CourseCompleted(
+        educator_id="edu-1",
+        institution="must",
+        course_id="genai-fundamentals",
+        score=90,
+        completed_at=datetime.now(UTC),
+    )
+    await handlers.on_event(received(COURSE_COMPLETED, completed))
+    assert uow.state.notifications == {} and uow.commits == 0
+
+
+async def test_data_that_does_not_match_its_type_is_unprocessable(handlers: NotificationHandlers) -> None:
+    mislabelled = received(EDUCATOR_REGISTERED, registered(), event_type=CERTIFICATE_ISSUED.type)
+    with pytest.raises(Unprocessable) as info:
+        await handlers.on_event(mislabelled)
+    assert info.value.reason == "invalid_data"
+    with pytest.raises(Unprocessable):
+        await handlers.on_contact(received(EDUCATOR_REGISTERED, registered()))
