@@ -20,7 +20,7 @@ from typing import Any
 import nats
 import nats.errors
 
-from iioe.access import partner_user
+from iioe.access import DASHBOARD_USER, partner_user
 from iioe.reference import load_institutions
 from iioe.runtime.logging import configure_logging
 from iioe.runtime.nats import connect
@@ -100,6 +100,14 @@ async def partner_credentials(institution: str) -> dict[str, Any]:
     }
 
 
+async def dashboard_credentials() -> dict[str, Any]:
+    """The dashboard user: it may only subscribe to `iioe.analytics.>` (contract §8)."""
+    auth = _platform()
+    creds = auth.credentials(DASHBOARD_USER)
+    url, _ = operator_connection()
+    return {"nats_url": url, "user": creds.user, "password": creds.password, "inbox_prefix": creds.inbox_prefix}
+
+
 async def revoke_partner(institution: str) -> dict[str, Any]:
     auth = _platform()
     user = partner_user(institution)
@@ -157,6 +165,8 @@ def _run(args: argparse.Namespace) -> int:
             result = asyncio.run(partner_credentials(args.name))
         elif args.action == "revoke":
             result = asyncio.run(revoke_partner(args.name))
+        elif args.action == "dashboard":
+            result = asyncio.run(dashboard_credentials())
         elif args.action == "operator":
             result = asyncio.run(operator_token(args.name, args.scopes))
         else:
@@ -180,6 +190,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     operator.add_argument("--scopes", nargs="+", required=True, help=f"of {sorted(OPERATOR_SCOPES)}")
     revoke_op = actions.add_parser("revoke-operator", help="revoke every operator token of a name")
     revoke_op.add_argument("name")
-    for parser in (partner, revoke, operator, revoke_op):
+    dashboard = actions.add_parser("dashboard", help="the dashboard user (subscribes to iioe.analytics.> only)")
+    for parser in (partner, revoke, operator, revoke_op, dashboard):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)

@@ -19,6 +19,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -100,6 +101,40 @@ async def act_as_partner(creds: dict[str, str]) -> str:
         await nc.close()
 
 
+async def read_latest_summary(creds: dict[str, str]) -> dict[str, Any]:
+    """A dashboard reads the latest snapshot, and nothing else (contract §8)."""
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    nc = await nats.connect(
+        creds["nats_url"],
+        user=creds["user"],
+        password=creds["password"],
+        inbox_prefix=creds["inbox_prefix"],
+        error_cb=on_error,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            msg = await nc.jetstream().get_last_msg("IIOE_ANALYTICS", "iioe.analytics.summary", direct=True)
+            summary: dict[str, Any] = json.loads(msg.data or b"{}")
+            if summary.get("certificates_issued") or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        await nc.subscribe("iioe.events.>")
+        await nc.flush()
+        for _ in range(50):
+            if errors:
+                break
+            await asyncio.sleep(0.05)
+        assert any("permissions violation" in e for e in errors), errors
+        return summary
+    finally:
+        await nc.close()
+
+
 def test_partner_onboarding_against_a_running_platform(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL", "IIOE_NATS_PORT")}
     data_dir = tmp_path / "data"
@@ -146,6 +181,10 @@ def test_partner_onboarding_against_a_running_platform(tmp_path: Path) -> None:
                 break
             assert time.monotonic() < deadline, body
             time.sleep(0.2)
+
+        dashboard = json.loads(iioe(env, "credentials", "dashboard", "--json").stdout)
+        summary = asyncio.run(read_latest_summary(dashboard))
+        assert summary["certificates_issued"] >= 1 and "email" not in json.dumps(summary)
 
         revoked = iioe(env, "credentials", "revoke", "must", "--json")
         assert revoked.returncode == 0, revoked.stderr
