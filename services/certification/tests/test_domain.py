@@ -10,16 +10,9 @@ from typing import Any
 
 import pytest
 
-from services.certification.domain import (
-    CatalogueError,
-    Programme,
-    ProgrammeCatalogue,
-    best_score,
-    certificate_id_for,
-    evaluate,
-    load_catalogue,
-    programmes_newly_earned,
-)
+from services.certification.catalogue import CatalogueError, Programme, ProgrammeCatalogue
+from services.certification.domain import best_score, certificate_id_for, evaluate, programmes_newly_earned
+from services.certification.reference import builtin_catalogue, load_catalogue
 
 AI = "ai-in-higher-education"
 AI_COURSES = ("genai-fundamentals", "teaching-with-ai", "future-classroom")
@@ -29,7 +22,7 @@ CYRILLIC = re.compile(r"[А-Яа-яЁёӨөҮү]")
 
 @pytest.fixture(scope="module")
 def catalogue() -> ProgrammeCatalogue:
-    return ProgrammeCatalogue.builtin()
+    return builtin_catalogue()
 
 
 def passed(catalogue: ProgrammeCatalogue, *programme_ids: str, score: float = 90) -> dict[str, float]:
