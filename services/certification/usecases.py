@@ -156,7 +156,7 @@ class Certification:
                     completions.get(pending.course_id), pending.course_id, pending.score, pending.completed_at
                 )
                 log.info("pending completion applied", educator_id=educator.educator_id, course_id=pending.course_id)
-            for course_id in {p.course_id for p in to_apply}:
+            for course_id in dict.fromkeys(p.course_id for p in to_apply):
                 await tx.progress.save_completion(educator.educator_id, completions[course_id])
             await self._issue_earned(tx, educator, completions)
 
