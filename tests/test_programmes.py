@@ -9,7 +9,7 @@ import pytest
 from iioe.reference import AI_PROGRAMME_ID, PROGRAMMES_FILE, load_programmes
 from iioe_tools.simulation import COURSES, PROGRAMME_ID
 from services.analytics.settings import AI_PROGRAMME_COURSES, AnalyticsSettings
-from services.certification.domain import BUILTIN_CATALOGUE_PATH, ProgrammeCatalogue
+from services.certification.reference import BUILTIN_CATALOGUE_PATH, builtin_catalogue
 from services.notifications.rendering import ProgrammeNames
 from services.notifications.settings import DEFAULT_PROGRAMMES_FILE
 
@@ -26,7 +26,7 @@ def test_the_shipped_catalogue_holds_the_contract_programme() -> None:
 
 def test_every_reader_uses_the_one_file() -> None:
     assert BUILTIN_CATALOGUE_PATH == PROGRAMMES_FILE == DEFAULT_PROGRAMMES_FILE
-    strict = ProgrammeCatalogue.builtin()
+    strict = builtin_catalogue()
     view = load_programmes()
     assert [p.id for p in strict.programmes] == list(view)
     assert all(strict.programme(pid).course_ids == info.course_ids for pid, info in view.items())

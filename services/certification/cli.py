@@ -152,11 +152,14 @@ def run_verify(args: argparse.Namespace) -> int:
 async def _rotate_in_database(database_url: str, schema: str) -> dict[str, Any]:
     from services.certification import keys
     from services.certification.main import MIGRATIONS
+    from services.certification.settings import SOURCE
+    from services.certification.store import PostgresUnitOfWork
 
     pool = await setup_database(database_url, schema, MIGRATIONS, max_size=1)
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            ring = await keys.rotate_key(conn)
+        uow = PostgresUnitOfWork(lambda: pool, source=SOURCE)
+        async with uow.transaction() as tx:
+            ring = await keys.rotate_key(tx.keys)
     finally:
         await pool.close()
     return {"active_kid": ring.active_kid, "kids": list(ring.kids)}

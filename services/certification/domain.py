@@ -1,270 +1,189 @@
-"""Programme catalogue and certification rules: plain functions over plain data, no I/O except catalogue files.
+"""Certification rules over plain data: progress, best attempts, issuance, prerequisites, revocation,
+recognition limits — and the entities they decide about.
 
-Replicas and replays must reach identical decisions from identical inputs, so every rule here is a
-pure function of (catalogue, best scores, certificates already held), and certificate ids are derived,
-never random.
+Pure (no I/O): replicas and replays must reach identical decisions from identical inputs, so each rule
+is a function of (catalogue, best scores, certificates held) and ids are derived, never random. The
+store only persists what these rules decided; its natural keys are a last guard, not the rule.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict
 
-from iioe.events.common import Language
-from iioe.reference.programmes import PROGRAMMES_FILE
+from services.certification.catalogue import Programme, ProgrammeCatalogue
 
 __all__ = [
-    "BUILTIN_CATALOGUE_PATH",
     "CERTIFICATE_NAMESPACE",
-    "CatalogueError",
-    "Course",
+    "Certificate",
+    "CertificationError",
+    "Completion",
     "CourseProgress",
-    "LocalizedText",
-    "Programme",
-    "ProgrammeCatalogue",
+    "Educator",
+    "PendingCompletion",
     "ProgrammeProgress",
-    "Tier",
+    "Recognition",
+    "Revocation",
     "best_score",
+    "certificate_for",
     "certificate_id_for",
+    "check_institution",
     "evaluate",
-    "load_catalogue",
+    "held_and_barred",
     "programmes_newly_earned",
+    "programmes_to_issue",
+    "progress_of",
     "recognition_id_for",
+    "recognize",
+    "record_attempt",
+    "revoke",
+    "sort_pending",
 ]
-
-BUILTIN_CATALOGUE_PATH = PROGRAMMES_FILE
 
 # Never change this value: certificate ids already issued (and signed into credentials) derive from it.
 CERTIFICATE_NAMESPACE = uuid.UUID("6f1b3c2e-9a4d-5e7f-8b21-4c0d9e3a7f15")
 
-Tier = Literal["foundational", "intermediate", "advanced", "standalone"]
-ProgrammeId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
-# Course ids come from partner LMSs, so they are looser than programme ids (still URN-safe after quoting).
-CourseId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+
+class CertificationError(Exception):
+    """A request or event the rules refuse; `code` is machine-readable (handlers and http.py map it)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
-class CatalogueError(ValueError):
-    """The catalogue cannot be used; the message names the file and every offending field."""
+# --- entities ---------------------------------------------------------------------------------------
 
 
-class _Frozen(BaseModel):
-    """Catalogue documents are edited by hand, so unknown keys (typos) are errors, not silently ignored."""
+@dataclass(frozen=True)
+class Educator:
+    """An educator as registration announced them: ids only, no personal data."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LocalizedText(_Frozen):
-    """A text in every platform language; all three are required so no certificate shows a gap."""
-
-    mn: Text
-    en: Text
-    ru: Text
-
-    def get(self, language: Language) -> str:
-        value: str = getattr(self, language)
-        return value
-
-    def items(self) -> list[tuple[Language, str]]:
-        return [("mn", self.mn), ("en", self.en), ("ru", self.ru)]
+    educator_id: str
+    institution: str
+    language: str
+    role: str
+    registered_at: datetime
 
 
-class Course(_Frozen):
-    id: CourseId
-    titles: LocalizedText
+@dataclass(frozen=True)
+class Completion:
+    """An educator's record on one course: the best attempt counts, the others are only counted."""
+
+    course_id: str
+    best_score: float
+    attempts: int
+    first_completed_at: datetime
+    best_completed_at: datetime
 
 
-class Programme(_Frozen):
-    """A micro-certificate: pass every course at `min_score` (best attempt) and hold every `requires` certificate."""
+@dataclass(frozen=True)
+class PendingCompletion:
+    """A completion parked until its educator's registration arrives, with what is needed to dead-letter
+    the original message if the registration then disagrees (subject, bytes, consumer, stream position)."""
 
-    id: ProgrammeId
-    tier: Tier
-    names: LocalizedText
-    description: LocalizedText
-    courses: tuple[Course, ...] = Field(min_length=1)
-    min_score: float = Field(gt=0, le=100)
-    credits: float = Field(gt=0, le=120)
-    framework: ShortText
-    framework_level: ShortText
-    # Official page of the framework level, if one exists; credentials fall back to a URN otherwise.
-    framework_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=500)] | None = None
-    requires: tuple[ProgrammeId, ...] = ()
+    event_id: str
+    educator_id: str
+    institution: str
+    course_id: str
+    score: float
+    completed_at: datetime
+    subject: str
+    raw: bytes
+    durable: str
+    stream: str | None
+    stream_seq: int | None
 
-    @model_validator(mode="after")
-    def _check_references(self) -> Self:
-        _reject_duplicates("course", [c.id for c in self.courses], where=f"programme {self.id!r}")
-        _reject_duplicates("prerequisite", list(self.requires), where=f"programme {self.id!r}")
-        if self.id in self.requires:
-            raise ValueError(f"programme {self.id!r} requires itself")
-        return self
+
+@dataclass(frozen=True)
+class Revocation:
+    certificate_id: str
+    reason: str
+    revoked_at: datetime
+
+
+@dataclass(frozen=True)
+class Certificate:
+    certificate_id: str
+    educator_id: str
+    institution: str
+    programme_id: str
+    course_ids: tuple[str, ...]
+    credits: float
+    issued_at: datetime
+    kid: str
+    credential: str
+    revocation: Revocation | None = None
 
     @property
-    def course_ids(self) -> tuple[str, ...]:
-        return tuple(c.id for c in self.courses)
+    def status(self) -> str:
+        return "revoked" if self.revocation else "active"
 
 
-class _CatalogueDocument(_Frozen):
-    """One catalogue file; cross-file rules (unknown prerequisites, cycles) are checked after merging."""
+@dataclass(frozen=True)
+class Recognition:
+    """A receiving institution's acceptance of (some of) a certificate's credits into one of its programmes."""
 
-    version: Literal[1]
-    credit_system: ShortText = "ECTS"
-    programmes: tuple[Programme, ...]
-
-
-class ProgrammeCatalogue(_Frozen):
-    """Every programme the service certifies, validated as a whole and indexed for per-event lookups."""
-
-    credit_system: ShortText = "ECTS"
-    programmes: tuple[Programme, ...]
-
-    _by_id: dict[str, Programme] = PrivateAttr(default_factory=dict)
-    _by_course: dict[str, tuple[Programme, ...]] = PrivateAttr(default_factory=dict)
-    _courses: dict[str, Course] = PrivateAttr(default_factory=dict)
-    _order: tuple[Programme, ...] = PrivateAttr(default=())
-
-    @model_validator(mode="after")
-    def _check_and_index(self) -> Self:
-        _reject_duplicates("programme", [p.id for p in self.programmes], where="the catalogue")
-        self._by_id = {p.id: p for p in self.programmes}
-        for programme in self.programmes:
-            unknown = [r for r in programme.requires if r not in self._by_id]
-            if unknown:
-                raise ValueError(f"programme {programme.id!r} requires unknown programme(s): {', '.join(unknown)}")
-        self._order = _prerequisite_order(self.programmes)
-        self._courses = _index_courses(self.programmes)
-        by_course: dict[str, list[Programme]] = {}
-        for programme in self.programmes:
-            for course_id in programme.course_ids:
-                by_course.setdefault(course_id, []).append(programme)
-        self._by_course = {k: tuple(v) for k, v in by_course.items()}
-        return self
-
-    @classmethod
-    def from_json(cls, text: str | bytes, source: str = "<string>") -> ProgrammeCatalogue:
-        return cls.from_documents([(source, text)])
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> ProgrammeCatalogue:
-        return cls.from_documents([_read(Path(path))])
-
-    @classmethod
-    def builtin(cls) -> ProgrammeCatalogue:
-        """The catalogue shipped with the service (IIOE AI programme and the digital-pedagogy track)."""
-        return cls.from_file(BUILTIN_CATALOGUE_PATH)
-
-    @classmethod
-    def from_documents(cls, documents: Sequence[tuple[str, str | bytes]]) -> ProgrammeCatalogue:
-        """Merge (source name, JSON text) documents; programmes may require programmes of earlier documents."""
-        parsed = [_parse_document(source, text) for source, text in documents]
-        if not parsed:
-            raise CatalogueError("no catalogue documents given")
-        systems = {doc.credit_system for doc in parsed}
-        sources = ", ".join(source for source, _ in documents)
-        if len(systems) > 1:
-            raise CatalogueError(f"{sources}: documents disagree on credit_system: {', '.join(sorted(systems))}")
-        programmes = tuple(p for doc in parsed for p in doc.programmes)
-        try:
-            return cls(credit_system=parsed[0].credit_system, programmes=programmes)
-        except ValidationError as exc:
-            raise CatalogueError(_describe(sources, exc)) from None
-
-    def get(self, programme_id: str) -> Programme | None:
-        return self._by_id.get(programme_id)
-
-    def programme(self, programme_id: str) -> Programme:
-        try:
-            return self._by_id[programme_id]
-        except KeyError:
-            raise KeyError(f"unknown programme {programme_id!r}") from None
-
-    def course(self, course_id: str) -> Course | None:
-        return self._courses.get(course_id)
-
-    def is_known_course(self, course_id: str) -> bool:
-        return course_id in self._courses
-
-    def programmes_for_course(self, course_id: str) -> tuple[Programme, ...]:
-        """Programmes a result for this course can advance; empty for unknown courses."""
-        return self._by_course.get(course_id, ())
-
-    def in_prerequisite_order(self) -> tuple[Programme, ...]:
-        """Every programme after its prerequisites; otherwise catalogue order (stable, deterministic)."""
-        return self._order
+    recognition_id: str
+    certificate_id: str
+    receiving_institution: str
+    receiving_programme: str
+    credits: float
+    recognized_at: datetime
 
 
-def load_catalogue(*extra_paths: str | Path) -> ProgrammeCatalogue:
-    """The shipped catalogue plus operator files (same format); an operator file may only add programmes."""
-    documents = [_read(BUILTIN_CATALOGUE_PATH), *(_read(Path(p)) for p in extra_paths)]
-    return ProgrammeCatalogue.from_documents(documents)
+# --- completions --------------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> tuple[str, str]:
-    try:
-        return str(path), path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogueError(f"{path}: cannot read catalogue: {exc.strerror or exc}") from None
+def best_score(old: float | None, new: float) -> float:
+    """Only the best attempt counts, so a worse retake can never take a pass away."""
+    return new if old is None else max(old, new)
 
 
-def _parse_document(source: str, text: str | bytes) -> _CatalogueDocument:
-    try:
-        raw: Any = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CatalogueError(f"{source}: not valid JSON: {exc}") from None
-    try:
-        return _CatalogueDocument.model_validate(raw)
-    except ValidationError as exc:
-        raise CatalogueError(_describe(source, exc)) from None
+def record_attempt(previous: Completion | None, course_id: str, score: float, completed_at: datetime) -> Completion:
+    """The course record after one more attempt: best score (and when it was reached), attempts, first date.
+
+    An equal score does not move `best_completed_at`: the earlier attempt reached it first.
+    """
+    if previous is None:
+        return Completion(course_id, score, 1, completed_at, completed_at)
+    improved = score > previous.best_score
+    return replace(
+        previous,
+        best_score=best_score(previous.best_score, score),
+        attempts=previous.attempts + 1,
+        first_completed_at=min(previous.first_completed_at, completed_at),
+        best_completed_at=completed_at if improved else previous.best_completed_at,
+    )
 
 
-def _describe(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid programme catalogue ({exc.error_count()} error(s))"]
-    for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"])
-        lines.append(f"  {where or '<catalogue>'}: {err['msg']}")
-    return "\n".join(lines)
+def check_institution(educator: Educator, institution: str) -> None:
+    """A completion must name the institution the educator registered at (subjects are per institution)."""
+    if educator.institution != institution:
+        raise CertificationError(
+            "institution_mismatch",
+            f"educator {educator.educator_id!r} is registered at {educator.institution!r}, not {institution!r}",
+        )
 
 
-def _reject_duplicates(kind: str, ids: Sequence[str], where: str) -> None:
-    duplicates = sorted(i for i, n in Counter(ids).items() if n > 1)
-    if duplicates:
-        raise ValueError(f"duplicate {kind} id(s) in {where}: {', '.join(duplicates)}")
+def sort_pending(
+    educator: Educator, pending: Iterable[PendingCompletion]
+) -> tuple[list[PendingCompletion], list[PendingCompletion]]:
+    """Parked completions, in stream order, split into (to apply, to reject: another institution)."""
+    ordered = sorted(pending, key=lambda p: (p.stream_seq or 0, p.event_id))
+    return (
+        [p for p in ordered if p.institution == educator.institution],
+        [p for p in ordered if p.institution != educator.institution],
+    )
 
 
-def _prerequisite_order(programmes: Sequence[Programme]) -> tuple[Programme, ...]:
-    """Kahn's algorithm, picking the earliest catalogue entry first so the order never depends on hashing."""
-    placed: set[str] = set()
-    order: list[Programme] = []
-    remaining = list(programmes)
-    while remaining:
-        ready = next((p for p in remaining if placed.issuperset(p.requires)), None)
-        if ready is None:
-            cycle = ", ".join(p.id for p in remaining)
-            raise ValueError(f"prerequisite cycle among programmes: {cycle}")
-        order.append(ready)
-        placed.add(ready.id)
-        remaining.remove(ready)
-    return tuple(order)
-
-
-def _index_courses(programmes: Iterable[Programme]) -> dict[str, Course]:
-    """A course may count towards several programmes, but it must be described identically everywhere."""
-    courses: dict[str, Course] = {}
-    for programme in programmes:
-        for course in programme.courses:
-            known = courses.setdefault(course.id, course)
-            if known != course:
-                raise ValueError(f"course {course.id!r} has different titles in different programmes")
-    return courses
-
-
-# --- progress rules -------------------------------------------------------------------------------
+# --- progress and issuance ------------------------------------------------------------------------------
 
 
 class CourseProgress(BaseModel):
@@ -294,11 +213,6 @@ class ProgrammeProgress(BaseModel):
     def missing_courses(self) -> tuple[str, ...]:
         """Courses still to pass, in catalogue order (attempted-but-below and never-attempted alike)."""
         return tuple(c.course_id for c in self.courses if not c.passed)
-
-
-def best_score(old: float | None, new: float) -> float:
-    """Only the best attempt counts, so a worse retake can never take a pass away."""
-    return new if old is None else max(old, new)
 
 
 def evaluate(programme: Programme, best_scores: Mapping[str, float], held: Iterable[str]) -> ProgrammeProgress:
@@ -354,6 +268,100 @@ def programmes_newly_earned(
                 earned.append(programme)
                 changed = True
     return earned
+
+
+def held_and_barred(certificates: Iterable[Certificate]) -> tuple[set[str], set[str]]:
+    """Programmes held (active certificates) and barred (revoked: never earned again, unlock nothing)."""
+    certificates = list(certificates)
+    held = {c.programme_id for c in certificates if c.revocation is None}
+    barred = {c.programme_id for c in certificates if c.revocation is not None}
+    return held, barred
+
+
+def programmes_to_issue(
+    catalogue: ProgrammeCatalogue, completions: Mapping[str, Completion], certificates: Iterable[Certificate]
+) -> list[Programme]:
+    """The issuance rule: what an educator's best scores earn now, given every certificate ever issued to them.
+
+    A programme with any certificate (active or revoked) is never issued again: one per educator and programme.
+    """
+    held, barred = held_and_barred(certificates)
+    scores = {course_id: c.best_score for course_id, c in completions.items()}
+    return programmes_newly_earned(catalogue, scores, held, barred=barred)
+
+
+def progress_of(
+    catalogue: ProgrammeCatalogue, completions: Mapping[str, Completion], certificates: Iterable[Certificate]
+) -> list[ProgrammeProgress]:
+    """Where an educator stands on every programme, prerequisites first."""
+    held, _ = held_and_barred(certificates)
+    scores = {course_id: c.best_score for course_id, c in completions.items()}
+    return [evaluate(p, scores, held) for p in catalogue.in_prerequisite_order()]
+
+
+def certificate_for(
+    educator: Educator, programme: Programme, *, issued_at: datetime, kid: str, credential: str
+) -> Certificate:
+    """The certificate of an earned programme: derived id, the programme's courses and full credits."""
+    return Certificate(
+        certificate_id=certificate_id_for(educator.educator_id, programme.id),
+        educator_id=educator.educator_id,
+        institution=educator.institution,
+        programme_id=programme.id,
+        course_ids=programme.course_ids,
+        credits=programme.credits,
+        issued_at=issued_at,
+        kid=kid,
+        credential=credential,
+    )
+
+
+# --- revocation and recognition ---------------------------------------------------------------------------
+
+
+def revoke(certificate: Certificate, reason: str, at: datetime) -> tuple[Revocation, bool]:
+    """Revoke once: (the revocation, True) the first time; (the first revocation, False) ever after."""
+    if certificate.revocation is not None:
+        return certificate.revocation, False
+    return Revocation(certificate.certificate_id, reason, at), True
+
+
+def recognize(
+    certificate: Certificate,
+    receiving_institution: str,
+    receiving_programme: str,
+    credits: float | None,
+    *,
+    existing: Recognition | None,
+    at: datetime,
+) -> tuple[Recognition, bool]:
+    """Recognition limits: an active certificate only; never more credits than the certificate carries (all of
+    them by default); the same receiving programme again is the same recognition, with other credits a conflict.
+
+    Each receiving programme is judged on its own: two universities may each count the same certificate.
+    """
+    if certificate.revocation is not None:
+        raise CertificationError("certificate_revoked", f"certificate {certificate.certificate_id!r} is revoked")
+    amount = certificate.credits if credits is None else credits
+    if amount > certificate.credits:
+        raise CertificationError(
+            "credits_exceed_certificate",
+            f"{amount:g} credits requested, the certificate carries {certificate.credits:g}",
+        )
+    recognition_id = recognition_id_for(certificate.certificate_id, receiving_institution, receiving_programme)
+    if existing is not None:
+        if existing.credits != amount:
+            raise CertificationError(
+                "recognition_conflict", f"already recognised with {existing.credits:g} credits ({recognition_id})"
+            )
+        return existing, False
+    recognition = Recognition(
+        recognition_id, certificate.certificate_id, receiving_institution, receiving_programme, amount, at
+    )
+    return recognition, True
+
+
+# --- ids -----------------------------------------------------------------------------------------------------
 
 
 def certificate_id_for(educator_id: str, programme_id: str) -> str:

@@ -1,23 +1,51 @@
-"""Event consumers: one durable pull consumer for registrations and completions, in stream order."""
+"""Event entry points: a received NATS event → its data and id → a use case; refusals → dead letters.
+
+One durable pull consumer for registrations and completions, so a single replica sees them in stream order.
+"""
 
 from __future__ import annotations
 
-from iioe.events import COURSE_COMPLETED, EDUCATOR_REGISTERED
-from iioe.runtime.consumer import ConsumerSpec, ReceivedEvent
+from typing import cast
+
+from iioe.events import COURSE_COMPLETED, EDUCATOR_REGISTERED, CourseCompleted, EducatorRegistered
+from iioe.runtime.consumer import ConsumerSpec, Handler, ReceivedEvent, Unprocessable
 from iioe.runtime.service import ServiceRuntime
 from iioe.subjects import EVENTS_STREAM, event_filter
-from services.certification.usecases import Certification
+from services.certification.domain import CertificationError
+from services.certification.usecases import Certification, MessageOrigin
 
 CONSUMER_NAME = "progress"
 """One durable for both types: a single replica then sees a registration before later completions."""
 
 
-def build_consumers(runtime: ServiceRuntime, certification: Certification, batch_size: int) -> list[ConsumerSpec]:
-    async def on_event(received: ReceivedEvent) -> None:
-        if received.spec is EDUCATOR_REGISTERED:
-            await certification.on_educator_registered(received)
-        elif received.spec is COURSE_COMPLETED:
-            await certification.on_course_completed(received)
+def event_handler(certification: Certification, durable: str) -> Handler:
+    """The consumer's handler; a refused event (a `CertificationError`) is dead-lettered with its code."""
 
+    async def on_event(received: ReceivedEvent) -> None:
+        try:
+            if received.spec is EDUCATOR_REGISTERED:
+                await certification.on_educator_registered(received.id, cast(EducatorRegistered, received.event.data))
+            elif received.spec is COURSE_COMPLETED:
+                data = cast(CourseCompleted, received.event.data)
+                await certification.on_course_completed(received.id, data, origin_of(received, durable))
+        except CertificationError as exc:
+            raise Unprocessable(exc.code, exc.message) from None
+
+    return on_event
+
+
+def origin_of(received: ReceivedEvent, durable: str) -> MessageOrigin:
+    """Keep the original bytes in case a parked completion must be dead-lettered later."""
+    return MessageOrigin(
+        subject=received.subject,
+        raw=received.data or received.event.to_json_bytes(),
+        durable=durable,
+        stream=received.stream or EVENTS_STREAM,
+        stream_seq=received.stream_seq,
+    )
+
+
+def build_consumers(runtime: ServiceRuntime, certification: Certification, batch_size: int) -> list[ConsumerSpec]:
     filters = [event_filter(EDUCATOR_REGISTERED.name), event_filter(COURSE_COMPLETED.name)]
-    return [runtime.add_consumer(CONSUMER_NAME, EVENTS_STREAM, filters, on_event, batch_size=batch_size)]
+    handler = event_handler(certification, runtime.durable(CONSUMER_NAME))
+    return [runtime.add_consumer(CONSUMER_NAME, EVENTS_STREAM, filters, handler, batch_size=batch_size)]

@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from iioe.events.common import InstitutionCode
 from iioe.runtime.http import ApiError, operator_auth
 from iioe.subjects import MAX_EVENT_BYTES
-from services.certification import store
-from services.certification.domain import LocalizedText, ProgrammeCatalogue
+from services.certification.catalogue import LocalizedText, ProgrammeCatalogue
+from services.certification.domain import Certificate, CertificationError, Recognition
 from services.certification.settings import CertificationSettings
-from services.certification.usecases import Certification, CertificationError, EducatorProgress
+from services.certification.usecases import Certification, EducatorProgress, RecognizeCredits, RevokeCertificate
 
 STATUS_BY_CODE = {
     "certificate_not_found": 404,
@@ -142,7 +142,7 @@ class KeyRotationView(BaseModel):
 
 
 def certificate_view(
-    cert: store.Certificate, catalogue: ProgrammeCatalogue, recognitions: list[store.Recognition] | None = None
+    cert: Certificate, catalogue: ProgrammeCatalogue, recognitions: list[Recognition] | None = None
 ) -> CertificateView:
     programme = catalogue.get(cert.programme_id)
     revocation = cert.revocation
@@ -291,7 +291,7 @@ def build_router(certification: Certification, settings: CertificationSettings) 
     async def revoke(certificate_id: str, body: RevokeRequest) -> RevocationView:
         """Revoke (operator); emits CertificateRevoked once. Repeating returns the first revocation."""
         try:
-            revocation, _ = await certification.revoke(certificate_id, body.reason)
+            revocation, _ = await certification.revoke(RevokeCertificate(certificate_id, body.reason))
         except CertificationError as exc:
             raise _api_error(exc) from None
         return RevocationView(**vars(revocation))
@@ -307,7 +307,7 @@ def build_router(certification: Certification, settings: CertificationSettings) 
         """Record credit transfer into a receiving programme (operator); 201 new, 200 the same one again."""
         try:
             recognition, created = await certification.recognize(
-                certificate_id, body.receiving_institution, body.receiving_programme, body.credits
+                RecognizeCredits(certificate_id, body.receiving_institution, body.receiving_programme, body.credits)
             )
         except CertificationError as exc:
             raise _api_error(exc) from None

@@ -1,4 +1,4 @@
-"""Composition root of the certification service."""
+"""Composition root of the certification service: settings → adapters → use cases → entry points."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
-from services.certification.domain import load_catalogue
-from services.certification.handlers import CONSUMER_NAME, build_consumers
+from services.certification.handlers import build_consumers
 from services.certification.http import build_router
+from services.certification.reference import load_catalogue
 from services.certification.settings import CertificationSettings
+from services.certification.store import PostgresUnitOfWork
 from services.certification.usecases import Certification
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -22,10 +23,13 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def create_app(settings: CertificationSettings | None = None, **overrides: Any) -> FastAPI:
     """Build the service from settings; nothing connects until the app starts."""
     settings = settings or CertificationSettings(**overrides)
-    catalogue = load_catalogue(*settings.catalogue_files)
-    institutions = load_institutions(settings.institutions_file)
     runtime = ServiceRuntime(settings, MIGRATIONS)
-    certification = Certification(runtime, settings, catalogue, dict(institutions), runtime.durable(CONSUMER_NAME))
+    certification = Certification(
+        PostgresUnitOfWork(lambda: runtime.pool, source=settings.source, after_outbox=lambda: _wake_relay(runtime)),
+        load_catalogue(*settings.catalogue_files),
+        dict(load_institutions(settings.institutions_file)),
+        issuer=settings.issuer,
+    )
     build_consumers(runtime, certification, settings.consumer_batch_size)
 
     async def ensure_signing_key() -> None:
@@ -39,3 +43,9 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         on_start=[ensure_signing_key],
         state={"certification": certification},
     )
+
+
+def _wake_relay(runtime: ServiceRuntime) -> None:
+    """Publish what a transaction just committed to the outbox now rather than at the next poll."""
+    if runtime.relay is not None:
+        runtime.relay.wake()

@@ -10,6 +10,9 @@ from pydantic_settings import SettingsConfigDict
 from iioe.runtime.settings import ServiceSettings
 from services.certification.credentials import DEFAULT_ISSUER, IssuerProfile
 
+SOURCE = "urn:iioe:service:certification"
+"""The CloudEvents `source` of every event this service emits."""
+
 
 class CertificationSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IIOE_CERTIFICATION_", extra="ignore", populate_by_name=True)
@@ -17,7 +20,7 @@ class CertificationSettings(ServiceSettings):
     service_name: str = "certification"
     http_port: int = 8002
     db_schema: str = "certification"
-    source: str = "urn:iioe:service:certification"
+    source: str = SOURCE
     issuer_id: str = DEFAULT_ISSUER.id
     """The credential's `iss` (and OB 3.0 issuer profile id); verification insists on it."""
     issuer_name: str = DEFAULT_ISSUER.name

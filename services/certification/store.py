@@ -1,202 +1,182 @@
-"""PostgreSQL repository of the certification service (schema `certification`): all SQL lives here."""
+"""PostgreSQL adapter of the unit-of-work port (`ports.py`): SQL only, no rules.
+
+Every decision — best attempt, what is earned, revocation, recognition limits — is made by `domain.py` and
+stored here as decided. The unique keys below (one certificate per educator and programme, one revocation
+per certificate, one recognition per receiving programme, one active key) do not decide anything: they are
+the last guard should two writers ever bypass the per-educator lock.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from pydantic import BaseModel
 
+from iioe.runtime import inbox
 from iioe.runtime.dlq import dead_letter_headers
-from iioe.runtime.outbox import enqueue_raw
+from iioe.runtime.outbox import enqueue_event, enqueue_raw
 from iioe.subjects import dlq_subject
 from services.certification.credentials import KeyRecord
+from services.certification.domain import (
+    Certificate,
+    Completion,
+    Educator,
+    PendingCompletion,
+    Recognition,
+    Revocation,
+)
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, inside the caller's transaction."""
-Db = Conn | asyncpg.Pool
-"""Reads accept a pool (HTTP) or a connection inside a transaction (consumers)."""
+INBOX_CONSUMER = "certification"
+"""Inbox key shared by every durable of this service, so a replay under a new consumer name is still skipped."""
 
 
-@dataclass(frozen=True)
-class Educator:
-    educator_id: str
-    institution: str
-    language: str
-    role: str
-    registered_at: datetime
+class PostgresUnitOfWork:
+    """`ports.UnitOfWork` on PostgreSQL: each `transaction()` is one database transaction.
 
-
-@dataclass(frozen=True)
-class Completion:
-    course_id: str
-    best_score: float
-    attempts: int
-    best_completed_at: datetime
-
-
-@dataclass(frozen=True)
-class PendingCompletion:
-    """A completion held back until its educator's registration arrives, with the bytes to dead-letter."""
-
-    event_id: str
-    educator_id: str
-    institution: str
-    course_id: str
-    score: float
-    completed_at: datetime
-    subject: str
-    raw: bytes
-    durable: str
-    stream: str | None
-    stream_seq: int | None
-
-
-@dataclass(frozen=True)
-class Revocation:
-    certificate_id: str
-    reason: str
-    revoked_at: datetime
-
-
-@dataclass(frozen=True)
-class Certificate:
-    certificate_id: str
-    educator_id: str
-    institution: str
-    programme_id: str
-    course_ids: tuple[str, ...]
-    credits: float
-    issued_at: datetime
-    kid: str
-    credential: str
-    revocation: Revocation | None = None
-
-    @property
-    def status(self) -> str:
-        return "revoked" if self.revocation else "active"
-
-
-@dataclass(frozen=True)
-class Recognition:
-    recognition_id: str
-    certificate_id: str
-    receiving_institution: str
-    receiving_programme: str
-    credits: float
-    recognized_at: datetime
-
-
-# --- locks ------------------------------------------------------------------------------------------
-
-
-async def lock_educator(conn: Conn, educator_id: str) -> None:
-    """Serialize every transaction about one educator, across replicas, until commit.
-
-    An advisory lock rather than `SELECT … FOR UPDATE`: a completion may arrive before the educator row
-    exists, and a registration racing it must still see the pending completion afterwards.
+    `pool` is a callable because the runtime opens its pool only when it starts. `after_outbox` runs after a
+    commit that staged outgoing messages (the runtime's relay wake-up), and only then: reads must not wake
+    the relay.
     """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"certification:educator:{educator_id}")
+
+    def __init__(
+        self, pool: Callable[[], asyncpg.Pool], *, source: str, after_outbox: Callable[[], None] | None = None
+    ) -> None:
+        self._pool = pool
+        self._source = source
+        self._after_outbox = after_outbox
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresRepositories]:
+        async with self._pool().acquire() as conn, conn.transaction():
+            repositories = PostgresRepositories(conn, self._source)
+            yield repositories
+        if repositories.outbox.staged and self._after_outbox is not None:
+            self._after_outbox()
 
 
-async def lock_signing_keys(conn: Conn) -> None:
-    """Two replicas starting together (or rotating together) must end up with one active key."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('certification:signing-keys', 0))")
+class PostgresRepositories:
+    def __init__(self, conn: Conn, source: str) -> None:
+        self.progress = PostgresProgress(conn)
+        self.certificates = PostgresCertificates(conn)
+        self.keys = PostgresSigningKeys(conn)
+        self.outbox = PostgresOutbox(conn, source)
+        self.inbox = PostgresInbox(conn)
+
+
+@dataclass(frozen=True)
+class PostgresInbox:
+    conn: Conn
+
+    async def claim(self, event_id: str) -> bool:
+        return await inbox.claim(self.conn, INBOX_CONSUMER, event_id)
 
 
 # --- educators and completions -----------------------------------------------------------------------
 
 
-async def insert_educator(conn: Conn, educator: Educator) -> bool:
-    inserted = await conn.fetchval(
-        "INSERT INTO educators (educator_id, institution, language, role, registered_at)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (educator_id) DO NOTHING RETURNING 1",
-        educator.educator_id,
-        educator.institution,
-        educator.language,
-        educator.role,
-        educator.registered_at,
-    )
-    return inserted is not None
+@dataclass(frozen=True)
+class PostgresProgress:
+    conn: Conn
+
+    async def lock(self, educator_id: str) -> None:
+        """An advisory lock rather than `SELECT … FOR UPDATE`: a completion may arrive before the educator row
+        exists, and a registration racing it must still see the parked completion afterwards."""
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"certification:educator:{educator_id}"
+        )
+
+    async def add_educator(self, educator: Educator) -> bool:
+        inserted = await self.conn.fetchval(
+            "INSERT INTO educators (educator_id, institution, language, role, registered_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (educator_id) DO NOTHING RETURNING 1",
+            educator.educator_id,
+            educator.institution,
+            educator.language,
+            educator.role,
+            educator.registered_at,
+        )
+        return inserted is not None
+
+    async def get_educator(self, educator_id: str) -> Educator | None:
+        row = await self.conn.fetchrow(
+            "SELECT educator_id, institution, language, role, registered_at FROM educators WHERE educator_id = $1",
+            educator_id,
+        )
+        return Educator(**dict(row)) if row else None
+
+    async def completions(self, educator_id: str) -> dict[str, Completion]:
+        rows = await self.conn.fetch(
+            "SELECT course_id, best_score, attempts, first_completed_at, best_completed_at FROM completions"
+            " WHERE educator_id = $1",
+            educator_id,
+        )
+        return {r["course_id"]: Completion(**dict(r)) for r in rows}
+
+    async def save_completion(self, educator_id: str, completion: Completion) -> None:
+        await self.conn.execute(
+            "INSERT INTO completions (educator_id, course_id, best_score, attempts, first_completed_at,"
+            " best_completed_at) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (educator_id, course_id) DO UPDATE SET best_score = EXCLUDED.best_score,"
+            " attempts = EXCLUDED.attempts, first_completed_at = EXCLUDED.first_completed_at,"
+            " best_completed_at = EXCLUDED.best_completed_at, updated_at = now()",
+            educator_id,
+            completion.course_id,
+            completion.best_score,
+            completion.attempts,
+            completion.first_completed_at,
+            completion.best_completed_at,
+        )
+
+    async def park(self, pending: PendingCompletion) -> None:
+        await self.conn.execute(
+            "INSERT INTO pending_completions (event_id, educator_id, institution, course_id, score, completed_at,"
+            " subject, raw, durable, stream, stream_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            pending.event_id,
+            pending.educator_id,
+            pending.institution,
+            pending.course_id,
+            pending.score,
+            pending.completed_at,
+            pending.subject,
+            pending.raw,
+            pending.durable,
+            pending.stream,
+            pending.stream_seq,
+        )
+
+    async def take_pending(self, educator_id: str) -> list[PendingCompletion]:
+        rows = await self.conn.fetch(
+            "DELETE FROM pending_completions WHERE educator_id = $1 RETURNING event_id, educator_id, institution,"
+            " course_id, score, completed_at, subject, raw, durable, stream, stream_seq",
+            educator_id,
+        )
+        return [PendingCompletion(**{**dict(r), "raw": bytes(r["raw"])}) for r in rows]
+
+    async def count_pending(self, educator_id: str) -> int:
+        count: int = await self.conn.fetchval(
+            "SELECT count(*) FROM pending_completions WHERE educator_id = $1", educator_id
+        )
+        return count
 
 
-async def get_educator(db: Db, educator_id: str) -> Educator | None:
-    row = await db.fetchrow(
-        "SELECT educator_id, institution, language, role, registered_at FROM educators WHERE educator_id = $1",
-        educator_id,
-    )
-    return Educator(**dict(row)) if row else None
-
-
-async def record_completion(conn: Conn, educator_id: str, course_id: str, score: float, completed_at: datetime) -> None:
-    """Count the attempt and keep the best score (a worse retake never lowers it)."""
-    await conn.execute(
-        "INSERT INTO completions AS c (educator_id, course_id, best_score, attempts, first_completed_at,"
-        " best_completed_at) VALUES ($1, $2, $3, 1, $4, $4)"
-        " ON CONFLICT (educator_id, course_id) DO UPDATE SET"
-        " attempts = c.attempts + 1,"
-        " best_completed_at = CASE WHEN EXCLUDED.best_score > c.best_score"
-        "   THEN EXCLUDED.best_completed_at ELSE c.best_completed_at END,"
-        " best_score = greatest(c.best_score, EXCLUDED.best_score),"
-        " first_completed_at = least(c.first_completed_at, EXCLUDED.first_completed_at),"
-        " updated_at = now()",
-        educator_id,
-        course_id,
-        score,
-        completed_at,
-    )
-
-
-async def completions(db: Db, educator_id: str) -> dict[str, Completion]:
-    rows = await db.fetch(
-        "SELECT course_id, best_score, attempts, best_completed_at FROM completions WHERE educator_id = $1",
-        educator_id,
-    )
-    return {r["course_id"]: Completion(**dict(r)) for r in rows}
-
-
-async def add_pending(conn: Conn, pending: PendingCompletion) -> None:
-    await conn.execute(
-        "INSERT INTO pending_completions (event_id, educator_id, institution, course_id, score, completed_at,"
-        " subject, raw, durable, stream, stream_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        pending.event_id,
-        pending.educator_id,
-        pending.institution,
-        pending.course_id,
-        pending.score,
-        pending.completed_at,
-        pending.subject,
-        pending.raw,
-        pending.durable,
-        pending.stream,
-        pending.stream_seq,
-    )
-
-
-async def take_pending(conn: Conn, educator_id: str) -> list[PendingCompletion]:
-    """Remove and return an educator's pending completions, in stream order."""
-    rows = await conn.fetch(
-        "DELETE FROM pending_completions WHERE educator_id = $1 RETURNING event_id, educator_id, institution,"
-        " course_id, score, completed_at, subject, raw, durable, stream, stream_seq",
-        educator_id,
-    )
-    pending = [PendingCompletion(**{**dict(r), "raw": bytes(r["raw"])}) for r in rows]
-    return sorted(pending, key=lambda p: (p.stream_seq or 0, p.event_id))
-
-
-async def count_pending(db: Db, educator_id: str) -> int:
-    count: int = await db.fetchval("SELECT count(*) FROM pending_completions WHERE educator_id = $1", educator_id)
-    return count
-
-
-# --- certificates ------------------------------------------------------------------------------------
+# --- certificates, revocations, recognitions ---------------------------------------------------------
 
 _CERTIFICATE_SELECT = (
     "SELECT c.certificate_id, c.educator_id, c.institution, c.programme_id, c.course_ids, c.credits, c.issued_at,"
     " c.kid, c.credential, r.reason AS revocation_reason, r.revoked_at"
     " FROM certificates c LEFT JOIN revocations r USING (certificate_id)"
+)
+_RECOGNITION_SELECT = (
+    "SELECT recognition_id, certificate_id, receiving_institution, receiving_programme, credits, recognized_at"
+    " FROM recognitions"
 )
 
 
@@ -218,115 +198,121 @@ def _certificate(row: asyncpg.Record) -> Certificate:
     )
 
 
-async def insert_certificate(conn: Conn, cert: Certificate) -> bool:
-    """False when (educator, programme) already has a certificate: the natural key decides, not the caller."""
-    inserted = await conn.fetchval(
-        "INSERT INTO certificates (certificate_id, educator_id, institution, programme_id, course_ids, credits,"
-        " issued_at, kid, credential) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1",
-        cert.certificate_id,
-        cert.educator_id,
-        cert.institution,
-        cert.programme_id,
-        list(cert.course_ids),
-        cert.credits,
-        cert.issued_at,
-        cert.kid,
-        cert.credential,
-    )
-    return inserted is not None
+@dataclass(frozen=True)
+class PostgresCertificates:
+    conn: Conn
 
+    async def add(self, certificate: Certificate) -> bool:
+        inserted = await self.conn.fetchval(
+            "INSERT INTO certificates (certificate_id, educator_id, institution, programme_id, course_ids, credits,"
+            " issued_at, kid, credential) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            certificate.certificate_id,
+            certificate.educator_id,
+            certificate.institution,
+            certificate.programme_id,
+            list(certificate.course_ids),
+            certificate.credits,
+            certificate.issued_at,
+            certificate.kid,
+            certificate.credential,
+        )
+        return inserted is not None
 
-async def get_certificate(db: Db, certificate_id: str, *, for_update: bool = False) -> Certificate | None:
-    sql = _CERTIFICATE_SELECT + " WHERE c.certificate_id = $1" + (" FOR UPDATE OF c" if for_update else "")
-    row = await db.fetchrow(sql, certificate_id)
-    return _certificate(row) if row else None
+    async def get(self, certificate_id: str, *, for_update: bool = False) -> Certificate | None:
+        sql = _CERTIFICATE_SELECT + " WHERE c.certificate_id = $1" + (" FOR UPDATE OF c" if for_update else "")
+        row = await self.conn.fetchrow(sql, certificate_id)
+        return _certificate(row) if row else None
 
+    async def of_educator(self, educator_id: str) -> list[Certificate]:
+        rows = await self.conn.fetch(
+            _CERTIFICATE_SELECT + " WHERE c.educator_id = $1 ORDER BY c.issued_at, c.certificate_id", educator_id
+        )
+        return [_certificate(r) for r in rows]
 
-async def certificates_of(db: Db, educator_id: str) -> list[Certificate]:
-    rows = await db.fetch(_CERTIFICATE_SELECT + " WHERE c.educator_id = $1 ORDER BY c.issued_at", educator_id)
-    return [_certificate(r) for r in rows]
+    async def add_revocation(self, revocation: Revocation) -> None:
+        await self.conn.execute(
+            "INSERT INTO revocations (certificate_id, reason, revoked_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (certificate_id) DO NOTHING",
+            revocation.certificate_id,
+            revocation.reason,
+            revocation.revoked_at,
+        )
 
+    async def add_recognition(self, recognition: Recognition) -> None:
+        await self.conn.execute(
+            "INSERT INTO recognitions (recognition_id, certificate_id, receiving_institution, receiving_programme,"
+            " credits, recognized_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            recognition.recognition_id,
+            recognition.certificate_id,
+            recognition.receiving_institution,
+            recognition.receiving_programme,
+            recognition.credits,
+            recognition.recognized_at,
+        )
 
-async def insert_revocation(conn: Conn, revocation: Revocation) -> bool:
-    inserted = await conn.fetchval(
-        "INSERT INTO revocations (certificate_id, reason, revoked_at) VALUES ($1, $2, $3)"
-        " ON CONFLICT (certificate_id) DO NOTHING RETURNING 1",
-        revocation.certificate_id,
-        revocation.reason,
-        revocation.revoked_at,
-    )
-    return inserted is not None
+    async def get_recognition(self, recognition_id: str) -> Recognition | None:
+        row = await self.conn.fetchrow(_RECOGNITION_SELECT + " WHERE recognition_id = $1", recognition_id)
+        return Recognition(**dict(row)) if row else None
 
-
-async def insert_recognition(conn: Conn, recognition: Recognition) -> bool:
-    inserted = await conn.fetchval(
-        "INSERT INTO recognitions (recognition_id, certificate_id, receiving_institution, receiving_programme,"
-        " credits, recognized_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
-        recognition.recognition_id,
-        recognition.certificate_id,
-        recognition.receiving_institution,
-        recognition.receiving_programme,
-        recognition.credits,
-        recognition.recognized_at,
-    )
-    return inserted is not None
-
-
-async def get_recognition(db: Db, recognition_id: str) -> Recognition | None:
-    row = await db.fetchrow(
-        "SELECT recognition_id, certificate_id, receiving_institution, receiving_programme, credits, recognized_at"
-        " FROM recognitions WHERE recognition_id = $1",
-        recognition_id,
-    )
-    return Recognition(**dict(row)) if row else None
-
-
-async def recognitions_of(db: Db, certificate_id: str) -> list[Recognition]:
-    rows = await db.fetch(
-        "SELECT recognition_id, certificate_id, receiving_institution, receiving_programme, credits, recognized_at"
-        " FROM recognitions WHERE certificate_id = $1 ORDER BY recognized_at",
-        certificate_id,
-    )
-    return [Recognition(**dict(r)) for r in rows]
+    async def recognitions_of(self, certificate_id: str) -> list[Recognition]:
+        rows = await self.conn.fetch(
+            _RECOGNITION_SELECT + " WHERE certificate_id = $1 ORDER BY recognized_at, recognition_id", certificate_id
+        )
+        return [Recognition(**dict(r)) for r in rows]
 
 
 # --- signing keys ------------------------------------------------------------------------------------
 
 
-async def key_records(db: Db) -> list[KeyRecord]:
-    rows = await db.fetch("SELECT kid, private_jwk, created_at, active FROM signing_keys ORDER BY created_at")
-    return [KeyRecord(r["kid"], dict(r["private_jwk"]), r["created_at"], r["active"]) for r in rows]
+@dataclass(frozen=True)
+class PostgresSigningKeys:
+    conn: Conn
+
+    async def lock(self) -> None:
+        await self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('certification:signing-keys', 0))")
+
+    async def records(self) -> list[KeyRecord]:
+        rows = await self.conn.fetch(
+            "SELECT kid, private_jwk, created_at, active FROM signing_keys ORDER BY created_at"
+        )
+        return [KeyRecord(r["kid"], dict(r["private_jwk"]), r["created_at"], r["active"]) for r in rows]
+
+    async def replace_active(self, record: KeyRecord) -> None:
+        await self.conn.execute("UPDATE signing_keys SET active = false WHERE active")
+        await self.conn.execute(
+            "INSERT INTO signing_keys (kid, private_jwk, created_at, active) VALUES ($1, $2, $3, true)",
+            record.kid,
+            dict(record.private_jwk),
+            record.created_at,
+        )
 
 
-async def replace_active_key(conn: Conn, record: KeyRecord) -> None:
-    """Retire the active key (it stays published) and make `record` the one active key."""
-    await conn.execute("UPDATE signing_keys SET active = false WHERE active")
-    await conn.execute(
-        "INSERT INTO signing_keys (kid, private_jwk, created_at, active) VALUES ($1, $2, $3, true)",
-        record.kid,
-        dict(record.private_jwk),
-        record.created_at,
-    )
+# --- the outbox ---------------------------------------------------------------------------------------
 
 
-# --- dead letters staged in the outbox --------------------------------------------------------------
+@dataclass
+class PostgresOutbox:
+    conn: Conn
+    source: str
+    staged: int = 0
+    """Messages staged in this transaction."""
 
+    async def add_event(self, data: BaseModel, *, subject: str, event_id: str, time: datetime) -> None:
+        await enqueue_event(self.conn, data, source=self.source, subject=subject, event_id=event_id, time=time)
+        self.staged += 1
 
-async def stage_dead_letter(
-    conn: Conn, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime
-) -> None:
-    """Dead-letter a stored completion through the outbox, so it reaches IIOE_DLQ if and only if we commit.
-
-    Same body, headers and `Nats-Msg-Id` as a dead letter the consumer publishes itself.
-    """
-    headers = dead_letter_headers(
-        original_subject=pending.subject,
-        consumer=pending.durable,
-        reason=reason,
-        detail=detail,
-        original_stream=pending.stream,
-        original_seq=pending.stream_seq,
-        failed_at=failed_at,
-    )
-    message_id = f"dead-letter:{pending.durable}:{pending.stream}:{pending.stream_seq}:{pending.event_id}"
-    await enqueue_raw(conn, message_id, dlq_subject(pending.durable, reason), pending.raw, headers)
+    async def add_dead_letter(self, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime) -> None:
+        """Same body, headers and `Nats-Msg-Id` as a dead letter the consumer publishes itself."""
+        headers = dead_letter_headers(
+            original_subject=pending.subject,
+            consumer=pending.durable,
+            reason=reason,
+            detail=detail,
+            original_stream=pending.stream,
+            original_seq=pending.stream_seq,
+            failed_at=failed_at,
+        )
+        message_id = f"dead-letter:{pending.durable}:{pending.stream}:{pending.stream_seq}:{pending.event_id}"
+        await enqueue_raw(self.conn, message_id, dlq_subject(pending.durable, reason), pending.raw, headers)
+        self.staged += 1

@@ -1,65 +1,93 @@
 """Certification use cases: apply registrations and completions, issue, revoke, recognise, verify.
 
-Every change to one educator runs in one transaction under that educator's lock, with the inbox claim
-and the outgoing events (outbox) in the same transaction: replicas, redeliveries and replays then all
-reach the same single certificate per (educator, programme).
+They take plain commands and event data (never a NATS message or the runtime) and one unit-of-work
+port (`ports.UnitOfWork`); the rules they apply live in `domain.py`. Every change to one educator runs in
+one transaction under that educator's lock, with the inbox claim and the outgoing events in the same
+transaction: replicas, redeliveries and replays then all reach the same single certificate per
+(educator, programme).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-import asyncpg
-
-from iioe.events import (
-    CertificateIssued,
-    CertificateRevoked,
-    CourseCompleted,
-    CreditRecognized,
-    EducatorRegistered,
-)
+from iioe.events import CertificateIssued, CertificateRevoked, CourseCompleted, CreditRecognized, EducatorRegistered
 from iioe.events.common import Language
 from iioe.reasons import Reason
-from iioe.runtime.consumer import ReceivedEvent, Unprocessable
-from iioe.runtime.inbox import claim
 from iioe.runtime.logging import get_logger
-from iioe.runtime.outbox import enqueue_event
-from iioe.runtime.service import ServiceRuntime
-from iioe.subjects import EVENTS_STREAM
-from services.certification import keys, store
+from services.certification import keys
+from services.certification.catalogue import Programme, ProgrammeCatalogue
 from services.certification.credentials import (
+    DEFAULT_ISSUER,
     CredentialError,
+    IssuerProfile,
     KeyRing,
     build_credential_claims,
     sign_credential,
     verify_credential,
 )
 from services.certification.domain import (
-    Programme,
-    ProgrammeCatalogue,
+    Certificate,
+    CertificationError,
+    Completion,
+    Educator,
+    PendingCompletion,
     ProgrammeProgress,
+    Recognition,
+    Revocation,
+    certificate_for,
     certificate_id_for,
-    evaluate,
-    programmes_newly_earned,
+    check_institution,
+    programmes_to_issue,
+    progress_of,
     recognition_id_for,
+    recognize,
+    record_attempt,
+    revoke,
+    sort_pending,
 )
-from services.certification.settings import CertificationSettings
+from services.certification.ports import Repositories, UnitOfWork
 
 log = get_logger(__name__)
 
-INBOX_CONSUMER = "certification"
-"""Inbox key shared by every durable of this service, so a replay under a new consumer name is still skipped."""
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
 
 
-class CertificationError(Exception):
-    """A request that cannot be done; `code` is machine-readable (http.py maps it to a status)."""
+# --- commands and inputs ----------------------------------------------------------------------------------
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+
+@dataclass(frozen=True)
+class MessageOrigin:
+    """Where an event came from: kept with a parked completion, to dead-letter the original bytes later."""
+
+    subject: str
+    raw: bytes
+    durable: str
+    stream: str | None = None
+    stream_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class RevokeCertificate:
+    certificate_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecognizeCredits:
+    certificate_id: str
+    receiving_institution: str
+    receiving_programme: str
+    credits: float | None = None
+    """Default: all of the certificate's credits."""
+
+
+# --- outcomes -----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -69,28 +97,18 @@ class Verification:
     status: Literal["valid", "revoked", "invalid"]
     reason: str | None = None
     detail: str | None = None
-    certificate: store.Certificate | None = None
+    certificate: Certificate | None = None
     issuer_id: str | None = None
     kid: str | None = None
 
 
 @dataclass(frozen=True)
 class EducatorProgress:
-    educator: store.Educator
-    completions: dict[str, store.Completion]
-    certificates: list[store.Certificate]
+    educator: Educator
+    completions: dict[str, Completion]
+    certificates: list[Certificate]
     programmes: list[ProgrammeProgress]
     pending_completions: int
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def _held_and_revoked(certificates: list[store.Certificate]) -> tuple[set[str], set[str]]:
-    active = {c.programme_id for c in certificates if c.revocation is None}
-    revoked = {c.programme_id for c in certificates if c.revocation is not None}
-    return active, revoked
 
 
 class Certification:
@@ -98,34 +116,30 @@ class Certification:
 
     def __init__(
         self,
-        runtime: ServiceRuntime,
-        settings: CertificationSettings,
+        uow: UnitOfWork,
         catalogue: ProgrammeCatalogue,
-        institutions: dict[str, Any],
-        durable: str,
+        institutions: Mapping[str, Any],
+        *,
+        issuer: IssuerProfile = DEFAULT_ISSUER,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._runtime = runtime
-        self.settings = settings
+        self._uow = uow
         self.catalogue = catalogue
         self.institutions = institutions
-        self._durable = durable
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        return self._runtime.pool
+        self.issuer = issuer
+        self._clock = clock
 
     # --- events in -----------------------------------------------------------------------------------
 
-    async def on_educator_registered(self, received: ReceivedEvent) -> None:
+    async def on_educator_registered(self, event_id: str, data: EducatorRegistered) -> None:
         """Record the educator, then apply (or reject) completions that arrived before, and issue what is earned."""
-        data = cast(EducatorRegistered, received.event.data)
-        async with self._runtime.transaction() as conn:
-            await store.lock_educator(conn, data.educator_id)
-            if not await claim(conn, INBOX_CONSUMER, received.id):
+        async with self._uow.transaction() as tx:
+            await tx.progress.lock(data.educator_id)
+            if not await tx.inbox.claim(event_id):
                 return
-            educator = store.Educator(data.educator_id, data.institution, data.language, data.role, data.registered_at)
-            if not await store.insert_educator(conn, educator):
-                known = await store.get_educator(conn, data.educator_id)
+            educator = Educator(data.educator_id, data.institution, data.language, data.role, data.registered_at)
+            if not await tx.progress.add_educator(educator):
+                known = await tx.progress.get_educator(data.educator_id)
                 if known is not None and known.institution != data.institution:
                     log.warning(
                         "registration for another institution ignored",
@@ -133,63 +147,46 @@ class Certification:
                         known_institution=known.institution,
                     )
                 return
-            for pending in await store.take_pending(conn, educator.educator_id):
-                if pending.institution != educator.institution:
-                    await self._reject_pending(conn, pending, educator)
-                    continue
-                await store.record_completion(
-                    conn, pending.educator_id, pending.course_id, pending.score, pending.completed_at
+            to_apply, to_reject = sort_pending(educator, await tx.progress.take_pending(educator.educator_id))
+            for pending in to_reject:
+                await self._reject_pending(tx, pending, educator)
+            completions = await tx.progress.completions(educator.educator_id)
+            for pending in to_apply:
+                completions[pending.course_id] = record_attempt(
+                    completions.get(pending.course_id), pending.course_id, pending.score, pending.completed_at
                 )
                 log.info("pending completion applied", educator_id=educator.educator_id, course_id=pending.course_id)
-            await self._issue_earned(conn, educator)
+            for course_id in dict.fromkeys(p.course_id for p in to_apply):
+                await tx.progress.save_completion(educator.educator_id, completions[course_id])
+            await self._issue_earned(tx, educator, completions)
 
-    async def on_course_completed(self, received: ReceivedEvent) -> None:
-        """Keep the best score; park it if the educator is not registered yet; issue what becomes earned."""
-        data = cast(CourseCompleted, received.event.data)
+    async def on_course_completed(self, event_id: str, data: CourseCompleted, origin: MessageOrigin) -> None:
+        """Keep the best attempt; park it if the educator is not registered yet; issue what becomes earned."""
         if not self.catalogue.is_known_course(data.course_id):
-            raise Unprocessable(Reason.UNKNOWN_COURSE, f"course {data.course_id!r} is not in the programme catalogue")
-        async with self._runtime.transaction() as conn:
-            await store.lock_educator(conn, data.educator_id)
-            if not await claim(conn, INBOX_CONSUMER, received.id):
+            raise CertificationError(
+                Reason.UNKNOWN_COURSE, f"course {data.course_id!r} is not in the programme catalogue"
+            )
+        async with self._uow.transaction() as tx:
+            await tx.progress.lock(data.educator_id)
+            if not await tx.inbox.claim(event_id):
                 return
-            educator = await store.get_educator(conn, data.educator_id)
+            educator = await tx.progress.get_educator(data.educator_id)
             if educator is None:
-                await store.add_pending(conn, await self._pending(received, data))
+                await tx.progress.park(_pending(event_id, data, origin))
                 log.info("completion pending registration", decision="pending", educator_id=data.educator_id)
                 return
-            if educator.institution != data.institution:
-                raise Unprocessable(
-                    Reason.INSTITUTION_MISMATCH,
-                    f"educator {data.educator_id!r} is registered at {educator.institution!r},"
-                    f" not {data.institution!r}",
-                )
-            await store.record_completion(conn, data.educator_id, data.course_id, data.score, data.completed_at)
-            await self._issue_earned(conn, educator)
+            check_institution(educator, data.institution)
+            completions = await tx.progress.completions(data.educator_id)
+            completion = record_attempt(completions.get(data.course_id), data.course_id, data.score, data.completed_at)
+            await tx.progress.save_completion(data.educator_id, completion)
+            await self._issue_earned(tx, educator, {**completions, data.course_id: completion})
 
-    async def _pending(self, received: ReceivedEvent, data: CourseCompleted) -> store.PendingCompletion:
-        """Keep the original bytes in case the registration later disagrees."""
-        return store.PendingCompletion(
-            event_id=received.id,
-            educator_id=data.educator_id,
-            institution=data.institution,
-            course_id=data.course_id,
-            score=data.score,
-            completed_at=data.completed_at,
-            subject=received.subject,
-            raw=received.data or received.event.to_json_bytes(),
-            durable=self._durable,
-            stream=received.stream or EVENTS_STREAM,
-            stream_seq=received.stream_seq,
-        )
-
-    async def _reject_pending(
-        self, conn: asyncpg.Connection, pending: store.PendingCompletion, educator: store.Educator
-    ) -> None:
+    async def _reject_pending(self, tx: Repositories, pending: PendingCompletion, educator: Educator) -> None:
         detail = (
             f"educator {educator.educator_id!r} registered at {educator.institution!r}, but the completion"
             f" (held until registration) names {pending.institution!r}"
         )
-        await store.stage_dead_letter(conn, pending, Reason.INSTITUTION_MISMATCH, detail, datetime.now(UTC))
+        await tx.outbox.add_dead_letter(pending, Reason.INSTITUTION_MISMATCH, detail, datetime.now(UTC))
         log.info(
             "pending completion rejected",
             decision="rejected",
@@ -200,70 +197,60 @@ class Certification:
 
     # --- issuing -------------------------------------------------------------------------------------
 
-    async def _issue_earned(self, conn: asyncpg.Connection, educator: store.Educator) -> None:
-        scores = {c.course_id: c.best_score for c in (await store.completions(conn, educator.educator_id)).values()}
-        held, revoked = _held_and_revoked(await store.certificates_of(conn, educator.educator_id))
-        earned = programmes_newly_earned(self.catalogue, scores, held, barred=revoked)
+    async def _issue_earned(self, tx: Repositories, educator: Educator, completions: Mapping[str, Completion]) -> None:
+        certificates = await tx.certificates.of_educator(educator.educator_id)
+        earned = programmes_to_issue(self.catalogue, completions, certificates)
         if not earned:
             log.debug("progress recorded", educator_id=educator.educator_id)
             return
-        keyring = await keys.ensure_keyring(conn)
+        keyring = await keys.ensure_keyring(tx.keys)
         for programme in earned:
-            await self._issue(conn, educator, programme, keyring)
+            await self._issue(tx, educator, programme, keyring)
 
-    async def _issue(
-        self, conn: asyncpg.Connection, educator: store.Educator, programme: Programme, keyring: KeyRing
-    ) -> None:
-        """Insert the certificate; only if the natural key was free, sign and emit CertificateIssued."""
-        issued_at = _now()
-        certificate_id = certificate_id_for(educator.educator_id, programme.id)
+    async def _issue(self, tx: Repositories, educator: Educator, programme: Programme, keyring: KeyRing) -> None:
+        """Store the certificate; only if (educator, programme) was free, emit CertificateIssued."""
+        issued_at = self._clock()
         try:
             claims = build_credential_claims(
-                certificate_id=certificate_id,
+                certificate_id=certificate_id_for(educator.educator_id, programme.id),
                 educator_id=educator.educator_id,
                 programme=programme,
                 issued_at=issued_at,
-                issuer=self.settings.issuer,
+                issuer=self.issuer,
                 language=cast(Language, educator.language),
                 credit_system=self.catalogue.credit_system,
             )
         except ValueError as exc:  # e.g. an e-mail address used as educator id: never put it in a credential
-            raise Unprocessable(Reason.INVALID_DATA, f"cannot issue a credential: {exc}") from None
-        certificate = store.Certificate(
-            certificate_id=certificate_id,
-            educator_id=educator.educator_id,
-            institution=educator.institution,
-            programme_id=programme.id,
-            course_ids=programme.course_ids,
-            credits=programme.credits,
+            raise CertificationError(Reason.INVALID_DATA, f"cannot issue a credential: {exc}") from None
+        certificate = certificate_for(
+            educator,
+            programme,
             issued_at=issued_at,
             kid=keyring.active_kid,
             credential=sign_credential(claims, keyring),
         )
-        if not await store.insert_certificate(conn, certificate):
+        if not await tx.certificates.add(certificate):
             log.info("certificate already held", educator_id=educator.educator_id, programme_id=programme.id)
             return
-        await enqueue_event(
-            conn,
+        await tx.outbox.add_event(
             CertificateIssued(
-                certificate_id=certificate_id,
+                certificate_id=certificate.certificate_id,
                 educator_id=educator.educator_id,
                 institution=educator.institution,
                 programme_id=programme.id,
-                course_ids=list(programme.course_ids),
-                credits=programme.credits,
+                course_ids=list(certificate.course_ids),
+                credits=certificate.credits,
                 issued_at=issued_at,
                 credential=certificate.credential,
             ),
-            source=self.settings.source,
             subject=educator.educator_id,
-            event_id=f"certificate-issued:{certificate_id}",
+            event_id=f"certificate-issued:{certificate.certificate_id}",
             time=issued_at,
         )
         log.info(
             "certificate issued",
             decision="issued",
-            certificate_id=certificate_id,
+            certificate_id=certificate.certificate_id,
             educator_id=educator.educator_id,
             programme_id=programme.id,
             kid=keyring.active_kid,
@@ -271,103 +258,89 @@ class Certification:
 
     # --- operator actions ----------------------------------------------------------------------------
 
-    async def revoke(self, certificate_id: str, reason: str) -> tuple[store.Revocation, bool]:
+    async def revoke(self, command: RevokeCertificate) -> tuple[Revocation, bool]:
         """Revoke once and emit CertificateRevoked; a repeated revoke returns the first revocation."""
-        async with self._runtime.transaction() as conn:
-            certificate = await store.get_certificate(conn, certificate_id, for_update=True)
-            if certificate is None:
-                raise CertificationError("certificate_not_found", f"no certificate {certificate_id!r}")
-            if certificate.revocation is not None:
-                return certificate.revocation, False
-            revocation = store.Revocation(certificate_id, reason, _now())
-            await store.insert_revocation(conn, revocation)
-            await enqueue_event(
-                conn,
+        async with self._uow.transaction() as tx:
+            certificate = await _certificate(tx, command.certificate_id, for_update=True)
+            revocation, new = revoke(certificate, command.reason, self._clock())
+            if not new:
+                return revocation, False
+            await tx.certificates.add_revocation(revocation)
+            await tx.outbox.add_event(
                 CertificateRevoked(
-                    certificate_id=certificate_id,
+                    certificate_id=certificate.certificate_id,
                     educator_id=certificate.educator_id,
                     institution=certificate.institution,
-                    reason=reason,
+                    reason=revocation.reason,
                     revoked_at=revocation.revoked_at,
                 ),
-                source=self.settings.source,
                 subject=certificate.educator_id,
-                event_id=f"certificate-revoked:{certificate_id}",
+                event_id=f"certificate-revoked:{certificate.certificate_id}",
                 time=revocation.revoked_at,
             )
-        log.info("certificate revoked", certificate_id=certificate_id, educator_id=certificate.educator_id)
+        log.info("certificate revoked", certificate_id=certificate.certificate_id, educator_id=certificate.educator_id)
         return revocation, True
 
-    async def recognize(
-        self, certificate_id: str, receiving_institution: str, receiving_programme: str, credits: float | None
-    ) -> tuple[store.Recognition, bool]:
+    async def recognize(self, command: RecognizeCredits) -> tuple[Recognition, bool]:
         """Record that a receiving institution accepts (some of) a certificate's credits; emit CreditRecognized."""
-        if receiving_institution not in self.institutions:
+        if command.receiving_institution not in self.institutions:
             raise CertificationError(
-                "unknown_institution", f"institution {receiving_institution!r} is not in the catalogue"
+                "unknown_institution", f"institution {command.receiving_institution!r} is not in the catalogue"
             )
-        async with self._runtime.transaction() as conn:
-            certificate = await store.get_certificate(conn, certificate_id, for_update=True)
-            if certificate is None:
-                raise CertificationError("certificate_not_found", f"no certificate {certificate_id!r}")
-            if certificate.revocation is not None:
-                raise CertificationError("certificate_revoked", f"certificate {certificate_id!r} is revoked")
-            amount = certificate.credits if credits is None else credits
-            if amount > certificate.credits:
-                raise CertificationError(
-                    "credits_exceed_certificate",
-                    f"{amount:g} credits requested, the certificate carries {certificate.credits:g}",
-                )
-            recognition_id = recognition_id_for(certificate_id, receiving_institution, receiving_programme)
-            existing = await store.get_recognition(conn, recognition_id)
-            if existing is not None:
-                if existing.credits != amount:
-                    raise CertificationError(
-                        "recognition_conflict",
-                        f"already recognised with {existing.credits:g} credits ({recognition_id})",
-                    )
-                return existing, False
-            recognition = store.Recognition(
-                recognition_id, certificate_id, receiving_institution, receiving_programme, amount, _now()
+        async with self._uow.transaction() as tx:
+            certificate = await _certificate(tx, command.certificate_id, for_update=True)
+            recognition_id = recognition_id_for(
+                certificate.certificate_id, command.receiving_institution, command.receiving_programme
             )
-            await store.insert_recognition(conn, recognition)
-            await enqueue_event(
-                conn,
+            recognition, new = recognize(
+                certificate,
+                command.receiving_institution,
+                command.receiving_programme,
+                command.credits,
+                existing=await tx.certificates.get_recognition(recognition_id),
+                at=self._clock(),
+            )
+            if not new:
+                return recognition, False
+            await tx.certificates.add_recognition(recognition)
+            await tx.outbox.add_event(
                 CreditRecognized(
-                    recognition_id=recognition_id,
-                    certificate_id=certificate_id,
+                    recognition_id=recognition.recognition_id,
+                    certificate_id=certificate.certificate_id,
                     educator_id=certificate.educator_id,
                     institution=certificate.institution,
-                    receiving_institution=receiving_institution,
-                    receiving_programme=receiving_programme,
-                    credits=amount,
+                    receiving_institution=recognition.receiving_institution,
+                    receiving_programme=recognition.receiving_programme,
+                    credits=recognition.credits,
                     recognized_at=recognition.recognized_at,
                 ),
-                source=self.settings.source,
                 subject=certificate.educator_id,
-                event_id=f"credit-recognized:{recognition_id}",
+                event_id=f"credit-recognized:{recognition.recognition_id}",
                 time=recognition.recognized_at,
             )
-        log.info("credits recognised", recognition_id=recognition_id, certificate_id=certificate_id)
+        log.info("credits recognised", recognition_id=recognition.recognition_id, certificate_id=command.certificate_id)
         return recognition, True
 
     async def rotate_key(self) -> KeyRing:
-        async with self.pool.acquire() as conn, conn.transaction():
-            return await keys.rotate_key(conn)
+        async with self._uow.transaction() as tx:
+            return await keys.rotate_key(tx.keys)
 
     # --- reads ---------------------------------------------------------------------------------------
 
     async def keyring(self) -> KeyRing:
-        return await keys.load_keyring(self.pool)
+        """The signing keys; the very first call creates the first key."""
+        async with self._uow.transaction() as tx:
+            return await keys.ensure_keyring(tx.keys)
 
     async def verify(self, token: str) -> Verification:
-        """Signature and claims against our JWKS, then the certificate's status in the store."""
+        """Signature and claims against our JWKS, then the certificate's status on record."""
         keyring = await self.keyring()
         try:
-            verified = verify_credential(token, keyring.jwks(), issuer=self.settings.issuer_id)
+            verified = verify_credential(token, keyring.jwks(), issuer=self.issuer.id)
         except CredentialError as exc:
             return Verification("invalid", reason=str(exc.reason), detail=exc.detail)
-        certificate = await store.get_certificate(self.pool, verified.certificate_id)
+        async with self._uow.transaction() as tx:
+            certificate = await tx.certificates.get(verified.certificate_id)
         if (
             certificate is None
             or certificate.educator_id != verified.educator_id
@@ -385,26 +358,48 @@ class Certification:
             kid=verified.kid,
         )
 
-    async def certificate(self, certificate_id: str) -> tuple[store.Certificate, list[store.Recognition]]:
-        certificate = await store.get_certificate(self.pool, certificate_id)
-        if certificate is None:
-            raise CertificationError("certificate_not_found", f"no certificate {certificate_id!r}")
-        return certificate, await store.recognitions_of(self.pool, certificate_id)
+    async def certificate(self, certificate_id: str) -> tuple[Certificate, list[Recognition]]:
+        async with self._uow.transaction() as tx:
+            certificate = await _certificate(tx, certificate_id)
+            return certificate, await tx.certificates.recognitions_of(certificate_id)
 
-    async def certificates_of(self, educator_id: str) -> list[store.Certificate]:
-        certificates = await store.certificates_of(self.pool, educator_id)
-        if not certificates and await store.get_educator(self.pool, educator_id) is None:
-            raise CertificationError("educator_not_found", f"no registered educator {educator_id!r}")
-        return certificates
+    async def certificates_of(self, educator_id: str) -> list[Certificate]:
+        async with self._uow.transaction() as tx:
+            certificates = await tx.certificates.of_educator(educator_id)
+            if not certificates and await tx.progress.get_educator(educator_id) is None:
+                raise CertificationError("educator_not_found", f"no registered educator {educator_id!r}")
+            return certificates
 
     async def progress(self, educator_id: str) -> EducatorProgress:
-        educator = await store.get_educator(self.pool, educator_id)
-        if educator is None:
-            raise CertificationError("educator_not_found", f"no registered educator {educator_id!r}")
-        completions = await store.completions(self.pool, educator_id)
-        certificates = await store.certificates_of(self.pool, educator_id)
-        held, _ = _held_and_revoked(certificates)
-        scores = {course_id: c.best_score for course_id, c in completions.items()}
-        programmes = [evaluate(p, scores, held) for p in self.catalogue.in_prerequisite_order()]
-        pending = await store.count_pending(self.pool, educator_id)
+        async with self._uow.transaction() as tx:
+            educator = await tx.progress.get_educator(educator_id)
+            if educator is None:
+                raise CertificationError("educator_not_found", f"no registered educator {educator_id!r}")
+            completions = await tx.progress.completions(educator_id)
+            certificates = await tx.certificates.of_educator(educator_id)
+            pending = await tx.progress.count_pending(educator_id)
+        programmes = progress_of(self.catalogue, completions, certificates)
         return EducatorProgress(educator, completions, certificates, programmes, pending)
+
+
+async def _certificate(tx: Repositories, certificate_id: str, *, for_update: bool = False) -> Certificate:
+    certificate = await tx.certificates.get(certificate_id, for_update=for_update)
+    if certificate is None:
+        raise CertificationError("certificate_not_found", f"no certificate {certificate_id!r}")
+    return certificate
+
+
+def _pending(event_id: str, data: CourseCompleted, origin: MessageOrigin) -> PendingCompletion:
+    return PendingCompletion(
+        event_id=event_id,
+        educator_id=data.educator_id,
+        institution=data.institution,
+        course_id=data.course_id,
+        score=data.score,
+        completed_at=data.completed_at,
+        subject=origin.subject,
+        raw=origin.raw,
+        durable=origin.durable,
+        stream=origin.stream,
+        stream_seq=origin.stream_seq,
+    )

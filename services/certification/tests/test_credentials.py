@@ -12,6 +12,7 @@ from typing import Any
 import jwt as pyjwt
 import pytest
 
+from services.certification.catalogue import Programme
 from services.certification.credentials import (
     CREDENTIAL_CONTEXT,
     CredentialError,
@@ -26,7 +27,8 @@ from services.certification.credentials import (
     sign_credential,
     verify_credential,
 )
-from services.certification.domain import Programme, ProgrammeCatalogue, certificate_id_for
+from services.certification.domain import certificate_id_for
+from services.certification.reference import builtin_catalogue
 
 EDUCATOR = "edu-7f3a"
 ISSUED_AT = datetime(2025, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)  # in the past: PyJWT checks nbf
@@ -35,7 +37,7 @@ EMAIL = re.compile(r"[^@\s\"]+@[^@\s\"]+\.[^@\s\"]+")
 
 @pytest.fixture(scope="module")
 def programme() -> Programme:
-    return ProgrammeCatalogue.builtin().programme("ai-in-higher-education")
+    return builtin_catalogue().programme("ai-in-higher-education")
 
 
 @pytest.fixture(scope="module")

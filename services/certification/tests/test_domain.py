@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services.certification.catalogue import CatalogueError, Programme, ProgrammeCatalogue
 from services.certification.domain import (
-    CatalogueError,
-    Programme,
-    ProgrammeCatalogue,
+    Certificate,
+    CertificationError,
+    Revocation,
     best_score,
     certificate_id_for,
     evaluate,
-    load_catalogue,
     programmes_newly_earned,
+    recognize,
+    record_attempt,
+    revoke,
 )
+from services.certification.reference import builtin_catalogue, load_catalogue
 
 AI = "ai-in-higher-education"
 AI_COURSES = ("genai-fundamentals", "teaching-with-ai", "future-classroom")
@@ -29,7 +37,7 @@ CYRILLIC = re.compile(r"[А-Яа-яЁёӨөҮү]")
 
 @pytest.fixture(scope="module")
 def catalogue() -> ProgrammeCatalogue:
-    return ProgrammeCatalogue.builtin()
+    return builtin_catalogue()
 
 
 def passed(catalogue: ProgrammeCatalogue, *programme_ids: str, score: float = 90) -> dict[str, float]:
@@ -298,3 +306,58 @@ def test_recognition_id_is_deterministic_per_receiving_programme() -> None:
     assert first.startswith("rec-")
     assert first != recognition_id_for("cert-1", "num", "MEd Other")
     assert first != recognition_id_for("cert-1", "must", "MEd Educational Technology")
+
+
+# --- entity rules: attempts, revocation, recognition -------------------------------------------------
+
+
+T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
+
+
+def certificate(credits: float = 3) -> Certificate:
+    return Certificate(certificate_id_for("edu-1", AI), "edu-1", "must", AI, AI_COURSES, credits, T0, "kid", "jws")
+
+
+def test_record_attempt_keeps_the_best_its_date_the_first_date_and_counts_every_attempt() -> None:
+    first = record_attempt(None, "teaching-with-ai", 70, T0 + timedelta(days=2))
+    better = record_attempt(first, "teaching-with-ai", 85, T0 + timedelta(days=3))
+    worse_but_earlier = record_attempt(better, "teaching-with-ai", 10, T0)
+    assert (first.best_score, first.attempts) == (70, 1)
+    assert (better.best_score, better.best_completed_at) == (85, T0 + timedelta(days=3))
+    assert worse_but_earlier.best_score == 85 and worse_but_earlier.attempts == 3
+    assert worse_but_earlier.first_completed_at == T0
+
+
+def test_revoking_twice_returns_the_first_revocation() -> None:
+    revocation, new = revoke(certificate(), "misconduct", T0)
+    assert new and revocation.reason == "misconduct"
+    again, new_again = revoke(replace(certificate(), revocation=revocation), "other", T0 + timedelta(days=1))
+    assert again == revocation and not new_again
+
+
+@pytest.mark.parametrize(("credits", "granted"), [(None, 3), (3, 3), (0.5, 0.5)])
+def test_recognition_grants_at_most_the_certificates_credits(credits: float | None, granted: float) -> None:
+    recognition, new = recognize(certificate(), "num", "MEd", credits, existing=None, at=T0)
+    assert new and recognition.credits == granted
+
+
+@pytest.mark.parametrize(
+    ("cert", "credits", "code"),
+    [
+        (certificate(), 3.01, "credits_exceed_certificate"),
+        (replace(certificate(), revocation=Revocation("x", "r", T0)), 1, "certificate_revoked"),
+    ],
+)
+def test_recognition_limits(cert: Certificate, credits: float, code: str) -> None:
+    with pytest.raises(CertificationError) as refused:
+        recognize(cert, "num", "MEd", credits, existing=None, at=T0)
+    assert refused.value.code == code
+
+
+def test_the_domain_and_use_cases_import_no_io_library() -> None:
+    probe = (
+        "import sys, services.certification.domain, services.certification.usecases;"
+        "print([m for m in ('asyncpg', 'nats', 'fastapi', 'httpx') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,126 @@
+"""The unit-of-work port the use cases depend on: one transaction and the repositories inside it.
+
+`store.PostgresUnitOfWork` implements it on PostgreSQL, `tests/fakes.FakeUnitOfWork` in memory. Everything
+done through one `transaction()` commits or rolls back together — the state change, the inbox claim and
+the outgoing events — which is what makes effects happen exactly once under at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from services.certification.credentials import KeyRecord
+from services.certification.domain import (
+    Certificate,
+    Completion,
+    Educator,
+    PendingCompletion,
+    Recognition,
+    Revocation,
+)
+
+
+class ProgressRepository(Protocol):
+    """Educators, their course records and the completions parked until their registration."""
+
+    async def lock(self, educator_id: str) -> None:
+        """Serialize every transaction about one educator (across replicas) until commit."""
+
+    async def get_educator(self, educator_id: str) -> Educator | None: ...
+
+    async def add_educator(self, educator: Educator) -> bool:
+        """False when the educator is already known (the first registration stands)."""
+        ...
+
+    async def completions(self, educator_id: str) -> dict[str, Completion]: ...
+
+    async def save_completion(self, educator_id: str, completion: Completion) -> None:
+        """Store the course record as the rules computed it (insert or replace)."""
+
+    async def park(self, pending: PendingCompletion) -> None:
+        """Keep a completion until its educator registers (a second park of the same event is a no-op)."""
+
+    async def take_pending(self, educator_id: str) -> list[PendingCompletion]:
+        """Remove and return the educator's parked completions."""
+        ...
+
+    async def count_pending(self, educator_id: str) -> int: ...
+
+
+class CertificateRepository(Protocol):
+    """Certificates with their revocations and credit recognitions."""
+
+    async def add(self, certificate: Certificate) -> bool:
+        """False when (educator, programme) already has a certificate: the natural key is the last guard."""
+        ...
+
+    async def get(self, certificate_id: str, *, for_update: bool = False) -> Certificate | None: ...
+
+    async def of_educator(self, educator_id: str) -> list[Certificate]:
+        """Every certificate ever issued to the educator, revoked ones included, oldest first."""
+        ...
+
+    async def add_revocation(self, revocation: Revocation) -> None: ...
+
+    async def add_recognition(self, recognition: Recognition) -> None: ...
+
+    async def get_recognition(self, recognition_id: str) -> Recognition | None: ...
+
+    async def recognitions_of(self, certificate_id: str) -> list[Recognition]: ...
+
+
+class SigningKeyRepository(Protocol):
+    """Ed25519 signing keys (private JWKs): one active, retired ones kept for the JWKS."""
+
+    async def lock(self) -> None:
+        """Serialize creating and rotating keys across replicas until commit."""
+
+    async def records(self) -> list[KeyRecord]: ...
+
+    async def replace_active(self, record: KeyRecord) -> None:
+        """Retire the active key (it stays published) and make `record` the one active key."""
+
+
+class Outbox(Protocol):
+    """Messages to publish if and only if the transaction commits."""
+
+    async def add_event(self, data: BaseModel, *, subject: str, event_id: str, time: datetime) -> None:
+        """Stage a domain event; its type and NATS subject follow from `data` (the event catalogue)."""
+
+    async def add_dead_letter(self, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime) -> None:
+        """Stage the dead letter of a parked completion (its original bytes, the usual dead-letter headers)."""
+
+
+class Inbox(Protocol):
+    async def claim(self, event_id: str) -> bool:
+        """True the first time this service processes `event_id`; False for a duplicate or replay."""
+        ...
+
+
+class Repositories(Protocol):
+    """What one transaction offers (read-only attributes, so adapters may narrow the types)."""
+
+    @property
+    def progress(self) -> ProgressRepository: ...
+
+    @property
+    def certificates(self) -> CertificateRepository: ...
+
+    @property
+    def keys(self) -> SigningKeyRepository: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
+
+
+class UnitOfWork(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Repositories]:
+        """All-or-nothing: commits when the block ends, rolls back everything if it raises."""
+        ...

@@ -1,0 +1,196 @@
+"""An in-memory unit of work (cosmicpython's FakeUnitOfWork, stateful): use cases tested without servers.
+
+It keeps the guarantees the use cases rely on from PostgreSQL: a transaction is all-or-nothing (state is
+restored if the block raises), transactions do not interleave (one lock, like the per-educator lock),
+and the natural keys hold (one certificate per educator and programme, one recognition per id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from services.certification.credentials import KeyRecord
+from services.certification.domain import (
+    Certificate,
+    Completion,
+    Educator,
+    PendingCompletion,
+    Recognition,
+    Revocation,
+)
+
+
+@dataclass(frozen=True)
+class StagedEvent:
+    data: BaseModel
+    subject: str
+    event_id: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class StagedDeadLetter:
+    pending: PendingCompletion
+    reason: str
+    detail: str
+
+
+@dataclass
+class FakeState:
+    educators: dict[str, Educator] = field(default_factory=dict)
+    completions: dict[str, dict[str, Completion]] = field(default_factory=dict)
+    pending: dict[str, PendingCompletion] = field(default_factory=dict)
+    certificates: dict[str, Certificate] = field(default_factory=dict)
+    recognitions: dict[str, Recognition] = field(default_factory=dict)
+    keys: list[KeyRecord] = field(default_factory=list)
+    events: list[StagedEvent] = field(default_factory=list)
+    dead_letters: list[StagedDeadLetter] = field(default_factory=list)
+    inbox: set[str] = field(default_factory=set)
+
+
+class FakeProgress:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def lock(self, educator_id: str) -> None:
+        return None  # transactions are serialized as a whole
+
+    async def get_educator(self, educator_id: str) -> Educator | None:
+        return self._s.educators.get(educator_id)
+
+    async def add_educator(self, educator: Educator) -> bool:
+        if educator.educator_id in self._s.educators:
+            return False
+        self._s.educators[educator.educator_id] = educator
+        return True
+
+    async def completions(self, educator_id: str) -> dict[str, Completion]:
+        return dict(self._s.completions.get(educator_id, {}))
+
+    async def save_completion(self, educator_id: str, completion: Completion) -> None:
+        assert educator_id in self._s.educators, "completions reference a registered educator (foreign key)"
+        self._s.completions.setdefault(educator_id, {})[completion.course_id] = completion
+
+    async def park(self, pending: PendingCompletion) -> None:
+        self._s.pending.setdefault(pending.event_id, pending)
+
+    async def take_pending(self, educator_id: str) -> list[PendingCompletion]:
+        taken = [p for p in self._s.pending.values() if p.educator_id == educator_id]
+        for p in taken:
+            del self._s.pending[p.event_id]
+        return taken
+
+    async def count_pending(self, educator_id: str) -> int:
+        return sum(1 for p in self._s.pending.values() if p.educator_id == educator_id)
+
+
+class FakeCertificates:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def add(self, certificate: Certificate) -> bool:
+        taken = any(
+            c.certificate_id == certificate.certificate_id
+            or (c.educator_id, c.programme_id) == (certificate.educator_id, certificate.programme_id)
+            for c in self._s.certificates.values()
+        )
+        if taken:
+            return False
+        self._s.certificates[certificate.certificate_id] = certificate
+        return True
+
+    async def get(self, certificate_id: str, *, for_update: bool = False) -> Certificate | None:
+        return self._s.certificates.get(certificate_id)
+
+    async def of_educator(self, educator_id: str) -> list[Certificate]:
+        mine = [c for c in self._s.certificates.values() if c.educator_id == educator_id]
+        return sorted(mine, key=lambda c: (c.issued_at, c.certificate_id))
+
+    async def add_revocation(self, revocation: Revocation) -> None:
+        certificate = self._s.certificates[revocation.certificate_id]
+        if certificate.revocation is None:
+            self._s.certificates[revocation.certificate_id] = replace(certificate, revocation=revocation)
+
+    async def add_recognition(self, recognition: Recognition) -> None:
+        assert recognition.certificate_id in self._s.certificates
+        self._s.recognitions.setdefault(recognition.recognition_id, recognition)
+
+    async def get_recognition(self, recognition_id: str) -> Recognition | None:
+        return self._s.recognitions.get(recognition_id)
+
+    async def recognitions_of(self, certificate_id: str) -> list[Recognition]:
+        mine = [r for r in self._s.recognitions.values() if r.certificate_id == certificate_id]
+        return sorted(mine, key=lambda r: (r.recognized_at, r.recognition_id))
+
+
+class FakeSigningKeys:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def lock(self) -> None:
+        return None
+
+    async def records(self) -> list[KeyRecord]:
+        return sorted(self._s.keys, key=lambda r: r.created_at)
+
+    async def replace_active(self, record: KeyRecord) -> None:
+        self._s.keys = [replace(r, active=False) for r in self._s.keys] + [replace(record, active=True)]
+
+
+class FakeOutbox:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def add_event(self, data: BaseModel, *, subject: str, event_id: str, time: datetime) -> None:
+        if all(e.event_id != event_id for e in self._s.events):  # ON CONFLICT (event_id) DO NOTHING
+            self._s.events.append(StagedEvent(data, subject, event_id, time))
+
+    async def add_dead_letter(self, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime) -> None:
+        self._s.dead_letters.append(StagedDeadLetter(pending, reason, detail))
+
+
+class FakeInbox:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def claim(self, event_id: str) -> bool:
+        if event_id in self._s.inbox:
+            return False
+        self._s.inbox.add(event_id)
+        return True
+
+
+class FakeRepositories:
+    def __init__(self, state: FakeState) -> None:
+        self.progress = FakeProgress(state)
+        self.certificates = FakeCertificates(state)
+        self.keys = FakeSigningKeys(state)
+        self.outbox = FakeOutbox(state)
+        self.inbox = FakeInbox(state)
+
+
+class FakeUnitOfWork:
+    """`ports.UnitOfWork` in memory; `state` is what has been committed."""
+
+    def __init__(self) -> None:
+        self.state = FakeState()
+        self.commits = 0
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeRepositories]:
+        async with self._lock:
+            working = copy.deepcopy(self.state)
+            yield FakeRepositories(working)
+            self.state = working  # reached only if the block did not raise: commit
+            self.commits += 1
+
+    def events_of(self, model: type[BaseModel]) -> list[BaseModel]:
+        return [e.data for e in self.state.events if isinstance(e.data, model)]
