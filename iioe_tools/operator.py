@@ -49,3 +49,24 @@ def operator_connection(url: str | None = None) -> tuple[str, NatsAuthOptions | 
         return DEFAULT_NATS_URL, None
     creds = auth.credentials(OPERATOR_USER)
     return f"nats://127.0.0.1:{auth.port}", NatsAuthOptions(user=creds.user, password=creds.password)
+
+
+def operator_environment(directory: Path | None = None) -> dict[str, str]:
+    """What a service's own CLI (`iioe analytics rebuild`, `iioe certification rotate-key`) needs to
+    reach the platform of this data dir as the operator: NATS URL and user, and the database.
+
+    Empty when `NATS_URL` / `DATABASE_URL` are set (an external platform) or no platform is here."""
+    directory = directory or data_dir()
+    env: dict[str, str] = {}
+    if not os.environ.get("NATS_URL"):
+        auth = embedded_auth(directory)
+        if auth is not None:
+            creds = auth.credentials(OPERATOR_USER)
+            env.update(NATS_URL=f"nats://127.0.0.1:{auth.port}", NATS_USER=creds.user, NATS_PASSWORD=creds.password)
+    if not os.environ.get("DATABASE_URL"):
+        try:
+            port = int((directory / "postgres.port").read_text().strip())
+            env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{port}/iioe"
+        except (OSError, ValueError):
+            pass
+    return env

@@ -8,10 +8,12 @@ above the services, so the services' own commands (`iioe verify`, `iioe certific
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from iioe_tools.cli import asyncapi, credentials, dlq, provision, simulate, up
+from iioe_tools.operator import operator_environment
 from services.analytics import cli as analytics_cli
 from services.certification import cli as certification_cli
 
@@ -27,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] not in ("up", "-h", "--help"):
+        # operator commands reach the platform `iioe up` runs on this data dir (before defaults are read)
+        os.environ.update(operator_environment())
+    args = build_parser().parse_args(words)
     result: int = args.func(args)
     return result
 
