@@ -79,6 +79,8 @@ class ServiceRuntime:
             max_deliver=self.settings.max_deliver,
             ack_wait_seconds=self.settings.ack_wait_seconds,
             retry_backoff_seconds=self.settings.retry_backoff_seconds,
+            outage_backoff_initial_seconds=self.settings.outage_backoff_initial_seconds,
+            outage_backoff_max_seconds=self.settings.outage_backoff_max_seconds,
             **kw,
         )
         self._consumer_specs.append(spec)
@@ -97,7 +99,7 @@ class ServiceRuntime:
             self.relay = OutboxRelay(self._pool, self._js, poll_seconds=s.outbox_poll_seconds)
             self._spawn(self.relay.run(), "outbox-relay")
         for spec in self._consumer_specs:
-            consumer = EventConsumer(self._js, spec)
+            consumer = EventConsumer(self._js, spec, probe=self.probe_database)
             await consumer.start()
             self.consumers.append(consumer)
             self._spawn(consumer.run(), spec.durable)
@@ -140,6 +142,11 @@ class ServiceRuntime:
             yield conn
         if self.relay is not None:
             self.relay.wake()
+
+    async def probe_database(self) -> None:
+        """`SELECT 1` through the pool: raises while the database does not answer (consumers pause on it)."""
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
 
     def liveness(self) -> dict[str, Any]:
         """Is the process doing its work? Only its own tasks count: a database outage is not a reason

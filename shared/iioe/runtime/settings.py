@@ -36,6 +36,10 @@ class ServiceSettings(BaseSettings):
     max_deliver: int = 5
     ack_wait_seconds: float = 30.0
     retry_backoff_seconds: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
+    outage_backoff_initial_seconds: float = 0.5
+    """After a database/NATS failure, consumers pause and probe after this long, doubling ..."""
+    outage_backoff_max_seconds: float = 15.0
+    """... up to this cap. Infrastructure failures never count against `max_deliver`."""
     outbox_poll_seconds: float = 0.5
     outbox_relay_enabled: bool = True
     """Off only to run the relay elsewhere (or, in tests, to stop a process between commit and publish)."""
