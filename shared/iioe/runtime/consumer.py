@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,6 +260,32 @@ class EventConsumer:
         )
 
     async def process_batch(self, msgs: Sequence[Msg]) -> None:
+        async with self._heartbeat(msgs):
+            await self._process_batch(msgs)
+
+    @contextlib.asynccontextmanager
+    async def _heartbeat(self, msgs: Sequence[Msg]) -> AsyncIterator[None]:
+        """While a batch is being handled, tell JetStream every `ack_wait / 3` that its still-unanswered
+        messages are in progress, so a handler that outlives `ack_wait` is not redelivered meanwhile."""
+        interval = self.spec.ack_wait_seconds / 3
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                for msg in msgs:
+                    if not msg._ackd:
+                        with contextlib.suppress(Exception):
+                            await msg.in_progress()
+
+        task = asyncio.create_task(beat(), name=f"{self.spec.durable}-heartbeat")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _process_batch(self, msgs: Sequence[Msg]) -> None:
         received: list[tuple[Msg, ReceivedEvent]] = []
         for msg in msgs:
             parsed = await self._parse_or_dead_letter(msg)

@@ -33,8 +33,25 @@ DUPLICATE_WINDOW_SECONDS = 10 * 60
 DAY = 24 * 3600.0
 
 
-async def connect(url: str, name: str, *, connect_attempts: int = 30) -> NATS:
-    """Connect and then reconnect forever (nats-py gives up after 60 attempts by default)."""
+def server_list(url: str) -> list[str]:
+    """`NATS_URL` may name a cluster: comma-separated URLs (spaces allowed) → a list for the client."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
+async def connect(
+    url: str,
+    name: str,
+    *,
+    connect_attempts: int = 30,
+    ping_interval: float = 10.0,
+    max_outstanding_pings: int = 3,
+) -> NATS:
+    """Connect and then reconnect forever (nats-py gives up after 60 attempts by default).
+
+    `url` may list several servers (comma-separated). A server that stops answering is noticed after
+    `ping_interval × max_outstanding_pings` seconds (≈ 30 s; nats-py's default is 2 min × 2) and the
+    client moves to another one.
+    """
 
     async def on_disconnect() -> None:
         if not nc_ref or not nc_ref[0].is_closed:
@@ -47,7 +64,7 @@ async def connect(url: str, name: str, *, connect_attempts: int = 30) -> NATS:
         log.warning("nats error", client=name, error=repr(exc))
 
     nc_ref: list[NATS] = []
-    servers = [u.strip() for u in url.split(",") if u.strip()]
+    servers = server_list(url)
     for attempt in range(1, connect_attempts + 1):
         try:
             nc: NATS = await nats.connect(
@@ -57,6 +74,8 @@ async def connect(url: str, name: str, *, connect_attempts: int = 30) -> NATS:
                 reconnect_time_wait=1,
                 connect_timeout=2,
                 allow_reconnect=True,
+                ping_interval=int(ping_interval) if ping_interval >= 1 else 1,
+                max_outstanding_pings=max_outstanding_pings,
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
                 error_cb=on_error,

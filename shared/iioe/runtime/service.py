@@ -92,8 +92,15 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         s = self.settings
-        self._pool = await setup_database(s.database_url, s.db_schema, self._migrations, max_size=self._pool_size)
-        self._nc = await connect(s.nats_url, s.service_name)
+        self._pool = await setup_database(
+            s.database_url, s.db_schema, self._migrations, max_size=self._pool_size, timeouts=s.database_timeouts()
+        )
+        self._nc = await connect(
+            s.nats_url,
+            s.service_name,
+            ping_interval=s.nats_ping_interval_seconds,
+            max_outstanding_pings=s.nats_max_outstanding_pings,
+        )
         self._js = self._nc.jetstream()
         if self._run_relay:
             self.relay = OutboxRelay(self._pool, self._js, poll_seconds=s.outbox_poll_seconds)
