@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from iioe.embedded import EmbeddedPostgres, free_port
 from iioe.runtime.consumer import ReceivedEvent, Unprocessable, is_infrastructure_error
 from iioe.runtime.inbox import claim
 from iioe.runtime.service import ServiceRuntime
@@ -59,17 +57,6 @@ def test_world_errors_are_told_apart_from_message_errors() -> None:
     assert not is_infrastructure_error(ValueError("bad data"))
     assert not is_infrastructure_error(asyncpg.UniqueViolationError("dup"))
     assert not is_infrastructure_error(Unprocessable("invalid", "no"))
-
-
-@pytest.fixture
-async def own_postgres(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A PostgreSQL of this test's own, so it can be stopped and started again."""
-    server = EmbeddedPostgres(tmp_path / "pg", free_port())
-    await asyncio.to_thread(server.start)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 async def test_database_outage_longer_than_every_backoff_dead_letters_nothing(  # type: ignore[no-untyped-def]

@@ -118,6 +118,11 @@ class ReceivedEvent:
     def id(self) -> str:
         return self.event.id
 
+    @property
+    def source(self) -> str:
+        """CloudEvents `source`: with `id`, the event's identity (the inbox key)."""
+        return self.event.source
+
 
 _MAX_TRACKED = 100_000
 """Per-message counters kept at most (oldest forgotten first): memory stays bounded."""
@@ -176,6 +181,8 @@ class EventConsumer:
         self._logic_failures: dict[int, int] = {}
         """stream seq → deliveries that ended in a handler logic error (the retry budget)."""
         self._world_down = False
+        self._outage_delay: float | None = None
+        """Current pause between probes while an outage lasts; None when the world answers."""
 
     def _config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -210,6 +217,8 @@ class EventConsumer:
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                 if not self._nats_connected():
                     self._world_down = True
+                elif self._outage_delay is not None and self._probe is not None and await self._dependencies_answer():
+                    self._world_answers()  # nothing to fetch, but NATS and the database answer
                 continue
             except Exception as exc:  # connection trouble: pause until NATS answers, the client reconnects
                 log.warning("fetch failed", durable=self.spec.durable, error=repr(exc))
@@ -238,26 +247,37 @@ class EventConsumer:
         return True
 
     async def wait_for_dependencies(self) -> None:
-        """Pause (no fetching) until NATS is connected and the probe answers, with capped backoff."""
+        """Pause (no fetching) until NATS is connected and the probe answers, with capped backoff.
+
+        The delay keeps growing across pauses until a fetch or a handler succeeds again, so a
+        dependency that answers the probe but still fails real work is not hammered either.
+        """
         self.paused = True
-        self.outages += 1
         started = asyncio.get_running_loop().time()
-        delay = self.spec.outage_backoff_initial_seconds
-        log.warning("dependencies unavailable, consumer paused", durable=self.spec.durable)
+        if self._outage_delay is None:
+            self.outages += 1
+            self._outage_delay = self.spec.outage_backoff_initial_seconds
+            log.warning("dependencies unavailable, consumer paused", durable=self.spec.durable)
         try:
             while True:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._outage_delay)
+                self._outage_delay = min(self._outage_delay * 2, self.spec.outage_backoff_max_seconds)
                 if await self._dependencies_answer():
                     break
-                delay = min(delay * 2, self.spec.outage_backoff_max_seconds)
         finally:
             self.paused = False
         self._world_down = False
-        log.info(
-            "dependencies answer again, consumer resumed",
+        log.debug(
+            "dependencies answer, consumer resumes",
             durable=self.spec.durable,
             paused_seconds=round(asyncio.get_running_loop().time() - started, 3),
         )
+
+    def _world_answers(self) -> None:
+        """A fetch or a handler succeeded: the outage (if any) is over."""
+        if self._outage_delay is not None:
+            log.info("dependencies answer again, consumer resumed", durable=self.spec.durable, outage=self.outages)
+            self._outage_delay = None
 
     async def process_batch(self, msgs: Sequence[Msg]) -> None:
         async with self._heartbeat(msgs):
@@ -309,6 +329,7 @@ class EventConsumer:
                 log.info("batch failed, retrying one by one", durable=self.spec.durable, error=repr(exc))
             else:
                 await asyncio.gather(*(msg.ack() for msg, _ in received))
+                self._world_answers()
                 self.processed += len(received)
                 return
         for msg, event in received:
@@ -370,6 +391,7 @@ class EventConsumer:
                 return
             await msg.ack()
             self._forget(event.stream_seq)
+            self._world_answers()
             self.processed += 1
             log.debug("event handled")
 
