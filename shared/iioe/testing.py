@@ -26,12 +26,17 @@ def unique_ref(prefix: str = "t") -> str:
     return f"{prefix}{secrets.token_hex(4)}"
 
 
-def docker_available() -> bool:
-    """True when a Docker engine answers (testcontainers can be used)."""
+def docker_available(image: str = "postgres:17-alpine") -> bool:
+    """True when a Docker engine answers and already holds `image` (testcontainers can be used).
+
+    An engine without the image is not enough: where no registry is reachable a pull fails, so
+    the tests then use the embedded servers instead."""
     if shutil.which("docker") is None:
         return False
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+        if subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode != 0:
+            return False
+        return subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=5).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
