@@ -121,6 +121,7 @@ def stream_configs(contacts_max_age_days: float = 30) -> list[StreamConfig]:
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
             max_msg_size=1024 * 1024,
+            allow_msg_ttl=True,  # retention per reason code: each letter carries Nats-TTL (see dlq.py)
             description="Dead letters: original bytes + subject, consumer and reason code in headers",
         ),
         StreamConfig(
