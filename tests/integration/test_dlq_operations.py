@@ -117,3 +117,7 @@ async def test_the_server_expires_letters_by_their_reason(nc, ref, monkeypatch) 
         return [x.reason for x in left] == ["processing_failed"]
 
     await eventually(only_processing_failed_left, timeout=10, what="the 1-second letter expired")
+
+
+async def test_an_empty_dead_letter_stream_lists_nothing(nc) -> None:  # type: ignore[no-untyped-def]
+    assert await list_dead_letters(nc.jetstream()) == []

@@ -221,7 +221,9 @@ async def list_dead_letters(
 
 async def _newest(js: JetStreamContext, limit: int) -> list[DeadLetter]:
     info = await js.stream_info(DLQ_STREAM)
-    first, last = info.state.first_seq, info.state.last_seq
+    if not info.state.messages:
+        return []  # (an empty stream reports sequence 0, which the server refuses to look up)
+    first, last = max(info.state.first_seq, 1), info.state.last_seq
     out: list[DeadLetter] = []
     seq = last
     while seq >= first and len(out) < limit:
