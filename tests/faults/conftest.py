@@ -30,16 +30,27 @@ def table(results: list[Result]) -> str:
         f"Last run: {stamp}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
         " (`make faults`; written by the suite itself).",
         "",
-        "| scenario | events | acked | lost | duplicated | dead letters (good / poison) | recovery s | result |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | events | acked | lost | duplicated | dead letters (good / poison) | world failures / pauses "
+        "| recovery s | result |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r.scenario} | {r.events} | {r.acknowledged} | {r.lost} | {r.duplicated} "
+            f"| {r.scenario} | {r.events} | {r.acknowledged} | {r.lost} | {r.duplicated}"
+            f"{f' (mails {r.duplicated_mails})' if r.duplicated_mails else ''} "
             f"| {r.dead_letters_good} / {r.dead_letters_poison} (poison sent: {r.poison}) "
-            f"| {r.recovery_seconds:.1f} | {'pass' if r.ok else 'FAIL'}{' — ' + r.notes if r.notes else ''} |"
+            f"| {r.world_failures} / {r.pauses} | {r.recovery_seconds:.1f} "
+            f"| {verdict(r)}{' — ' + r.notes if r.notes else ''} |"
         )
     return "\n".join(lines)
+
+
+def verdict(r: Result) -> str:
+    if r.ok:
+        return "pass"
+    if r.only_mail_duplicates:
+        return "known issue (mail re-sent, reported)"
+    return f"FAIL{f' ({r.dead_tasks} background task(s) died)' if r.dead_tasks else ''}"
 
 
 @pytest.fixture(scope="session")

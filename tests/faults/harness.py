@@ -88,15 +88,34 @@ class Result:
     poison: int
     recovery_seconds: float
     notes: str = ""
+    world_failures: int = 0
+    """Handler failures the services blamed on the world (uncounted naks), from their logs: proof the fault hit."""
+    pauses: int = 0
+    """Times a consumer paused for its dependencies."""
+    duplicated_mails: int = 0
+    """Of `duplicated`: mails sent more than once."""
+    dead_tasks: int = 0
+    """Background tasks that died in a service (a liveness failure), from the logs."""
 
     @property
     def ok(self) -> bool:
         return (
             self.lost == 0
             and self.duplicated == 0
+            and self.dead_tasks == 0
             and self.dead_letters_good == 0
             and self.acknowledged == self.events
             and self.dead_letters_poison >= self.poison
+        )
+
+    @property
+    def only_mail_duplicates(self) -> bool:
+        """Everything right except mails sent twice (the SMTP send → mark-sent window, see docs/reliability.md)."""
+        return (
+            self.lost == 0
+            and self.dead_tasks == 0
+            and self.dead_letters_good == 0
+            and self.duplicated == self.duplicated_mails > 0
         )
 
 
@@ -195,6 +214,17 @@ class Platform:
     def start_nats(self) -> None:
         assert self.nats is not None
         self.nats.start()
+
+    def log_counts(self) -> tuple[int, int, int]:
+        """(uncounted world failures, consumer pauses, background tasks died) as the services logged them."""
+        failures = pauses = died = 0
+        for processes in self.services.values():
+            for process in processes:
+                text = Path(process.log_path).read_text(errors="replace") if Path(process.log_path).exists() else ""
+                failures += text.count("not counted")
+                pauses += text.count("consumer paused")
+                died += text.count("background task died")
+        return failures, pauses, died
 
     # --- effects ------------------------------------------------------------------------------------------
 
@@ -320,19 +350,20 @@ class Burst:
             await self._progress.wait_for(lambda: self.published >= fraction * self.total)
 
 
-async def account(platform: Platform, nc: NATS, ledger: Ledger, mails: Callable[[str], int]) -> tuple[int, int]:
-    """(lost, duplicated) effects: certificates, projections and mails against what the ledger demands."""
+async def account(platform: Platform, nc: NATS, ledger: Ledger, mails: Callable[[str], int]) -> tuple[int, int, int]:
+    """(lost, duplicated, of which mails) effects: certificates, projections and mails against the ledger."""
     educators = sorted({e.educator_id for e in ledger.good if e.acked_at is not None})
     issued = Counter(
         m.json()["data"]["educator_id"]
         for m in await stream_messages(nc, EVENTS_STREAM, "iioe.events.*.certificate_issued.v1")
     )
-    lost = duplicated = 0
+    lost = duplicated = duplicated_mails = 0
     for educator in educators:
         certificates, sent = issued[educator], mails(f"{educator}@example.mn")
         ledger.effects[educator] = {"certificates": certificates, "mails": sent}
         lost += max(0, 1 - certificates) + max(0, MAILS_PER_EDUCATOR - sent)
         duplicated += max(0, certificates - 1) + max(0, sent - MAILS_PER_EDUCATOR)
+        duplicated_mails += max(0, sent - MAILS_PER_EDUCATOR)
     try:
         summary = await platform.summary()
     except Exception:
@@ -348,18 +379,18 @@ async def account(platform: Platform, nc: NATS, ledger: Ledger, mails: Callable[
         got = int(summary.get(key) or 0)
         lost += max(0, want - got)
         duplicated += max(0, got - want)
-    return lost, duplicated
+    return lost, duplicated, duplicated_mails
 
 
 async def settle(
     platform: Platform, nc: NATS, ledger: Ledger, mails: Callable[[str], int], timeout: float
-) -> tuple[int, int, float]:
-    """Poll the effects until nothing is missing (or `timeout`); returns (lost, duplicated, seconds)."""
+) -> tuple[int, int, int, float]:
+    """Poll the effects until nothing is missing (or `timeout`); returns (lost, duplicated, of which mails, s)."""
     started = time.monotonic()
     while True:
-        lost, duplicated = await account(platform, nc, ledger, mails)
+        lost, duplicated, duplicated_mails = await account(platform, nc, ledger, mails)
         if lost == 0 or time.monotonic() - started > timeout:
-            return lost, duplicated, time.monotonic() - started
+            return lost, duplicated, duplicated_mails, time.monotonic() - started
         await asyncio.sleep(0.5)
 
 

@@ -56,6 +56,7 @@ _INFRA_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable (ConnectionError is a subclass)
     TimeoutError,  # connect / command timeouts (asyncio.TimeoutError is TimeoutError on 3.11)
     asyncpg.InterfaceError,  # pool closed / closing, connection released or closed under us
+    asyncpg.exceptions.InternalClientError,  # "cannot switch to state": a connection broken mid-operation
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.PostgresConnectionError,  # class 08: connection failures
     asyncpg.CannotConnectNowError,  # the server is starting up or shutting down
