@@ -27,7 +27,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy shared/iioe services
 
-faults: $(STAMP)  ## chaos suite (~4 min): faults injected into a running platform; results into docs/reliability.md
+faults: $(STAMP)  ## chaos suite (3–5 min): faults injected into a running platform; results into docs/reliability.md
 	IIOE_FAULTS=1 $(BIN)/python -m pytest tests/faults -p no:cacheprovider
 
 bench: $(STAMP)  ## throughput measurements (not pass/fail)
