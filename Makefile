@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint typecheck bench asyncapi clean install
+.PHONY: up test lint typecheck bench asyncapi clean install faults
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy shared/iioe services iioe_tools tests bench conftest.py
+
+faults: $(STAMP)  ## chaos suite (3–5 min): faults injected into a running platform; results into docs/reliability.md
+	IIOE_FAULTS=1 $(BIN)/python -m pytest tests/faults -p no:cacheprovider
 
 bench: $(STAMP)  ## throughput measurements (not pass/fail)
 	$(BIN)/python bench/bench.py

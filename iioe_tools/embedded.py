@@ -82,7 +82,10 @@ def nats_server_binary() -> str:
 
 @dataclass
 class EmbeddedNats:
-    """A nats-server with JetStream (file storage in `data_dir`)."""
+    """A nats-server with JetStream (file storage in `data_dir`).
+
+    Durability: nats-server's default `sync_interval` (fsync every 2 min) — a development default;
+    deploy/nats sets `always` (cost measured in docs/reliability.md)."""
 
     data_dir: Path
     port: int

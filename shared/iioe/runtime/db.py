@@ -23,6 +23,36 @@ RUNTIME_MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 @dataclass(frozen=True)
+class DatabaseTimeouts:
+    """Nothing waits forever: a hung query, a held lock, a forgotten transaction and a dead peer all end.
+
+    `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` are enforced by the
+    server (session settings of every pooled connection); `command_timeout` by asyncpg on the client
+    (it also covers a server that stopped answering); TCP keepalives notice a silently dead peer.
+    Migrations lift the statement and lock timeouts for their own transaction.
+    """
+
+    command_seconds: float = 60.0
+    statement_ms: int = 30_000
+    lock_ms: int = 10_000
+    idle_in_transaction_ms: int = 60_000
+    keepalives_idle_seconds: int = 30
+    keepalives_interval_seconds: int = 10
+    keepalives_count: int = 3
+    connect_seconds: float = 10.0
+
+    def server_settings(self) -> dict[str, str]:
+        return {
+            "statement_timeout": str(self.statement_ms),
+            "lock_timeout": str(self.lock_ms),
+            "idle_in_transaction_session_timeout": str(self.idle_in_transaction_ms),
+            "tcp_keepalives_idle": str(self.keepalives_idle_seconds),
+            "tcp_keepalives_interval": str(self.keepalives_interval_seconds),
+            "tcp_keepalives_count": str(self.keepalives_count),
+        }
+
+
+@dataclass(frozen=True)
 class Migration:
     version: str
     sql: str
@@ -62,8 +92,16 @@ async def connect_with_retry(dsn: str, attempts: int = 30, delay: float = 0.5) -
     raise AssertionError("unreachable")
 
 
-async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose `search_path` is the service's schema (created if missing)."""
+async def create_pool(
+    dsn: str,
+    schema: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    timeouts: DatabaseTimeouts | None = None,
+) -> asyncpg.Pool:
+    """A pool whose `search_path` is the service's schema (created if missing), with `timeouts`."""
+    t = timeouts or DatabaseTimeouts()
     conn = await connect_with_retry(dsn)
     try:
         # a service role may own its schema without the right to create schemas: look before creating
@@ -78,7 +116,9 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        server_settings={"search_path": schema, "application_name": f"iioe-{schema}"},
+        command_timeout=t.command_seconds,
+        timeout=t.connect_seconds,
+        server_settings={"search_path": schema, "application_name": f"iioe-{schema}", **t.server_settings()},
     )
     assert pool is not None
     return pool
@@ -88,6 +128,8 @@ async def migrate(pool: asyncpg.Pool, schema: str, migrations: Iterable[Migratio
     """Apply pending migrations in one transaction; returns the versions applied now."""
     applied_now: list[str] = []
     async with pool.acquire() as conn, conn.transaction():
+        # a migration may rewrite a large table and waits for other replicas' migrations: no session timeouts
+        await conn.execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"iioe-migrate-{schema}")
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -105,8 +147,10 @@ async def migrate(pool: asyncpg.Pool, schema: str, migrations: Iterable[Migratio
     return applied_now
 
 
-async def setup_database(dsn: str, schema: str, service_migrations: Path, max_size: int = 10) -> asyncpg.Pool:
+async def setup_database(
+    dsn: str, schema: str, service_migrations: Path, max_size: int = 10, timeouts: DatabaseTimeouts | None = None
+) -> asyncpg.Pool:
     """Pool + runtime tables (outbox, inbox) + the service's own migrations."""
-    pool = await create_pool(dsn, schema, max_size=max_size)
+    pool = await create_pool(dsn, schema, max_size=max_size, timeouts=timeouts)
     await migrate(pool, schema, load_migrations(runtime=RUNTIME_MIGRATIONS, service=service_migrations))
     return pool

@@ -96,8 +96,8 @@ class OutboxRelay:
         while True:
             try:
                 sent = await self.publish_pending()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("outbox relay pass failed, will retry", error=str(exc))
+            except Exception as exc:  # any failed pass (database or NATS away, a timeout) is retried, never fatal
+                log.warning("outbox relay pass failed, will retry", error=repr(exc))
                 sent = 0
             if sent == self._batch:
                 continue  # more may be waiting

@@ -83,6 +83,8 @@ class ServiceRuntime:
             max_deliver=self.settings.max_deliver,
             ack_wait_seconds=self.settings.ack_wait_seconds,
             retry_backoff_seconds=self.settings.retry_backoff_seconds,
+            outage_backoff_initial_seconds=self.settings.outage_backoff_initial_seconds,
+            outage_backoff_max_seconds=self.settings.outage_backoff_max_seconds,
             **kw,
         )
         self._consumer_specs.append(spec)
@@ -94,15 +96,23 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         s = self.settings
-        self._pool = await setup_database(s.database_url, s.db_schema, self._migrations, max_size=self._pool_size)
-        self._nc = await connect(s.nats_url, s.service_name, auth=s.nats_auth())
+        self._pool = await setup_database(
+            s.database_url, s.db_schema, self._migrations, max_size=self._pool_size, timeouts=s.database_timeouts()
+        )
+        self._nc = await connect(
+            s.nats_url,
+            s.service_name,
+            ping_interval=s.nats_ping_interval_seconds,
+            max_outstanding_pings=s.nats_max_outstanding_pings,
+            auth=s.nats_auth(),
+        )
         self._js = self._nc.jetstream()
         await self.tokens.start(self._js)
         if self._run_relay:
             self.relay = OutboxRelay(self._pool, self._js, poll_seconds=s.outbox_poll_seconds)
             self._spawn(self.relay.run(), "outbox-relay")
         for spec in self._consumer_specs:
-            consumer = EventConsumer(self._js, spec)
+            consumer = EventConsumer(self._js, spec, probe=self.probe_database)
             await consumer.start()
             self.consumers.append(consumer)
             self._spawn(consumer.run(), spec.durable)
@@ -146,6 +156,11 @@ class ServiceRuntime:
             yield conn
         if self.relay is not None:
             self.relay.wake()
+
+    async def probe_database(self) -> None:
+        """`SELECT 1` through the pool: raises while the database does not answer (consumers pause on it)."""
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
 
     def liveness(self) -> dict[str, Any]:
         """Is the process doing its work? Only its own tasks count: a database outage is not a reason

@@ -5,10 +5,13 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from iioe.runtime.db import DatabaseTimeouts
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/iioe"
@@ -49,6 +52,22 @@ class ServiceSettings(BaseSettings):
     max_deliver: int = 5
     ack_wait_seconds: float = 30.0
     retry_backoff_seconds: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
+    outage_backoff_initial_seconds: float = 0.5
+    """After a database/NATS failure, consumers pause and probe after this long, doubling ..."""
+    outage_backoff_max_seconds: float = 15.0
+    """... up to this cap. Infrastructure failures never count against `max_deliver`."""
+    db_command_timeout_seconds: float = 60.0
+    """Client-side limit on any one database command (asyncpg `command_timeout`)."""
+    db_statement_timeout_ms: int = 30_000
+    """Server-side `statement_timeout` of every pooled connection (migrations lift it)."""
+    db_lock_timeout_ms: int = 10_000
+    db_idle_in_transaction_timeout_ms: int = 60_000
+    db_tcp_keepalives_idle_seconds: int = 30
+    db_tcp_keepalives_interval_seconds: int = 10
+    db_tcp_keepalives_count: int = 3
+    nats_ping_interval_seconds: float = 10.0
+    nats_max_outstanding_pings: int = 3
+    """A silent NATS server is given up after ping interval × this many unanswered pings."""
     outbox_poll_seconds: float = 0.5
     outbox_relay_enabled: bool = True
     """Off only to run the relay elsewhere (or, in tests, to stop a process between commit and publish)."""
@@ -59,6 +78,19 @@ class ServiceSettings(BaseSettings):
     """Requests without credentials, per client address (429 with Retry-After beyond); 0 turns it off."""
     api_token: str | None = None
     """Bearer token for operator actions on this service's HTTP API (every operator scope)."""
+
+    def database_timeouts(self) -> DatabaseTimeouts:
+        from iioe.runtime.db import DatabaseTimeouts
+
+        return DatabaseTimeouts(
+            command_seconds=self.db_command_timeout_seconds,
+            statement_ms=self.db_statement_timeout_ms,
+            lock_ms=self.db_lock_timeout_ms,
+            idle_in_transaction_ms=self.db_idle_in_transaction_timeout_ms,
+            keepalives_idle_seconds=self.db_tcp_keepalives_idle_seconds,
+            keepalives_interval_seconds=self.db_tcp_keepalives_interval_seconds,
+            keepalives_count=self.db_tcp_keepalives_count,
+        )
 
     def nats_auth(self) -> NatsAuthOptions:
         return NatsAuthOptions(
