@@ -14,11 +14,16 @@ from services.registration.main import create_app
 from services.registration.settings import RegistrationSettings
 
 pytestmark = pytest.mark.integration
+OPERATOR = {"Authorization": "Bearer operator-token-for-registration-tests"}
 
 
 def settings_for(infra, database_url: str, ref: str) -> RegistrationSettings:  # type: ignore[no-untyped-def]
     return RegistrationSettings(
-        NATS_URL=infra.nats_url, DATABASE_URL=database_url, consumer_prefix=f"{ref}-", outbox_poll_seconds=0.1
+        NATS_URL=infra.nats_url,
+        DATABASE_URL=database_url,
+        consumer_prefix=f"{ref}-",
+        outbox_poll_seconds=0.1,
+        api_token=OPERATOR["Authorization"].removeprefix("Bearer "),
     )
 
 
@@ -87,7 +92,8 @@ async def test_invalid_registration_gets_error_reply_with_code(
 
 async def test_http_api_registers_lists_and_reads(infra, database_url, ref) -> None:  # type: ignore[no-untyped-def]
     async with running_app(create_app(settings_for(infra, database_url, ref))) as http:
-        institutions = (await http.get("/v1/institutions")).json()
+        institutions = (await http.get("/v1/institutions")).json()  # public: no token
+        http.headers.update(OPERATOR)
         assert len(institutions) == 38
         assert {"code": "must", "name": "Mongolian University of Science and Technology"}.items() <= next(
             i for i in institutions if i["code"] == "must"

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "services.analytics.cli",
     "iioe.cli.simulate",
     "services.notifications.cli",
+    "iioe.cli.educators",
 )
 
 
