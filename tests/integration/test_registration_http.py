@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-from datetime import datetime
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -178,6 +179,15 @@ async def test_change_role_over_nats_emits_one_event_per_change(http: httpx.Asyn
     assert event["data"]["role"] == "master_teacher" and event["data"]["institution"] == "must"
     got = (await http.get(f"/v1/educators/{educator_id}", headers=OPERATOR)).json()
     assert got["role"] == "master_teacher"
+
+
+async def test_concurrent_role_changes_emit_exactly_one_event(http: httpx.AsyncClient, nc: NATS, ref: str) -> None:
+    """The educator row is locked for the change: of many identical requests at once, one changes it."""
+    educator_id = await register(http, person(ref))
+    body = {"educator_id": educator_id, "role": "master_teacher"}
+    replies = await asyncio.gather(*(change_role(nc, "must", body) for _ in range(12)))
+    assert sorted(r["status"] for r in replies) == ["changed"] + ["unchanged"] * 11
+    assert len(await events_about(nc, "iioe.events.must.educator_role_changed.v1", educator_id)) == 1
 
 
 async def test_change_role_over_http_records_the_actor(
