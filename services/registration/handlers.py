@@ -121,6 +121,9 @@ class CommandResponder:
             self._subs[name] = await nc.subscribe(
                 command_filter(name), queue=self._queue, cb=self._receiver(name, handler)
             )
+        # nats-py writes flush()'s PING straight to the socket, ahead of the SUBs still queued for
+        # its flusher task, so the first PONG does not prove the server has them; the second does.
+        await nc.flush()
         await nc.flush()
         log.info("answering commands", subjects=[s.subject for s in self._subs.values()], queue=self._queue)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
 
 from iioe.commands import (
     ChangeRoleReply,
@@ -57,6 +58,16 @@ STATUS_BY_CODE = {
 """HTTP status of an error code; every other code (bad input) is 422."""
 
 Grant = Annotated[TokenGrant, Depends(authenticated)]
+BEARER = [
+    Security(
+        HTTPBearer(
+            auto_error=False,
+            description="An institution's token (`iioe credentials partner <inst> --json`, `http_token`)"
+            " or an operator token.",
+        )
+    )
+]
+"""Documents the bearer scheme in OpenAPI; `authenticated` does the checking."""
 
 
 class RegisterEducatorHttpRequest(RegisterEducatorRequest):
@@ -149,6 +160,7 @@ def build_router(
         status_code=201,
         openapi_extra=REGISTER_BODY_DOC,
         tags=["educators"],
+        dependencies=BEARER,
     )
     async def register_educator(grant: Grant, response: Response, payload: Any = Body(...)) -> RegisterEducatorReply:
         """Register an educator (same rules as the NATS command); 201 new, 200 already registered.
@@ -164,7 +176,7 @@ def build_router(
             response.status_code = 200
         return reply
 
-    @router.get("/v1/educators", tags=["educators"])
+    @router.get("/v1/educators", tags=["educators"], dependencies=BEARER)
     async def list_educators(
         grant: Grant,
         institution: str | None = None,
@@ -186,7 +198,7 @@ def build_router(
             "total": total,
         }
 
-    @router.get("/v1/educators/export", tags=["educators"])
+    @router.get("/v1/educators/export", tags=["educators"], dependencies=BEARER)
     async def export_educators(
         grant: Grant, institution: str | None = None, format: Literal["csv", "xlsx"] = "csv"
     ) -> Response:
@@ -203,7 +215,7 @@ def build_router(
         headers = {"content-disposition": f'attachment; filename="{name}.{format}"'}
         return Response(content, media_type=media, headers=headers)
 
-    @router.post(IMPORT_PATH, openapi_extra=IMPORT_BODY_DOC, tags=["educators"])
+    @router.post(IMPORT_PATH, openapi_extra=IMPORT_BODY_DOC, tags=["educators"], dependencies=BEARER)
     async def import_educators(
         grant: Grant, request: Request, dry_run: bool = False, institution: str | None = None
     ) -> Response:
@@ -237,7 +249,7 @@ def build_router(
         }
         return JSONResponse(body, status_code=status)
 
-    @router.get("/v1/educators/{educator_id}", tags=["educators"])
+    @router.get("/v1/educators/{educator_id}", tags=["educators"], dependencies=BEARER)
     async def get_educator(grant: Grant, educator_id: str) -> dict[str, Any]:
         """One educator with name and e-mail: the token of its institution, or an operator's."""
         return educator_json(await visible_educator(grant, educator_id))
@@ -247,6 +259,7 @@ def build_router(
         response_model=ChangeRoleReply,
         openapi_extra=ROLE_BODY_DOC,
         tags=["educators"],
+        dependencies=BEARER,
     )
     async def change_role(grant: Grant, educator_id: str, payload: Any = Body(...)) -> ChangeRoleReply:
         """Same as the change_role command; the token's actor is recorded in the audit log."""
@@ -256,7 +269,7 @@ def build_router(
         command = ChangeRole(educator.educator_id, request.role, institution=_scope(grant), actor=grant.actor)
         return await _rejections_as_http(registrations.change_role(command))
 
-    @router.delete("/v1/educators/{educator_id}", tags=["educators"])
+    @router.delete("/v1/educators/{educator_id}", tags=["educators"], dependencies=BEARER)
     async def erase_educator(
         educator_id: str, grant: Annotated[TokenGrant, Depends(require_scope("admin"))]
     ) -> dict[str, Any]:
@@ -280,14 +293,14 @@ def build_router(
     async def intake(run: Callable[[], Awaitable[RecordOutcome]]) -> RecordOutcome:
         return await _rejections_as_http(run())
 
-    @router.post("/v1/cascade/sessions", status_code=201, tags=["cascade"])
+    @router.post("/v1/cascade/sessions", status_code=201, tags=["cascade"], dependencies=BEARER)
     async def hold_session(grant: Grant, response: Response, payload: Any = Body(...)) -> dict[str, Any]:
         """TrainingSessionHeld (`session_id` optional: generated when absent)."""
         body = _object(payload)
         outcome = await intake(lambda: records.hold_session(body, scope=_scope(grant), actor=grant.actor))
         return recorded("session_id", response, outcome)
 
-    @router.post("/v1/cascade/sessions/{session_id}/attendance", status_code=201, tags=["cascade"])
+    @router.post("/v1/cascade/sessions/{session_id}/attendance", status_code=201, tags=["cascade"], dependencies=BEARER)
     async def record_attendance(
         grant: Grant, session_id: str, response: Response, payload: Any = Body(...)
     ) -> dict[str, Any]:
@@ -298,7 +311,7 @@ def build_router(
         result["session_id"], result["educator_id"] = outcome.record_id.rsplit("/", 1)
         return result
 
-    @router.post("/v1/educators/{educator_id}/portfolio", status_code=201, tags=["portfolio"])
+    @router.post("/v1/educators/{educator_id}/portfolio", status_code=201, tags=["portfolio"], dependencies=BEARER)
     async def add_portfolio_entry(
         grant: Grant, educator_id: str, response: Response, payload: Any = Body(...)
     ) -> dict[str, Any]:
@@ -309,7 +322,9 @@ def build_router(
         )
         return {**recorded("entry_id", response, outcome), "educator_id": educator_id}
 
-    @router.post("/v1/educators/{educator_id}/practice-reports", status_code=201, tags=["portfolio"])
+    @router.post(
+        "/v1/educators/{educator_id}/practice-reports", status_code=201, tags=["portfolio"], dependencies=BEARER
+    )
     async def report_practice(
         grant: Grant, educator_id: str, response: Response, payload: Any = Body(...)
     ) -> dict[str, Any]:

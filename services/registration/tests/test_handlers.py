@@ -75,7 +75,7 @@ async def test_responder_subscribes_in_its_queue_group_and_flushes() -> None:
         ("iioe.commands.*.register_educator", "registration"),
         ("iioe.commands.*.change_role", "registration"),
     ]
-    assert nc.flushes == 1  # one flush after both subscriptions
+    assert nc.flushes == 2  # after both subscriptions: the second PONG proves the server has them
     sub = nc.subscriptions[0]
     assert responder.health()["ok"] is True
 
