@@ -7,12 +7,14 @@ The institution catalogue stays public.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
+from pydantic import BaseModel
 
 from iioe.commands import (
     ChangeRoleReply,
@@ -21,6 +23,7 @@ from iioe.commands import (
     RegisterEducatorReply,
     RegisterEducatorRequest,
 )
+from iioe.events import PortfolioEntryAdded, PracticeIntegrationReported, TrainingSessionHeld
 from iioe.events.common import Role
 from iioe.reference import Institution
 from iioe.runtime.auth import authenticated, check_institution_access, require_scope
@@ -86,6 +89,25 @@ REGISTER_BODY_DOC = _body_doc(RegisterEducatorHttpRequest.model_json_schema())
 ROLE_BODY_DOC = _body_doc(
     {"type": "object", "required": ["role"], "properties": {"role": {"enum": ["educator", "master_teacher"]}}}
 )
+
+
+def _record_doc(
+    model: type[BaseModel], *, drop: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A record body: the event's `data` schema without the fields the path decides."""
+    schema = model.model_json_schema()
+    for name in drop:
+        schema["properties"].pop(name, None)
+    schema["required"] = [r for r in schema.get("required", []) if r not in drop and r not in optional]
+    return _body_doc(schema)
+
+
+SESSION_BODY_DOC = _record_doc(TrainingSessionHeld, optional=("session_id",))
+ATTENDANCE_BODY_DOC = _body_doc(
+    {"type": "object", "required": ["educator_id"], "properties": {"educator_id": {"type": "string"}}}
+)
+PORTFOLIO_BODY_DOC = _record_doc(PortfolioEntryAdded, drop=("educator_id", "institution"), optional=("entry_id",))
+PRACTICE_BODY_DOC = _record_doc(PracticeIntegrationReported, drop=("educator_id", "institution"))
 IMPORT_BODY_DOC = {
     "requestBody": {
         "required": True,
@@ -133,7 +155,12 @@ async def _rejections_as_http(run: Awaitable[T]) -> T:
         raise ApiError(STATUS_BY_CODE.get(exc.code, 422), exc.code, exc.message) from None
 
 
-def _object(payload: Any) -> Mapping[str, Any]:
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, read only after the token was checked (401 before 422)."""
+    try:
+        payload = json.loads(await request.body())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(422, "invalid_json", f"the request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ApiError(422, "invalid_request", "the request body must be a JSON object")
     return payload
@@ -162,11 +189,12 @@ def build_router(
         tags=["educators"],
         dependencies=BEARER,
     )
-    async def register_educator(grant: Grant, response: Response, payload: Any = Body(...)) -> RegisterEducatorReply:
+    async def register_educator(grant: Grant, request: Request, response: Response) -> RegisterEducatorReply:
         """Register an educator (same rules as the NATS command); 201 new, 200 already registered.
 
         Needs the token of `institution` or an operator token."""
-        institution = _object(payload).get("institution")
+        payload = await _json_object(request)
+        institution = payload.get("institution")
         if not isinstance(institution, str) or not institution:
             raise ApiError(422, "missing_institution", "institution (an institution code) is required")
         check_institution_access(grant, institution)
@@ -261,12 +289,12 @@ def build_router(
         tags=["educators"],
         dependencies=BEARER,
     )
-    async def change_role(grant: Grant, educator_id: str, payload: Any = Body(...)) -> ChangeRoleReply:
+    async def change_role(grant: Grant, educator_id: str, request: Request) -> ChangeRoleReply:
         """Same as the change_role command; the token's actor is recorded in the audit log."""
         educator = await visible_educator(grant, educator_id)
-        body = {**_object(payload), "educator_id": educator_id}
-        request = await _rejections_as_http(_parse_role(body))
-        command = ChangeRole(educator.educator_id, request.role, institution=_scope(grant), actor=grant.actor)
+        body = {**await _json_object(request), "educator_id": educator_id}
+        parsed = await _rejections_as_http(_parse_role(body))
+        command = ChangeRole(educator.educator_id, parsed.role, institution=_scope(grant), actor=grant.actor)
         return await _rejections_as_http(registrations.change_role(command))
 
     @router.delete("/v1/educators/{educator_id}", tags=["educators"], dependencies=BEARER)
@@ -293,43 +321,57 @@ def build_router(
     async def intake(run: Callable[[], Awaitable[RecordOutcome]]) -> RecordOutcome:
         return await _rejections_as_http(run())
 
-    @router.post("/v1/cascade/sessions", status_code=201, tags=["cascade"], dependencies=BEARER)
-    async def hold_session(grant: Grant, response: Response, payload: Any = Body(...)) -> dict[str, Any]:
+    @router.post(
+        "/v1/cascade/sessions", status_code=201, tags=["cascade"], dependencies=BEARER, openapi_extra=SESSION_BODY_DOC
+    )
+    async def hold_session(grant: Grant, request: Request, response: Response) -> dict[str, Any]:
         """TrainingSessionHeld (`session_id` optional: generated when absent)."""
-        body = _object(payload)
+        body = await _json_object(request)
         outcome = await intake(lambda: records.hold_session(body, scope=_scope(grant), actor=grant.actor))
         return recorded("session_id", response, outcome)
 
-    @router.post("/v1/cascade/sessions/{session_id}/attendance", status_code=201, tags=["cascade"], dependencies=BEARER)
-    async def record_attendance(
-        grant: Grant, session_id: str, response: Response, payload: Any = Body(...)
-    ) -> dict[str, Any]:
+    @router.post(
+        "/v1/cascade/sessions/{session_id}/attendance",
+        status_code=201,
+        tags=["cascade"],
+        dependencies=BEARER,
+        openapi_extra=ATTENDANCE_BODY_DOC,
+    )
+    async def record_attendance(grant: Grant, session_id: str, request: Request, response: Response) -> dict[str, Any]:
         """TraineeAttended on the trainee's institution subject; once per (session, educator)."""
-        body = _object(payload)
+        body = await _json_object(request)
         outcome = await intake(lambda: records.attend(session_id, body, scope=_scope(grant), actor=grant.actor))
         result = recorded("session_id", response, outcome)
         result["session_id"], result["educator_id"] = outcome.record_id.rsplit("/", 1)
         return result
 
-    @router.post("/v1/educators/{educator_id}/portfolio", status_code=201, tags=["portfolio"], dependencies=BEARER)
+    @router.post(
+        "/v1/educators/{educator_id}/portfolio",
+        status_code=201,
+        tags=["portfolio"],
+        dependencies=BEARER,
+        openapi_extra=PORTFOLIO_BODY_DOC,
+    )
     async def add_portfolio_entry(
-        grant: Grant, educator_id: str, response: Response, payload: Any = Body(...)
+        grant: Grant, educator_id: str, request: Request, response: Response
     ) -> dict[str, Any]:
         """PortfolioEntryAdded (`entry_id` optional: generated when absent)."""
-        body = _object(payload)
+        body = await _json_object(request)
         outcome = await intake(
             lambda: records.add_portfolio_entry(educator_id, body, scope=_scope(grant), actor=grant.actor)
         )
         return {**recorded("entry_id", response, outcome), "educator_id": educator_id}
 
     @router.post(
-        "/v1/educators/{educator_id}/practice-reports", status_code=201, tags=["portfolio"], dependencies=BEARER
+        "/v1/educators/{educator_id}/practice-reports",
+        status_code=201,
+        tags=["portfolio"],
+        dependencies=BEARER,
+        openapi_extra=PRACTICE_BODY_DOC,
     )
-    async def report_practice(
-        grant: Grant, educator_id: str, response: Response, payload: Any = Body(...)
-    ) -> dict[str, Any]:
+    async def report_practice(grant: Grant, educator_id: str, request: Request, response: Response) -> dict[str, Any]:
         """PracticeIntegrationReported; every report is kept (the latest one counts)."""
-        body = _object(payload)
+        body = await _json_object(request)
         outcome = await intake(
             lambda: records.report_practice(educator_id, body, scope=_scope(grant), actor=grant.actor)
         )

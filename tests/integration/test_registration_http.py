@@ -117,6 +117,15 @@ async def test_person_data_needs_a_valid_bearer_token(
     assert (await http.get("/v1/institutions")).status_code == 200  # the catalogue stays public
 
 
+async def test_the_token_is_checked_before_the_body(http: httpx.AsyncClient) -> None:
+    json_type = {"content-type": "application/json"}
+    assert (await http.post("/v1/educators", content=b"{not json", headers=json_type)).status_code == 401
+    with_token = await http.post("/v1/educators", content=b"{not json", headers={**OPERATOR, **json_type})
+    assert (with_token.status_code, with_token.json()["error"]["code"]) == (422, "invalid_json")
+    listed = await http.post("/v1/cascade/sessions", json=[1, 2], headers=OPERATOR)
+    assert (listed.status_code, listed.json()["error"]["code"]) == (422, "invalid_request")
+
+
 async def test_an_institution_token_reaches_only_its_own_educators(
     http: httpx.AsyncClient, tokens: dict[str, dict[str, str]], ref: str
 ) -> None:
