@@ -13,7 +13,7 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
 from iioe import __version__
-from iioe.commands import RegisterEducatorReply, RegisterEducatorRequest
+from iioe.commands import ChangeRoleReply, ChangeRoleRequest, RegisterEducatorReply, RegisterEducatorRequest
 from iioe.envelope import CloudEvent
 from iioe.events import ALL_EVENTS
 from iioe.subjects import REGISTER_EDUCATOR, command_address, contact_address, event_address
@@ -38,6 +38,17 @@ def build_document_broker() -> NatsBroker:
         description="Request–reply: register an educator. Reply {educator_id, status} or {error: {code, message}}.",
     )
     async def register_educator(body: RegisterEducatorRequest) -> RegisterEducatorReply:  # pragma: no cover
+        raise NotImplementedError
+
+    @broker.subscriber(
+        "iioe.commands.{institution}.change_role",
+        title="change_role",
+        description=(
+            "Request–reply: change the role of an educator of the institution. Reply {educator_id, role, status:"
+            " changed|unchanged} or {error: {code, message}}; EducatorRoleChanged is emitted only when changed."
+        ),
+    )
+    async def change_role(body: ChangeRoleRequest) -> ChangeRoleReply:  # pragma: no cover
         raise NotImplementedError
 
     return broker

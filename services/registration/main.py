@@ -12,10 +12,11 @@ from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
 from services.registration.handlers import CommandResponder
-from services.registration.http import build_router
+from services.registration.http import IMPORT_PATH, build_router
+from services.registration.limits import BodyLimit
 from services.registration.settings import RegistrationSettings
 from services.registration.store import PostgresUnitOfWork
-from services.registration.usecases import Registrations
+from services.registration.usecases import CascadeRecords, Registrations
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -25,16 +26,20 @@ def create_app(settings: RegistrationSettings | None = None, **overrides: Any) -
     settings = settings or RegistrationSettings(**overrides)
     institutions = load_institutions(settings.institutions_file)
     runtime = ServiceRuntime(settings, MIGRATIONS)
-    registrations = Registrations(PostgresUnitOfWork(runtime.transaction), institutions, source=settings.source)
+    uow = PostgresUnitOfWork(runtime.transaction)
+    registrations = Registrations(uow, institutions, source=settings.source)
+    records = CascadeRecords(uow, institutions, source=settings.source)
     commands = CommandResponder(
         registrations, queue=settings.command_queue, max_in_flight=settings.command_max_in_flight
     )
-    return build_service(
+    app = build_service(
         runtime,
         title="IIOE registration service",
-        routers=[build_router(registrations, institutions)],
+        routers=[build_router(registrations, records, institutions)],
         on_start=[lambda: commands.start(runtime.nc)],
         on_stop=[commands.stop],
         health=[commands.health],
-        state={"registrations": registrations, "commands": commands},
+        state={"registrations": registrations, "records": records, "commands": commands},
     )
+    app.add_middleware(BodyLimit, exempt={IMPORT_PATH})  # the CSV import streams under its own limit
+    return app

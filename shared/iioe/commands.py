@@ -19,6 +19,8 @@ from iioe.events.common import LANGUAGES, ROLES, Language, Role
 
 REGISTER_EDUCATOR = "register_educator"
 """Command name: `iioe.commands.<institution>.register_educator`."""
+CHANGE_ROLE = "change_role"
+"""Command name: `iioe.commands.<institution>.change_role` (contract v1.1 section 9)."""
 
 MAX_FULL_NAME = 200
 
@@ -70,7 +72,7 @@ class RegisterEducatorRequest(BaseModel):
         try:
             return cls.model_validate(payload)
         except ValidationError as exc:
-            raise _rejection(exc) from None
+            raise _rejection(exc, cls.MISSING_CODES) from None
 
     @field_validator("full_name", mode="before")
     @classmethod
@@ -136,6 +138,46 @@ class RegisterEducatorReply(BaseModel):
     status: Literal["registered", "already_registered"]
 
 
+class ChangeRoleRequest(BaseModel):
+    """The change_role command body (contract section 9): an educator of the subject's institution."""
+
+    educator_id: str = Field(min_length=1, max_length=128, examples=["edu-0b6f1c2e-…"])
+    role: Role
+
+    MISSING_CODES: ClassVar[dict[str, str]] = {"educator_id": "missing_educator_id", "role": "missing_role"}
+
+    @classmethod
+    def parse(cls, payload: Any) -> ChangeRoleRequest:
+        if not isinstance(payload, dict):
+            raise CommandRejected("invalid_request", "the request body must be a JSON object")
+        try:
+            return cls.model_validate(payload)
+        except ValidationError as exc:
+            raise _rejection(exc, cls.MISSING_CODES) from None
+
+    @field_validator("educator_id", mode="before")
+    @classmethod
+    def _educator_id(cls, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip() or len(value.strip()) > 128:
+            raise _invalid("missing_educator_id", "educator_id is required: a string of 1-128 characters")
+        return value.strip()
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role(cls, value: Any) -> Any:
+        if value not in ROLES:
+            raise _invalid("unknown_role", f"role {value!r} is unknown; use one of {', '.join(ROLES)}")
+        return value
+
+
+class ChangeRoleReply(BaseModel):
+    """`{"educator_id", "role", "status"}`: `unchanged` when the educator already had the role."""
+
+    educator_id: str
+    role: Role
+    status: Literal["changed", "unchanged"]
+
+
 def _invalid(code: str, message: str) -> PydanticCustomError:
     """A validation error whose type is our error code. The message goes in as the one context value:
     pydantic fills placeholders key by key, so a '{' in the caller's input is never interpreted."""
@@ -151,18 +193,17 @@ _CUSTOM_CODES = frozenset(
         "unsupported_language",
         "unknown_role",
         "invalid_registered_at",
+        "missing_educator_id",
     }
 )
 
 
-def _rejection(exc: ValidationError) -> CommandRejected:
+def _rejection(exc: ValidationError, missing_codes: dict[str, str]) -> CommandRejected:
     """The first error, with the code its validator chose (or the field's `missing_*` code)."""
     first = exc.errors(include_url=False)[0]
     field = ".".join(str(part) for part in first["loc"])
     if first["type"] == "missing":
-        return CommandRejected(
-            RegisterEducatorRequest.MISSING_CODES.get(field, "invalid_request"), f"{field} is required"
-        )
+        return CommandRejected(missing_codes.get(field, "invalid_request"), f"{field} is required")
     if first["type"] in _CUSTOM_CODES:
         return CommandRejected(first["type"], first["msg"])
     return CommandRejected("invalid_request", f"{field}: {first['msg']}")

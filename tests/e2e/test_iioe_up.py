@@ -53,10 +53,13 @@ def test_iioe_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:
         wait_for_line(proc, "IIOE platform is up", 120, seen)
         base = f"http://127.0.0.1:{ports['registration']}"
         body = {"institution": "must", "full_name": "Up Test", "email": "up@must.edu.mn", "language": "en"}
-        created = httpx.post(f"{base}/v1/educators", json=body, timeout=10)
+        operator = {"Authorization": f"Bearer {(data_dir / 'operator-token').read_text().strip()}"}
+        assert httpx.post(f"{base}/v1/educators", json=body, timeout=10).status_code == 401  # a token is needed
+        created = httpx.post(f"{base}/v1/educators", json=body, headers=operator, timeout=10)
         assert created.status_code == 201, created.text
         educator_id = created.json()["educator_id"]
-        assert httpx.get(f"{base}/v1/educators/{educator_id}", timeout=10).json()["email"] == "up@must.edu.mn"
+        got = httpx.get(f"{base}/v1/educators/{educator_id}", headers=operator, timeout=10)
+        assert got.json()["email"] == "up@must.edu.mn"
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -75,7 +78,10 @@ def test_iioe_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:
     seen = []
     try:
         wait_for_line(proc, "IIOE platform is up", 120, seen)
-        again = httpx.post(f"http://127.0.0.1:{ports['registration']}/v1/educators", json=body, timeout=10)
+        operator = {"Authorization": f"Bearer {(data_dir / 'operator-token').read_text().strip()}"}
+        again = httpx.post(
+            f"http://127.0.0.1:{ports['registration']}/v1/educators", json=body, headers=operator, timeout=10
+        )
         assert again.json() == {"educator_id": educator_id, "status": "already_registered"}
     finally:
         proc.send_signal(signal.SIGINT)

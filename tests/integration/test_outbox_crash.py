@@ -24,12 +24,14 @@ async def test_event_committed_before_a_crash_is_published_exactly_once_after_re
         "DATABASE_URL": database_url,
         "IIOE_REGISTRATION_CONSUMER_PREFIX": f"{ref}-",
         "IIOE_REGISTRATION_OUTBOX_POLL_SECONDS": "0.1",
+        "IIOE_REGISTRATION_API_TOKEN": f"operator-{ref}",
     }
     service = ServiceProcess("registration", env, free_port(), tmp_path / "registration.log")
     service.start(IIOE_REGISTRATION_OUTBOX_RELAY_ENABLED="false")  # commit happens, publish never does
     try:
         await service.wait_healthy()
-        async with httpx.AsyncClient(base_url=service.base_url) as http:
+        operator = {"Authorization": f"Bearer operator-{ref}"}
+        async with httpx.AsyncClient(base_url=service.base_url, headers=operator) as http:
             reply = await http.post(
                 "/v1/educators",
                 json={

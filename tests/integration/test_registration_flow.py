@@ -23,11 +23,16 @@ from services.registration.settings import RegistrationSettings
 from tests.support.helpers import Infra, StoredMessage, eventually, running_app, stream_messages
 
 pytestmark = pytest.mark.integration
+OPERATOR = {"Authorization": "Bearer operator-token-for-registration-tests"}
 
 
 def settings_for(infra: Infra, database_url: str, ref: str) -> RegistrationSettings:
     return RegistrationSettings(
-        NATS_URL=infra.nats_url, DATABASE_URL=database_url, consumer_prefix=f"{ref}-", outbox_poll_seconds=0.1
+        NATS_URL=infra.nats_url,
+        DATABASE_URL=database_url,
+        consumer_prefix=f"{ref}-",
+        outbox_poll_seconds=0.1,
+        api_token=OPERATOR["Authorization"].removeprefix("Bearer "),
     )
 
 
@@ -99,7 +104,8 @@ async def test_invalid_registration_gets_error_reply_with_code(
 
 async def test_http_api_registers_lists_and_reads(infra: Infra, database_url: str, ref: str) -> None:
     async with running_app(create_app(settings_for(infra, database_url, ref))) as http:
-        institutions = (await http.get("/v1/institutions")).json()
+        institutions = (await http.get("/v1/institutions")).json()  # public: no token
+        http.headers.update(OPERATOR)
         assert len(institutions) == 38
         assert {"code": "must", "name": "Mongolian University of Science and Technology"}.items() <= next(
             i for i in institutions if i["code"] == "must"

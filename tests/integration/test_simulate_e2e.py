@@ -26,13 +26,20 @@ from tests.support.helpers import Infra, StoredMessage, eventually, running_app,
 pytestmark = pytest.mark.integration
 
 
+OPERATOR_TOKEN = "operator-token-for-simulation-tests"
+
+
 def unique_seed() -> int:
     return secrets.randbelow(2**31) + 10_000
 
 
 def registration_settings(infra: Infra, database_url: str, ref: str) -> RegistrationSettings:
     return RegistrationSettings(
-        NATS_URL=infra.nats_url, DATABASE_URL=database_url, consumer_prefix=f"{ref}-", outbox_poll_seconds=0.1
+        NATS_URL=infra.nats_url,
+        DATABASE_URL=database_url,
+        consumer_prefix=f"{ref}-",
+        outbox_poll_seconds=0.1,
+        api_token=OPERATOR_TOKEN,
     )
 
 
@@ -49,7 +56,8 @@ async def test_driver_registers_and_publishes_through_the_public_interfaces(
         assert set(result.educator_ids) == {e.key for e in scenario.educators}
         assert len(set(result.educator_ids.values())) == 60
         for educator in scenario.educators[:5]:
-            got = (await http.get(f"/v1/educators/{result.educator_ids[educator.key]}")).json()
+            url = f"/v1/educators/{result.educator_ids[educator.key]}"
+            got = (await http.get(url, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})).json()
             assert got["institution"] == educator.institution and got["role"] == educator.role
 
         n_events = sum(len(e.attempts) for e in scenario.educators)

@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from services.registration.domain import Educator
+from services.registration.usecases import EducatorQuery
 
 
 class FakeEducators:
@@ -23,7 +24,8 @@ class FakeEducators:
         self.rows = rows
 
     async def add(self, educator: Educator) -> bool:
-        if await self.id_for_email(educator.institution, educator.email_key) is not None:
+        key = educator.email_key
+        if key is not None and await self.id_for_email(educator.institution, key) is not None:
             return False
         self.rows[educator.educator_id] = educator
         return True
@@ -34,8 +36,57 @@ class FakeEducators:
             None,
         )
 
-    async def get(self, educator_id: str) -> Educator | None:
+    async def get(self, educator_id: str, *, lock: bool = False) -> Educator | None:
         return self.rows.get(educator_id)
+
+    async def update(self, educator: Educator) -> None:
+        self.rows[educator.educator_id] = educator
+
+    async def search(self, query: EducatorQuery) -> tuple[int, list[Educator]]:
+        def matches(e: Educator) -> bool:
+            needle = (query.q or "").lower()
+            return (
+                not e.erased
+                and query.institution in (None, e.institution)
+                and query.role in (None, e.role)
+                and (not needle or needle in (e.full_name or "").lower() or needle in (e.email or "").lower())
+            )
+
+        found = sorted((e for e in self.rows.values() if matches(e)), key=lambda e: (e.registered_at, e.educator_id))
+        end = None if query.limit is None else query.offset + query.limit
+        return len(found), found[query.offset : end]
+
+
+@dataclass
+class FakeRecords:
+    rows: dict[tuple[str, str], dict[str, Any]]
+    actors: dict[tuple[str, str], str]
+
+    async def add(self, kind: str, record_id: str, *, institution: str, data: dict[str, Any], actor: str) -> bool:
+        if (kind, record_id) in self.rows:
+            return False
+        self.rows[kind, record_id] = data
+        self.actors[kind, record_id] = actor
+        return True
+
+    async def get(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        return self.rows.get((kind, record_id))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    educator_id: str
+    action: str
+    actor: str
+    detail: dict[str, Any]
+
+
+@dataclass
+class FakeAudit:
+    entries: list[AuditEntry]
+
+    async def record(self, educator_id: str, action: str, *, actor: str, detail: dict[str, Any]) -> None:
+        self.entries.append(AuditEntry(educator_id, action, actor, detail))
 
 
 @dataclass(frozen=True)
@@ -48,30 +99,49 @@ class StagedEvent:
 @dataclass
 class FakeOutbox:
     staged: list[StagedEvent] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
 
     async def enqueue_event(self, event: BaseModel, *, source: str, subject: str) -> None:
         self.staged.append(StagedEvent(event, source, subject))
+
+    async def forget_contacts(self, educator_id: str) -> int:
+        self.forgotten.append(educator_id)
+        return 1
 
 
 @dataclass
 class FakeTransaction:
     educators: FakeEducators
+    records: FakeRecords
+    audit: FakeAudit
     outbox: FakeOutbox
 
 
 class FakeUnitOfWork:
     def __init__(self) -> None:
         self.educators: dict[str, Educator] = {}
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        self.record_actors: dict[tuple[str, str], str] = {}
+        self.audit: list[AuditEntry] = []
         self.events: list[StagedEvent] = []
         """Events of committed transactions, in commit order (what the relay would publish)."""
+        self.forgotten_contacts: list[str] = []
         self.commits = 0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeTransaction]:
-        tx = FakeTransaction(FakeEducators(dict(self.educators)), FakeOutbox())
+        tx = FakeTransaction(
+            FakeEducators(dict(self.educators)),
+            FakeRecords(dict(self.records), dict(self.record_actors)),
+            FakeAudit(list(self.audit)),
+            FakeOutbox(),
+        )
         yield tx
         self.educators = tx.educators.rows
+        self.records, self.record_actors = tx.records.rows, tx.records.actors
+        self.audit = tx.audit.entries
         self.events.extend(tx.outbox.staged)
+        self.forgotten_contacts.extend(tx.outbox.forgotten)
         self.commits += 1
 
     def events_of(self, kind: type[BaseModel]) -> list[BaseModel]:

@@ -7,8 +7,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from iioe.commands import RegisterEducatorRequest
-from iioe.events import EducatorContact, EducatorRegistered
-from services.registration.domain import CLOCK_SKEW, RegisterEducator, RegistrationError, new_educator
+from iioe.events import EducatorContact, EducatorErased, EducatorRegistered, EducatorRoleChanged
+from services.registration.domain import (
+    CLOCK_SKEW,
+    Educator,
+    RegisterEducator,
+    RegistrationError,
+    change_role,
+    educator_in_scope,
+    erase,
+    new_educator,
+)
 
 KNOWN = {"must", "num"}
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -51,3 +60,38 @@ def test_events_keep_personal_data_out_of_educator_registered() -> None:
     assert registered.role == "master_teacher" and registered.registered_at == NOW
     assert "Сарнай" not in registered.model_dump_json() and "must.edu.mn" not in registered.model_dump_json()
     assert (contact.full_name, contact.email, contact.language) == ("Батын Сарнай", "Sarnai@must.edu.mn", "mn")
+
+
+def registered(role: str = "educator") -> Educator:
+    return new_educator(command(role=role), KNOWN, now=NOW, educator_id="edu-1")
+
+
+def test_change_role_returns_the_event_only_when_the_role_changes() -> None:
+    educator = registered()
+    changed, event = change_role(educator, "master_teacher", now=NOW)
+    assert changed.role == "master_teacher" and educator.role == "educator"  # the original is not mutated
+    assert isinstance(event, EducatorRoleChanged) and event.changed_at == NOW
+    same, none = change_role(changed, "master_teacher", now=NOW)
+    assert same is changed and none is None
+
+
+def test_erase_keeps_identity_and_drops_personal_data_once() -> None:
+    erased, event = erase(registered("master_teacher"), now=NOW)
+    assert (erased.full_name, erased.email, erased.email_key, erased.erased_at) == (None, None, None, NOW)
+    assert (erased.educator_id, erased.institution, erased.role) == ("edu-1", "must", "master_teacher")
+    assert isinstance(event, EducatorErased)
+    assert erase(erased, now=NOW) == (erased, None)
+    with pytest.raises(RegistrationError) as caught:
+        change_role(erased, "educator", now=NOW)
+    assert caught.value.code == "educator_erased"
+
+
+@pytest.mark.parametrize(("scope", "visible"), [(None, True), ("must", True), ("num", False)])
+def test_an_educator_is_in_scope_of_its_institution_and_of_operators(scope: str | None, visible: bool) -> None:
+    educator = registered()
+    if visible:
+        assert educator_in_scope(educator, "edu-1", scope) is educator
+    else:
+        with pytest.raises(RegistrationError) as caught:
+            educator_in_scope(educator, "edu-1", scope)
+        assert caught.value.code == "educator_not_found"

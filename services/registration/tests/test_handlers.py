@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from iioe.commands import CommandRejected
 from iioe.subjects import MAX_EVENT_BYTES, command_institution
-from services.registration.handlers import CommandResponder, on_register_educator, register_command
+from services.registration.handlers import CommandResponder, on_change_role, on_register_educator, register_command
 from services.registration.tests.fakes import FakeNats, FakeUnitOfWork, GatedUnitOfWork
 from services.registration.usecases import Registrations
 from tests.support.helpers import eventually
@@ -71,8 +71,12 @@ async def test_responder_subscribes_in_its_queue_group_and_flushes() -> None:
     responder = CommandResponder(registrations_on(FakeUnitOfWork()), queue="registration")
     assert responder.health()["ok"] is False
     await responder.start(nc)  # type: ignore[arg-type]
-    (sub,) = nc.subscriptions
-    assert (sub.subject, sub.queue, nc.flushes) == ("iioe.commands.*.register_educator", "registration", 1)
+    assert [(s.subject, s.queue) for s in nc.subscriptions] == [
+        ("iioe.commands.*.register_educator", "registration"),
+        ("iioe.commands.*.change_role", "registration"),
+    ]
+    assert nc.flushes == 2  # after both subscriptions: the second PONG proves the server has them
+    sub = nc.subscriptions[0]
     assert responder.health()["ok"] is True
 
     await sub.cb(nc.request(SUBJECT, BODY, reply="_INBOX.1"))
@@ -82,7 +86,7 @@ async def test_responder_subscribes_in_its_queue_group_and_flushes() -> None:
     assert published.headers == {"content-type": "application/json"}
 
     await responder.stop()
-    assert sub.drained and responder.health()["ok"] is False
+    assert all(s.drained for s in nc.subscriptions) and responder.health()["ok"] is False
 
 
 async def test_at_most_max_in_flight_requests_are_handled_at_once() -> None:
@@ -90,7 +94,7 @@ async def test_at_most_max_in_flight_requests_are_handled_at_once() -> None:
     nc = FakeNats()
     responder = CommandResponder(Registrations(uow, {"must"}, source="urn:test"), queue="q", max_in_flight=3)
     await responder.start(nc)  # type: ignore[arg-type]
-    (sub,) = nc.subscriptions
+    sub = nc.subscriptions[0]
 
     async def deliver_all() -> None:  # as the subscription's reader does: one callback after another
         for n in range(8):
@@ -155,7 +159,7 @@ async def test_replies_steered_outside_an_inbox_are_refused_and_change_nothing()
     nc = FakeNats()
     responder = CommandResponder(registrations_on(uow), queue="registration")
     await responder.start(nc)  # type: ignore[arg-type]
-    (sub,) = nc.subscriptions
+    sub = nc.subscriptions[0]
     for reply in ("iioe.events.must.certificate_issued.v1", "", "_INBOX.>", "iioe.contacts.must.x"):
         await sub.cb(nc.request(SUBJECT, BODY, reply=reply))
     await sub.cb(nc.request(SUBJECT, BODY, reply="_INBOX_partner-must.abc"))
@@ -163,3 +167,72 @@ async def test_replies_steered_outside_an_inbox_are_refused_and_change_nothing()
     await responder.stop()
     assert [p.subject for p in nc.published] == ["_INBOX_partner-must.abc"]
     assert len(uow.events) == 2  # registered once (EducatorRegistered + EducatorContact)
+
+
+CHANGE = "iioe.commands.must.change_role"
+
+
+async def registered(uow: FakeUnitOfWork) -> Registrations:
+    registrations = registrations_on(uow)
+    await on_register_educator(registrations, SUBJECT, BODY)
+    return registrations
+
+
+async def test_change_role_reply_bytes_match_the_contract() -> None:
+    uow = FakeUnitOfWork()
+    registrations = await registered(uow)
+    body = json.dumps({"educator_id": "edu-1", "role": "master_teacher"}).encode()
+    assert await on_change_role(registrations, CHANGE, body) == (
+        b'{"educator_id": "edu-1", "role": "master_teacher", "status": "changed"}'
+    )
+    assert await on_change_role(registrations, CHANGE, body) == (
+        b'{"educator_id": "edu-1", "role": "master_teacher", "status": "unchanged"}'
+    )
+    assert [a.actor for a in uow.audit] == ["nats:must"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "code"),
+    [
+        (CHANGE, b"{not json", "invalid_json"),
+        (CHANGE, b"[]", "invalid_request"),
+        (CHANGE, b'{"role": "master_teacher"}', "missing_educator_id"),
+        (CHANGE, b'{"educator_id": "  ", "role": "master_teacher"}', "missing_educator_id"),
+        (CHANGE, b'{"educator_id": "edu-1"}', "missing_role"),
+        (CHANGE, b'{"educator_id": "edu-1", "role": "dean"}', "unknown_role"),
+        (CHANGE, b'{"educator_id": "edu-2", "role": "master_teacher"}', "educator_not_found"),
+        # an educator of another institution is "not found" too: ids are never confirmed across institutions
+        ("iioe.commands.num.change_role", b'{"educator_id": "edu-1", "role": "master_teacher"}', "educator_not_found"),
+        (CHANGE, b" " * (MAX_EVENT_BYTES + 1), "payload_too_large"),
+    ],
+)
+async def test_change_role_rejections_are_error_replies(subject: str, body: bytes, code: str) -> None:
+    uow = FakeUnitOfWork()
+    registrations = await registered(uow)
+    staged = len(uow.events)
+    reply = json.loads(await on_change_role(registrations, subject, body))
+    assert list(reply) == ["error"] and reply["error"]["code"] == code and reply["error"]["message"]
+    assert len(uow.events) == staged and uow.educators["edu-1"].role == "educator"
+
+
+async def test_both_commands_share_one_concurrency_bound() -> None:
+    uow = GatedUnitOfWork()
+    nc = FakeNats()
+    responder = CommandResponder(registrations_on(uow), queue="q", max_in_flight=2)
+    await responder.start(nc)  # type: ignore[arg-type]
+    register_sub, change_sub = nc.subscriptions
+
+    async def deliver() -> None:
+        await register_sub.cb(nc.request(SUBJECT, BODY, reply="_INBOX.r"))
+        for n in range(2):
+            body = json.dumps({"educator_id": "edu-1", "role": "master_teacher"}).encode()
+            await change_sub.cb(nc.request(CHANGE, body, reply=f"_INBOX.c{n}"))
+
+    reader = asyncio.create_task(deliver())
+    await until(lambda: uow.open == 2, "two requests in flight")
+    assert not reader.done()  # the third waits, whichever command it is
+    uow.gate.set()
+    await asyncio.wait_for(reader, 5)
+    await until(lambda: len(nc.published) == 3, "three replies")
+    assert uow.most_open == 2
+    await responder.stop()
