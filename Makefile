@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint typecheck bench asyncapi clean install
+.PHONY: up test lint typecheck bench asyncapi clean install image container-test compose-test k8s-validate
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,3 +36,9 @@ asyncapi: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .iioe
+
+# --- containers (deploy/README.md) -------------------------------------------------------
+IMAGE ?= iioe-platform:local
+
+image:  ## the platform image from deploy/Dockerfile (a local Debian base when python:3.11-slim cannot be pulled)
+	IMAGE=$(IMAGE) deploy/scripts/build-image.sh
