@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint typecheck bench asyncapi clean install image container-test k8s-validate
+.PHONY: up test lint typecheck bench asyncapi clean install image container-test compose-test k8s-validate
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ image:  ## the platform image from deploy/Dockerfile (a local Debian base when p
 
 container-test: $(STAMP)  ## the image's containers against real NATS/PostgreSQL: ready, non-root, read-only, SIGTERM, simulate
 	IMAGE=$(IMAGE) BIN=$(BIN) deploy/scripts/container-test.sh
+
+compose-test: $(STAMP)  ## docker-compose.yml for real (3-node NATS cluster, PostgreSQL, the services) with a smoke test
+	IMAGE=$(IMAGE) BIN=$(BIN) deploy/scripts/compose-test.sh
 
 k8s-validate: $(STAMP)  ## deploy/k8s against the Kubernetes schemas (offline) and the project's probe/PDB/resource rules
 	$(BIN)/python deploy/scripts/validate_k8s.py
