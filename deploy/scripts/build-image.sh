@@ -34,7 +34,12 @@ cert=$(pip_setting PIP_CERT cert)
 [ -n "$cert" ] && [ -s "$cert" ] && args+=(--secret "id=pip_cert,src=$cert")
 
 started=$(date +%s)
+previous=$("$DOCKER" image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 echo "building $image on $base"
 "$DOCKER" build "${args[@]}" ${BUILD_FLAGS:-} .
+# The image the tag used to name is dangling now: drop it (ignored while a container uses it).
+if [ -n "$previous" ] && [ "$previous" != "$("$DOCKER" image inspect -f '{{.Id}}' "$image")" ]; then
+  "$DOCKER" rmi "$previous" >/dev/null 2>&1 || true
+fi
 size=$("$DOCKER" image inspect -f '{{.Size}}' "$image")
 echo "built $image in $(( $(date +%s) - started )) s: $(awk -v s="$size" 'BEGIN{printf "%.0f MB", s/1e6}')"
