@@ -268,6 +268,7 @@ class Certification:
             programme_id=programme.id,
             kid=keyring.active_kid,
         )
+        self._runtime.metrics.certificate_issued(programme.id)
 
     # --- operator actions ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from nats.aio.subscription import Subscription
 
 from iioe.commands import REGISTER_EDUCATOR, CommandRejected, ErrorReply, RegisterEducatorRequest
 from iioe.runtime.logging import get_logger
+from iioe.runtime.tracing import traced
 from iioe.subjects import MAX_EVENT_BYTES, command_filter, command_institution
 from services.registration.domain import RegisterEducator
 from services.registration.usecases import Registrations
@@ -103,7 +104,8 @@ class CommandResponder:
                 # a reply steered at an event subject would publish into the stream as registration
                 log.warning("command refused: reply subject is not an inbox", subject=msg.subject, reply=msg.reply)
                 return
-            reply = await on_register_educator(self._registrations, msg.subject, msg.data)
+            with traced(msg.headers, "register_educator"):  # the request's traceparent reaches the events
+                reply = await on_register_educator(self._registrations, msg.subject, msg.data)
             assert self._nc is not None
             await self._nc.publish(msg.reply, reply, headers=REPLY_HEADERS)
         except Exception:

@@ -32,6 +32,8 @@ from iioe.parsing import InvalidEvent, parse_event
 from iioe.reasons import Reason
 from iioe.runtime.dlq import dead_letter
 from iioe.runtime.logging import get_logger
+from iioe.runtime.metrics import ServiceMetrics  # observability hook
+from iioe.runtime.tracing import continue_trace  # observability hook
 
 log = get_logger(__name__)
 
@@ -87,9 +89,11 @@ class ConsumerSpec:
 class EventConsumer:
     """Runs one durable pull consumer until cancelled."""
 
-    def __init__(self, js: JetStreamContext, spec: ConsumerSpec) -> None:
+    def __init__(self, js: JetStreamContext, spec: ConsumerSpec, metrics: ServiceMetrics | None = None) -> None:
         self._js = js
         self.spec = spec
+        self.metrics = metrics or ServiceMetrics(spec.durable)  # observability hook
+        self.metrics.declare_consumer(spec.durable)
         self._sub: JetStreamContext.PullSubscription | None = None
         self.processed = 0
         self.dead_lettered = 0
@@ -150,6 +154,8 @@ class EventConsumer:
             else:
                 await asyncio.gather(*(msg.ack() for msg, _ in received))
                 self.processed += len(received)
+                for _, handled in received:  # observability hook
+                    self.metrics.handled(self.spec.durable, handled.event.type, handled.event.time)
                 return
         for msg, event in received:
             await self._handle_one(msg, event)
@@ -172,8 +178,15 @@ class EventConsumer:
         )
 
     async def _handle_one(self, msg: Msg, event: ReceivedEvent) -> None:
-        with structlog.contextvars.bound_contextvars(
-            event_id=event.id, event_type=event.event.type, subject=event.subject, durable=self.spec.durable
+        with (
+            continue_trace(msg.headers, f"consume {self.spec.durable}") as trace_fields,  # observability hook
+            structlog.contextvars.bound_contextvars(
+                event_id=event.id,
+                event_type=event.event.type,
+                subject=event.subject,
+                durable=self.spec.durable,
+                **trace_fields,
+            ),
         ):
             try:
                 await self.spec.handler(event)
@@ -187,10 +200,12 @@ class EventConsumer:
                 backoff = self.spec.retry_backoff_seconds
                 delay = backoff[min(event.num_delivered - 1, len(backoff) - 1)] if backoff else 1.0
                 log.warning("handler failed, will retry", attempt=event.num_delivered, delay=delay, error=repr(exc))
+                self.metrics.failed(self.spec.durable)  # observability hook
                 await msg.nak(delay=delay)
                 return
             await msg.ack()
             self.processed += 1
+            self.metrics.handled(self.spec.durable, event.event.type, event.event.time)  # observability hook
             log.debug("event handled")
 
     async def _dead_letter(self, msg: Msg, reason: str, detail: str) -> None:
@@ -208,3 +223,4 @@ class EventConsumer:
         )
         await msg.term()
         self.dead_lettered += 1
+        self.metrics.dead_lettered(self.spec.durable, str(reason))  # observability hook
