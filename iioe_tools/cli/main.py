@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from iioe_tools.cli import asyncapi, credentials, dlq, provision, simulate, up
+from iioe_tools.cli import asyncapi, credentials, dlq, provision, simulate, status, up
 from services.analytics import cli as analytics_cli
 from services.certification import cli as certification_cli
 
-COMMAND_MODULES = (up, provision, credentials, dlq, asyncapi, certification_cli, analytics_cli, simulate)
+COMMAND_MODULES = (up, provision, credentials, dlq, status, asyncapi, certification_cli, analytics_cli, simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:
