@@ -175,3 +175,15 @@ async def test_trace_id_of_an_http_registration_reaches_the_certification_consum
         assert line["trace_id"] == trace_id
         assert line["event_type"] == "org.iioe.registration.educator_registered.v1"
         assert all(e["trace_id"] == trace_id for e in consumer_lines())
+
+        # the same over a NATS request: its traceparent header reaches the event it causes
+        nats_trace = secrets.token_hex(16)
+        reply = await nc.request(
+            command_subject("must", REGISTER_EDUCATOR),
+            json.dumps({"full_name": "Dorj Bat", "email": f"n.{ref}@must.edu.mn", "language": "mn"}).encode(),
+            timeout=10,
+            headers={"traceparent": f"00-{nats_trace}-{secrets.token_hex(8)}-01"},
+        )
+        educator_id = json.loads(reply.data)["educator_id"]
+        [message] = await eventually(registered, what="the second EducatorRegistered")
+        assert message.headers["traceparent"].split("-")[1] == nats_trace

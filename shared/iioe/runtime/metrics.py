@@ -114,6 +114,9 @@ class ServiceMetrics:
         self.webhooks = Counter(
             "iioe_webhooks_total", "Partner webhook deliveries by outcome (sent|failed)", ["outcome"], registry=r
         )
+        for outcome in ("sent", "failed"):  # both series exist from the start, at 0
+            self.mails.labels(outcome)
+            self.webhooks.labels(outcome)
         self.refresh_errors = Counter(
             "iioe_metrics_refresh_errors_total", "Gauges not refreshed at a scrape", ["source"], registry=r
         )
