@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
+import yaml
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -86,3 +90,18 @@ def test_a_message_without_traceparent_starts_a_trace() -> None:
         assert len(fields["trace_id"]) == 32 and int(fields["trace_id"], 16) != 0
     with continue_trace({"traceparent": "garbage"}, "consume test") as fields:
         assert len(fields["trace_id"]) == 32
+
+
+def test_dashboard_and_alerts_use_only_metrics_that_exist() -> None:
+    root = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
+    dashboard = json.loads((root / "iioe-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    rules = yaml.safe_load((root / "alerts.yml").read_text())
+    exprs += [str(r["expr"]) for g in rules["groups"] for r in g["rules"]]
+    known: set[str] = set()
+    for family in ServiceMetrics("any").registry.collect():
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}[family.type]
+        known |= {family.name + suffix for suffix in suffixes}
+    used = {name for expr in exprs for name in re.findall(r"\biioe_[a-z_]+", expr)}
+    assert used and used <= known, used - known
+    assert {p["gridPos"]["y"] for p in dashboard["panels"]}  # a valid Grafana layout
