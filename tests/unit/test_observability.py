@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -105,3 +107,31 @@ def test_dashboard_and_alerts_use_only_metrics_that_exist() -> None:
     used = {name for expr in exprs for name in re.findall(r"\biioe_[a-z_]+", expr)}
     assert used and used <= known, used - known
     assert {p["gridPos"]["y"] for p in dashboard["panels"]}  # a valid Grafana layout
+
+
+RECORDING = """
+import secrets
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from iioe.runtime.tracing import configure_tracing, continue_trace, inject
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)  # as `opentelemetry-instrument` or an OTLP setup would
+configure_tracing("unit")
+trace_id = secrets.token_hex(16)
+with continue_trace({"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}, "consume c") as fields:
+    assert fields == {"trace_id": trace_id}, fields
+    assert inject({})["traceparent"].split("-")[1] == trace_id
+[span] = exporter.get_finished_spans()
+assert span.name == "consume c" and format(span.context.trace_id, "032x") == trace_id
+print("ok")
+"""
+
+
+def test_with_a_recording_provider_spans_are_recorded_in_the_same_trace() -> None:
+    """Run apart: a tracer provider is process-global and cannot be unset."""
+    done = subprocess.run([sys.executable, "-c", RECORDING], capture_output=True, timeout=60)
+    assert done.stdout.strip() == b"ok", done.stderr.decode()

@@ -10,7 +10,7 @@ The path of one trace:
    structlog context, so each log line of the effect carries it — and any event the effect emits
    continues the same trace.
 
-Export is off by default (spans are created, ids propagate, nothing leaves the process). With
+Export is off by default (ids propagate, nothing is recorded, nothing leaves the process). With
 `OTEL_EXPORTER_OTLP_ENDPOINT` set and `opentelemetry-exporter-otlp-proto-http` installed (extra
 `otlp`), spans are exported by OTLP/HTTP; `OTEL_SDK_DISABLED=true` turns tracing off entirely.
 """
@@ -18,13 +18,14 @@ Export is off by default (spans are created, ids propagate, nothing leaves the p
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
 import structlog
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from iioe.runtime.logging import get_logger
@@ -34,32 +35,41 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 _propagator = TraceContextTextMapPropagator()
 _configured = False
+_recording = False
+"""True when spans are recorded (exported): then real SDK spans, otherwise context only."""
 
 
 def configure_tracing(service: str) -> None:
-    """Install the SDK's tracer provider once per process (the first service's name is its resource)."""
-    global _configured
+    """Once per process: export spans by OTLP when asked to (the first service's name is the resource).
+
+    Without export no SDK is installed: trace context still propagates (a new span id per hop, new
+    trace ids where none arrives) at a fraction of the cost of recording spans nobody reads.
+    """
+    global _configured, _recording
     if _configured:
         return
     _configured = True
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        _recording = True  # someone (e.g. `opentelemetry-instrument`) installed a provider: use it
+        return
     if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        return
     try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-    except ImportError:  # API only: trace ids still propagate, no new ones are made
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter is not installed (extra 'otlp')")
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        except ImportError:
-            log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter is not installed (extra 'otlp')")
-        else:
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-            log.info("exporting traces by OTLP")
+    name = os.environ.get("OTEL_SERVICE_NAME", service)
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    _recording = True
+    log.info("exporting traces by OTLP", service=name)
 
 
 def _tracer() -> trace.Tracer:
@@ -86,11 +96,28 @@ def continue_trace(
     headers: Mapping[str, str] | None, name: str, kind: SpanKind = SpanKind.CONSUMER, **attributes: Any
 ) -> Iterator[dict[str, str]]:
     """A span continuing the trace of `headers` (a new trace without one), current inside the block;
-    yields the structlog fields to bind (`{"trace_id": …}`, empty when tracing is off)."""
-    parent = _propagator.extract(dict(headers or {}))
-    with _tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes or None):
-        trace_id = current_trace_id()
-        yield {"trace_id": trace_id} if trace_id else {}
+    yields the structlog fields to bind (`{"trace_id": …}`)."""
+    parent = _propagator.extract(headers) if headers else None
+    if _recording:
+        with _tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes or None):
+            trace_id = current_trace_id()
+            yield {"trace_id": trace_id} if trace_id else {}
+        return
+    incoming = trace.get_current_span(parent).get_span_context() if parent is not None else INVALID_SPAN_CONTEXT
+    if incoming.is_valid:
+        context = SpanContext(incoming.trace_id, _span_id(), False, incoming.trace_flags, incoming.trace_state)
+    else:
+        context = SpanContext(_trace_id(), _span_id(), False, TraceFlags(TraceFlags.SAMPLED))
+    with trace.use_span(NonRecordingSpan(context), end_on_exit=False):
+        yield {"trace_id": format(context.trace_id, "032x")}
+
+
+def _trace_id() -> int:
+    return random.getrandbits(128) or 1
+
+
+def _span_id() -> int:
+    return random.getrandbits(64) or 1
 
 
 @contextmanager
