@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import nats
 from nats.aio.client import Client as NATS
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console, Group
@@ -28,7 +29,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from iioe.runtime.nats import connect
+from iioe.runtime.logging import configure_logging
 from iioe.subjects import DLQ_STREAM, DLQ_SUBJECTS
 from iioe_tools.cli.up import SERVICES
 from iioe_tools.operator import operator_connection
@@ -209,9 +210,22 @@ def render(status: Status) -> Group:
 
 
 async def _connect(url: str | None) -> NATS | None:
+    """One quick attempt (no reconnect loop): a dead server is reported, not waited for."""
     nats_url, auth = operator_connection(url)
+
+    async def quiet(_: Exception) -> None:
+        return None
+
     try:
-        return await connect(nats_url, "iioe-status", auth=auth, connect_attempts=1)
+        connecting = nats.connect(
+            servers=[u.strip() for u in nats_url.split(",") if u.strip()],
+            name="iioe-status",
+            connect_timeout=2,
+            allow_reconnect=False,
+            error_cb=quiet,
+            **(auth.connect_kwargs() if auth else {}),
+        )
+        return await asyncio.wait_for(connecting, 5)  # nats-py retries a refused first connect regardless
     except Exception:
         return None
 
@@ -251,6 +265,7 @@ async def _watch(url: str | None, interval: float, as_json: bool) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    configure_logging("iioe-status", os.environ.get("LOG_LEVEL", "WARNING"))  # stderr: stdout stays JSON
     if args.watch is None:
         return asyncio.run(_once(args.nats_url, args.json))
     with contextlib.suppress(KeyboardInterrupt):
