@@ -158,7 +158,9 @@ class EventConsumer:
                     self.metrics.handled(self.spec.durable, handled.event.type, handled.event.time)
                 return
         for msg, event in received:
-            await self._handle_one(msg, event)
+            with continue_trace(msg.headers, f"consume {self.spec.durable}") as trace_fields:  # observability hook
+                with structlog.contextvars.bound_contextvars(**trace_fields):
+                    await self._handle_one(msg, event)
 
     async def _parse_or_dead_letter(self, msg: Msg) -> ReceivedEvent | None:
         meta = msg.metadata
@@ -178,15 +180,8 @@ class EventConsumer:
         )
 
     async def _handle_one(self, msg: Msg, event: ReceivedEvent) -> None:
-        with (
-            continue_trace(msg.headers, f"consume {self.spec.durable}") as trace_fields,  # observability hook
-            structlog.contextvars.bound_contextvars(
-                event_id=event.id,
-                event_type=event.event.type,
-                subject=event.subject,
-                durable=self.spec.durable,
-                **trace_fields,
-            ),
+        with structlog.contextvars.bound_contextvars(
+            event_id=event.id, event_type=event.event.type, subject=event.subject, durable=self.spec.durable
         ):
             try:
                 await self.spec.handler(event)
