@@ -12,12 +12,23 @@ import os
 import sys
 from collections.abc import Sequence
 
-from iioe_tools.cli import asyncapi, credentials, dlq, educators, provision, simulate, up
+from iioe_tools.cli import asyncapi, credentials, dlq, educators, provision, simulate, status, up
 from iioe_tools.operator import operator_environment
 from services.analytics import cli as analytics_cli
 from services.certification import cli as certification_cli
 
-COMMAND_MODULES = (up, provision, credentials, educators, dlq, asyncapi, certification_cli, analytics_cli, simulate)
+COMMAND_MODULES = (
+    up,
+    provision,
+    credentials,
+    educators,
+    dlq,
+    status,
+    asyncapi,
+    certification_cli,
+    analytics_cli,
+    simulate,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

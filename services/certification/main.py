@@ -29,6 +29,7 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         load_catalogue(*settings.catalogue_files),
         dict(load_institutions(settings.institutions_file)),
         issuer=settings.issuer,
+        on_issued=runtime.metrics.certificate_issued,
     )
     build_consumers(runtime, certification, settings.consumer_batch_size)
 

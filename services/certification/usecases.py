@@ -122,8 +122,11 @@ class Certification:
         *,
         issuer: IssuerProfile = DEFAULT_ISSUER,
         clock: Callable[[], datetime] = utc_now,
+        on_issued: Callable[[str], None] | None = None,
     ) -> None:
         self._uow = uow
+        self._on_issued = on_issued
+        """Told the programme id of each certificate issued (the composition root counts them as a metric)."""
         self.catalogue = catalogue
         self.institutions = institutions
         self.issuer = issuer
@@ -255,6 +258,8 @@ class Certification:
             programme_id=programme.id,
             kid=keyring.active_kid,
         )
+        if self._on_issued is not None:
+            self._on_issued(programme.id)
 
     # --- operator actions ----------------------------------------------------------------------------
 

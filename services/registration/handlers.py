@@ -28,6 +28,7 @@ from iioe.commands import (
     RegisterEducatorRequest,
 )
 from iioe.runtime.logging import get_logger
+from iioe.runtime.tracing import traced
 from iioe.subjects import MAX_EVENT_BYTES, command_filter, command_institution
 from services.registration.domain import RegisterEducator
 from services.registration.usecases import ChangeRole, Registrations
@@ -159,7 +160,8 @@ class CommandResponder:
                 # a reply steered at an event subject would publish into the stream as registration
                 log.warning("command refused: reply subject is not an inbox", subject=msg.subject, reply=msg.reply)
                 return
-            reply = await handler(self._registrations, msg.subject, msg.data)
+            with traced(msg.headers, msg.subject.rsplit(".", 1)[-1]):  # the request's traceparent reaches the events
+                reply = await handler(self._registrations, msg.subject, msg.data)
             assert self._nc is not None
             await self._nc.publish(msg.reply, reply, headers=REPLY_HEADERS)
         except Exception:

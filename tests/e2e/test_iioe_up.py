@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -60,6 +61,20 @@ def test_iioe_up_runs_the_platform_and_stops_cleanly(tmp_path: Path) -> None:
         educator_id = created.json()["educator_id"]
         got = httpx.get(f"{base}/v1/educators/{educator_id}", headers=operator, timeout=10)
         assert got.json()["email"] == "up@must.edu.mn"
+
+        # `iioe status` reads this platform as the operator (its NATS requires credentials)
+        status = subprocess.run(
+            [sys.executable, "-m", "iioe_tools.cli.main", "status", "--json"],
+            env={**env, "IIOE_DATA_DIR": str(data_dir)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        report = json.loads(status.stdout)
+        assert {s["name"] for s in report["services"] if s["status"] == "ok"} == {svc.name for svc in SERVICES}
+        assert {"IIOE_EVENTS", "IIOE_CONTACTS", "IIOE_DLQ"} <= {s["name"] for s in report["streams"]}
+        assert report["consumers"] and report["dead_letters"]["total"] == 0
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from iioe.runtime.http import install_error_handlers
 from iioe.runtime.limits import BodySizeLimit, PublicRateLimit
+from iioe.runtime.metrics import CONTENT_TYPE_LATEST, HttpMetrics
 from iioe.runtime.service import ServiceRuntime
+from iioe.runtime.tracing import TraceMiddleware, configure_tracing
 
 Hook = Callable[[], Awaitable[Any]]
 HealthFacts = Callable[[], Mapping[str, Any]]
@@ -39,6 +41,8 @@ def build_service(
 
     Probes: `/livez` (the process and its tasks; restart when it fails), `/readyz` (database and
     NATS answer; route no traffic while it fails), `/healthz` (the same as `/readyz`, with details).
+    `/metrics`: Prometheus text (public, no personal data); HTTP requests are counted and traced
+    (W3C `traceparent`, see `iioe.runtime.tracing`).
     Limits: bodies over `max_body_bytes` → 413 (except under the `large_bodies` path prefixes,
     which bound their own input); unauthenticated clients → 429 past `public_rate_per_second`.
     """
@@ -56,6 +60,7 @@ def build_service(
                     await hook()
             await runtime.stop()
 
+    configure_tracing(runtime.settings.service_name)
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.runtime = runtime
     for key, value in (state or {}).items():
@@ -75,9 +80,14 @@ def build_service(
         body = runtime.liveness()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
+    async def metrics() -> Response:
+        await runtime.refresh_metrics()
+        return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     app.add_api_route("/livez", liveness, methods=["GET"], tags=["operations"], summary="Liveness")
     app.add_api_route("/readyz", readiness, methods=["GET"], tags=["operations"], summary="Readiness")
     app.add_api_route("/healthz", readiness, methods=["GET"], tags=["operations"], summary="Readiness (details)")
+    app.add_api_route("/metrics", metrics, methods=["GET"], tags=["operations"], summary="Prometheus metrics")
     for router in routers:
         app.include_router(router)
     settings = runtime.settings
@@ -85,4 +95,6 @@ def build_service(
     app.add_middleware(
         PublicRateLimit, rate_per_second=settings.public_rate_per_second, burst=settings.public_rate_burst
     )
+    app.add_middleware(TraceMiddleware)
+    app.add_middleware(HttpMetrics, metrics=runtime.metrics, routes=app.router.routes)  # outermost: counts 413/429
     return app

@@ -47,6 +47,8 @@ from iioe.parsing import InvalidEvent, parse_event
 from iioe.reasons import Reason
 from iioe.runtime.dlq import dead_letter
 from iioe.runtime.logging import get_logger
+from iioe.runtime.metrics import ServiceMetrics  # observability hook
+from iioe.runtime.tracing import continue_trace  # observability hook
 
 log = get_logger(__name__)
 Probe = Callable[[], Awaitable[None]]
@@ -165,10 +167,19 @@ class ConsumerSpec:
 class EventConsumer:
     """Runs one durable pull consumer until cancelled."""
 
-    def __init__(self, js: JetStreamContext, spec: ConsumerSpec, *, probe: Probe | None = None) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        spec: ConsumerSpec,
+        *,
+        probe: Probe | None = None,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
         self._js = js
         self.spec = spec
         self._probe = probe
+        self.metrics = metrics or ServiceMetrics(spec.durable)  # observability hook
+        self.metrics.declare_consumer(spec.durable)
         self._sub: JetStreamContext.PullSubscription | None = None
         self.processed = 0
         self.dead_lettered = 0
@@ -332,13 +343,17 @@ class EventConsumer:
                 await asyncio.gather(*(msg.ack() for msg, _ in received))
                 self._world_answers()
                 self.processed += len(received)
+                for _, handled in received:  # observability hook
+                    self.metrics.handled(self.spec.durable, handled.event.type, handled.event.time)
                 return
         for msg, event in received:
             if self._world_down:
                 # the world failed on an earlier message of this batch: hand the rest back, uncounted
                 await self._nak_infra(msg, event.stream_seq)
                 continue
-            await self._handle_one(msg, event)
+            with continue_trace(msg.headers, f"consume {self.spec.durable}") as trace_fields:  # observability hook
+                with structlog.contextvars.bound_contextvars(**trace_fields):
+                    await self._handle_one(msg, event)
 
     async def _parse_or_dead_letter(self, msg: Msg) -> ReceivedEvent | None:
         meta = msg.metadata
@@ -388,12 +403,14 @@ class EventConsumer:
                 backoff = self.spec.retry_backoff_seconds
                 delay = backoff[min(attempt - 1, len(backoff) - 1)] if backoff else 1.0
                 log.warning("handler failed, will retry", attempt=attempt, delay=delay, error=repr(exc))
+                self.metrics.failed(self.spec.durable)  # observability hook
                 await msg.nak(delay=delay)
                 return
             await msg.ack()
             self._forget(event.stream_seq)
             self._world_answers()
             self.processed += 1
+            self.metrics.handled(self.spec.durable, event.event.type, event.event.time)  # observability hook
             log.debug("event handled")
 
     async def _nak_infra(self, msg: Msg, seq: int) -> None:
@@ -421,3 +438,4 @@ class EventConsumer:
         await msg.term()
         self._forget(meta.sequence.stream)
         self.dead_lettered += 1
+        self.metrics.dead_lettered(self.spec.durable, str(reason))  # observability hook

@@ -22,6 +22,8 @@ from iioe.envelope import CloudEvent, event_headers, make_event
 from iioe.events import BY_MODEL
 from iioe.runtime.db import Conn
 from iioe.runtime.logging import get_logger
+from iioe.runtime.metrics import ServiceMetrics  # observability hook
+from iioe.runtime.tracing import inject as with_trace_context  # observability hook
 
 log = get_logger(__name__)
 MAX_RETRY_DELAY_SECONDS = 60
@@ -65,7 +67,7 @@ async def enqueue_raw(conn: Conn, message_id: str, subject: str, payload: bytes,
         message_id,
         subject,
         payload,
-        headers,
+        with_trace_context(headers),  # observability hook: the traceparent travels with the row
     )
 
 
@@ -80,7 +82,9 @@ class OutboxRelay:
         poll_seconds: float = 0.5,
         batch_size: int = 500,
         publish_timeout: float = 5.0,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or ServiceMetrics("outbox")  # observability hook
         self._pool = pool
         self._js = js
         self._poll = poll_seconds
@@ -127,6 +131,8 @@ class OutboxRelay:
             failed = [(r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
             if sent:
                 await conn.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", sent)
+            self.metrics.outbox_published.inc(len(sent))  # observability hook
+            self.metrics.outbox_publish_failed.inc(len(failed))  # observability hook
             for row, error in failed:
                 log.warning(
                     "outbox publish failed",

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from iioe.runtime.consumer import ConsumerSpec, EventConsumer
 from iioe.runtime.db import setup_database
 from iioe.runtime.logging import get_logger
+from iioe.runtime.metrics import ServiceMetrics  # observability hook
 from iioe.runtime.nats import connect
 from iioe.runtime.outbox import OutboxRelay, pending_count
 from iioe.runtime.settings import ServiceSettings
@@ -50,6 +51,7 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self.consumers: list[EventConsumer] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = ServiceMetrics(settings.service_name)  # observability hook: served at /metrics
         operator = TokenGrant(kind="operator", actor="operator", scopes=OPERATOR_SCOPES)
         self.tokens = TokenRegistry({settings.api_token: operator} if settings.api_token else None)
         """HTTP bearer-token grants (see `iioe.runtime.auth`)."""
@@ -109,10 +111,10 @@ class ServiceRuntime:
         self._js = self._nc.jetstream()
         await self.tokens.start(self._js)
         if self._run_relay:
-            self.relay = OutboxRelay(self._pool, self._js, poll_seconds=s.outbox_poll_seconds)
+            self.relay = OutboxRelay(self._pool, self._js, poll_seconds=s.outbox_poll_seconds, metrics=self.metrics)
             self._spawn(self.relay.run(), "outbox-relay")
         for spec in self._consumer_specs:
-            consumer = EventConsumer(self._js, spec, probe=self.probe_database)
+            consumer = EventConsumer(self._js, spec, probe=self.probe_database, metrics=self.metrics)
             await consumer.start()
             self.consumers.append(consumer)
             self._spawn(consumer.run(), spec.durable)
@@ -148,6 +150,10 @@ class ServiceRuntime:
         if self._pool is not None:
             await self._pool.close()
         log.info("service stopped")
+
+    async def refresh_metrics(self) -> None:  # observability hook: the gauges read at each scrape
+        consumers = [(c.spec.stream, c.spec.durable) for c in self.consumers]
+        await self.metrics.refresh(js=self._js, consumers=consumers, pool=self._pool)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
