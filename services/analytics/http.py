@@ -15,7 +15,17 @@ from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse
 
 from iioe.runtime.http import ApiError
-from services.analytics.models import InstitutionDetail, Rankings, Summary, Timeseries
+from services.analytics.models import (
+    Cascade,
+    CascadeDetail,
+    Feedback,
+    InstitutionDetail,
+    Practice,
+    Rankings,
+    Recognition,
+    Summary,
+    Timeseries,
+)
 from services.analytics.reports import Reports
 from services.analytics.snapshots import SummaryFeed
 
@@ -54,6 +64,34 @@ def build_router(reports: Reports, feed: SummaryFeed) -> APIRouter:
     async def timeseries(institution: str | None = None) -> Timeseries:
         """Per month, sorted: registrations, course/programme completions, certificates issued/revoked."""
         return await reports.timeseries(institution)
+
+    @router.get("/v1/analytics/cascade", response_model=Cascade, tags=["analytics"])
+    async def cascade() -> Cascade:
+        """Contract section 10: every master teacher's sessions, trainees and second-generation reach."""
+        return await reports.cascade()
+
+    @router.get("/v1/analytics/cascade/{educator_id}", response_model=CascadeDetail, tags=["analytics"])
+    async def cascade_of(educator_id: str) -> CascadeDetail:
+        """One master teacher, by region and by mode; 404 when the id is no master teacher."""
+        detail = await reports.cascade_of(educator_id)
+        if detail is None:
+            raise ApiError(404, "unknown_master_teacher", f"{educator_id!r} is not a master teacher in the cascade")
+        return detail
+
+    @router.get("/v1/analytics/recognition", response_model=Recognition, tags=["analytics"])
+    async def recognition() -> Recognition:
+        """Credit transfers: requests, acceptance rate, credits per receiving institution."""
+        return await reports.recognition()
+
+    @router.get("/v1/analytics/practice", response_model=Practice, tags=["analytics"])
+    async def practice() -> Practice:
+        """Educators integrating AI as a share of those who completed the programme."""
+        return await reports.practice()
+
+    @router.get("/v1/analytics/feedback", response_model=Feedback, tags=["analytics"])
+    async def feedback() -> Feedback:
+        """Course evaluations per course and language: share rated highly (both ratings ≥ 4)."""
+        return await reports.feedback()
 
     @router.get("/v1/analytics/stream", tags=["analytics"])
     async def stream() -> EventSourceResponse:

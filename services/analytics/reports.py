@@ -14,18 +14,32 @@ from typing import Any, Protocol
 from iioe.reference import Institution
 from services.analytics.domain import ProjectionRules
 from services.analytics.models import (
+    Cascade,
+    CascadeDetail,
+    CascadeMasterTeacher,
+    CascadeTotals,
+    CourseFeedback,
     CourseStats,
     CreditsRecognized,
+    Feedback,
     Funnel,
     FunnelRates,
     InstitutionDetail,
+    InstitutionPractice,
     InstitutionStats,
+    ModeReach,
     MonthStats,
+    Practice,
+    PracticeStats,
     ProgrammeStats,
     Ranking,
     Rankings,
+    ReceivingInstitutionStats,
+    Recognition,
+    RegionReach,
     Summary,
     Timeseries,
+    TransferStats,
 )
 
 
@@ -39,6 +53,12 @@ class ProjectionQueries(Protocol):
     async def monthly(self, institution: str | None = None) -> dict[str, dict[str, int]]: ...
     async def registrations_in_month(self, month: str) -> list[tuple[str, int]]: ...
     async def has_institution(self, code: str) -> bool: ...
+    async def cascade(self) -> list[dict[str, Any]]: ...
+    async def cascade_totals(self) -> dict[str, int]: ...
+    async def cascade_breakdown(self, educator_id: str) -> dict[str, list[dict[str, Any]]]: ...
+    async def transfer_counts(self) -> list[dict[str, Any]]: ...
+    async def practice_counts(self) -> dict[str, dict[str, int]]: ...
+    async def feedback_counts(self) -> list[dict[str, Any]]: ...
 
 
 class ProjectionReader(Protocol):
@@ -115,6 +135,12 @@ class Reports:
             master_teachers=c.get("master_teachers", 0),
             educators_started=c.get("funnel_started", 0),
             educators_certified=c.get("funnel_certified", 0),
+            certificates_suspended=c.get("certificates_suspended", 0),
+            training_sessions=c.get("training_sessions", 0),
+            trainees_reached=c.get("trainees_reached", 0),
+            educators_integrating_ai=c.get("integrating_ai", 0),
+            course_ratings=c.get("course_ratings", 0),
+            courses_rated_highly=c.get("courses_rated_highly", 0),
         )
 
     async def summary(self) -> Summary:
@@ -137,6 +163,12 @@ class Reports:
             certificates_issued=total("certificates_active"),
             certificates_revoked=total("certificates_revoked"),
             master_teachers=total("master_teachers"),
+            certificates_suspended=total("certificates_suspended"),
+            training_sessions=total("training_sessions"),
+            trainees_reached=total("trainees_reached"),
+            educators_integrating_ai=total("integrating_ai"),
+            course_ratings=total("course_ratings"),
+            courses_rated_highly=total("courses_rated_highly"),
             funnel=_funnel(
                 total("registered"), total("funnel_started"), total("funnel_completed"), total("funnel_certified")
             ),
@@ -193,3 +225,96 @@ class Reports:
         async with self._reader.snapshot() as q:
             by_month = await q.monthly(institution)
         return Timeseries(months=_months(by_month))
+
+    async def cascade(self) -> Cascade:
+        async with self._reader.snapshot() as q:
+            rows = await q.cascade()
+            totals = await q.cascade_totals()
+        return Cascade(master_teachers=[CascadeMasterTeacher(**r) for r in rows], totals=CascadeTotals(**totals))
+
+    async def cascade_of(self, educator_id: str) -> CascadeDetail | None:
+        """One master teacher's reach by region and mode; None when not a master teacher (nor a session holder)."""
+        async with self._reader.snapshot() as q:
+            row = next((r for r in await q.cascade() if r["educator_id"] == educator_id), None)
+            if row is None:
+                return None
+            breakdown = await q.cascade_breakdown(educator_id)
+        return CascadeDetail(
+            **row,
+            by_region=[RegionReach(**r) for r in breakdown["by_region"]],
+            by_mode=[ModeReach(**r) for r in breakdown["by_mode"]],
+        )
+
+    async def recognition(self) -> Recognition:
+        async with self._reader.snapshot() as q:
+            rows = await q.transfer_counts()
+            recognitions, credits = await q.recognition_totals()
+
+        keys = ("requests", "pending", "accepted", "rejected", "credits")
+
+        def stats(c: Mapping[str, Any]) -> dict[str, Any]:
+            out = {k: c[k] for k in keys}
+            out["credits"] = float(c["credits"])
+            out["acceptance_rate"] = _rate(c["accepted"], c["accepted"] + c["rejected"])
+            return out
+
+        by_receiving = [
+            ReceivingInstitutionStats(
+                institution=r["receiving_institution"], name=self.name_of(r["receiving_institution"]), **stats(r)
+            )
+            for r in rows
+        ]
+        totals = stats({k: sum(r[k] for r in rows) for k in keys})
+        return Recognition(
+            transfers=TransferStats(**totals),
+            by_receiving_institution=by_receiving,
+            credits_recognized=CreditsRecognized(recognitions=recognitions, credits=credits),
+            generated_at=datetime.now(UTC),
+        )
+
+    async def practice(self) -> Practice:
+        async with self._reader.snapshot() as q:
+            counts = await q.practice_counts()
+
+        def stats(c: Mapping[str, int]) -> dict[str, Any]:
+            return {
+                "completed_programme": c["completed"],
+                "reported": c["reported"],
+                "integrating_ai": c["integrating"],
+                "completed_and_integrating": c["completed_integrating"],
+                "share_of_completed": _rate(c["completed_integrating"], c["completed"]),
+            }
+
+        keys = ("completed", "reported", "integrating", "completed_integrating")
+        overall = {k: sum(c[k] for c in counts.values()) for k in keys}
+        return Practice(
+            overall=PracticeStats(**stats(overall)),
+            by_institution=[
+                InstitutionPractice(institution=code, name=self.name_of(code), **stats(counts[code]))
+                for code in sorted(counts)
+            ],
+            generated_at=datetime.now(UTC),
+        )
+
+    async def feedback(self) -> Feedback:
+        async with self._reader.snapshot() as q:
+            rows = await q.feedback_counts()
+        ratings, highly = sum(r["ratings"] for r in rows), sum(r["rated_highly"] for r in rows)
+        return Feedback(
+            ratings=ratings,
+            rated_highly=highly,
+            share_highly=_rate(highly, ratings),
+            by_course=[
+                CourseFeedback(
+                    course_id=r["course_id"],
+                    language=r["language"],
+                    ratings=r["ratings"],
+                    rated_highly=r["rated_highly"],
+                    share_highly=_rate(r["rated_highly"], r["ratings"]),
+                    mean_content=round(r["content_sum"] / r["ratings"], 2),
+                    mean_usefulness=round(r["usefulness_sum"] / r["ratings"], 2),
+                )
+                for r in rows
+            ],
+            generated_at=datetime.now(UTC),
+        )

@@ -69,6 +69,24 @@ class FakeQueries:
     async def has_institution(self, code: str) -> bool:
         return self._state.has_institution(code)
 
+    async def cascade(self) -> list[dict[str, Any]]:
+        return self._state.cascade()
+
+    async def cascade_totals(self) -> dict[str, int]:
+        return self._state.cascade_totals()
+
+    async def cascade_breakdown(self, educator_id: str) -> dict[str, list[dict[str, Any]]]:
+        return self._state.cascade_breakdown(educator_id)
+
+    async def transfer_counts(self) -> list[dict[str, Any]]:
+        return self._state.transfer_counts()
+
+    async def practice_counts(self) -> dict[str, dict[str, int]]:
+        return self._state.practice_counts()
+
+    async def feedback_counts(self) -> list[dict[str, Any]]:
+        return self._state.feedback_counts()
+
 
 class FakeUnitOfWork:
     """Both ports at once: `transaction()` for the Projector, `snapshot()` for the Reports."""

@@ -10,7 +10,7 @@ import pytest
 
 from iioe.envelope import CloudEvent, make_event
 from iioe.events import BY_MODEL, EDUCATOR_CONTACT, EducatorContact
-from iioe.parsing import parse_event
+from iioe.parsing import InvalidEvent, parse_event
 from iioe.reasons import Reason
 from iioe.runtime.consumer import ReceivedEvent, Unprocessable
 from services.analytics.domain import ProjectionEvent, ProjectionRules
@@ -189,11 +189,17 @@ async def test_a_contact_on_the_event_stream_is_unprocessable(uow: FakeUnitOfWor
         event_type=EDUCATOR_CONTACT.type,
         source="urn:iioe:test",
     )
+    subject = "iioe.events.must.educator_contact.v1"
+    with pytest.raises(InvalidEvent) as refused:  # the parser refuses it already ...
+        parse_event(contact.to_json_bytes(), subject)
+    assert refused.value.reason == Reason.SUBJECT_MISMATCH
+    # ... and the handler would too, should one ever reach it
+    on_events = ReceivedEvent(EDUCATOR_CONTACT, contact, subject, stream_seq=1, num_delivered=1)
     handlers = ProjectionHandlers(Projector(uow))
     with pytest.raises(Unprocessable) as caught:
-        await handlers.on_event(received(contact.to_json_bytes(), "iioe.events.must.educator_contact.v1"))
+        await handlers.on_event(on_events)
     assert caught.value.reason == Reason.SUBJECT_MISMATCH
     valid = received(*with_personal_data(registered("e2", "must")))
     with pytest.raises(Unprocessable):  # in a batch too: the consumer then retries each message alone
-        await handlers.on_batch([valid, received(contact.to_json_bytes(), "iioe.events.must.educator_contact.v1")])
+        await handlers.on_batch([valid, on_events])
     assert uow.inbox == set() and uow.commits == 0
