@@ -28,8 +28,10 @@ from services.analytics.tests.helpers import (
     serving,
     settings_for,
 )
+from services.analytics.tests.test_cascade_http import cascade_events
 
 pytestmark = pytest.mark.integration
+V11_REPORTS = ("cascade", "recognition", "practice", "feedback")
 
 
 async def caught_up(nc: NATS, app: Any) -> bool:
@@ -69,7 +71,7 @@ def mixed_events(ref: str, code: str) -> list[Any]:
 async def test_rebuild_ends_with_the_live_numbers_and_live_goes_on(infra, database_url, nc, ref) -> None:
     code = f"x{ref}"
     settings = settings_for(infra, database_url, ref)
-    events = mixed_events(ref, code)
+    events = mixed_events(ref, code) + cascade_events(ref, f"y{ref}", f"z{ref}")  # v1.1 facts too
     app = create_app(settings)
     async with running_app(app) as http:
         await publish_all(nc, list(reversed(events)))  # the reverse of the causal order
@@ -79,6 +81,8 @@ async def test_rebuild_ends_with_the_live_numbers_and_live_goes_on(infra, databa
         live_summary = without_time((await http.get("/v1/analytics/summary")).json())
         live_series = (await http.get("/v1/analytics/timeseries")).json()
         live_detail = without_time((await http.get(f"/v1/analytics/institutions/{code}")).json())
+        live_v11 = {p: without_time((await http.get(f"/v1/analytics/{p}")).json()) for p in V11_REPORTS}
+        assert any(r["second_generation_reach"] for r in live_v11["cascade"]["master_teachers"])
         assert live_detail["educators_registered"] == 30 and live_detail["certificates_revoked"] == 3
 
         result = await rebuild(settings, batch_size=7)  # small batches: many transactions, same result
@@ -87,6 +91,8 @@ async def test_rebuild_ends_with_the_live_numbers_and_live_goes_on(infra, databa
         assert without_time((await http.get("/v1/analytics/summary")).json()) == live_summary
         assert (await http.get("/v1/analytics/timeseries")).json() == live_series
         assert without_time((await http.get(f"/v1/analytics/institutions/{code}")).json()) == live_detail
+        for path, body in live_v11.items():
+            assert without_time((await http.get(f"/v1/analytics/{path}")).json()) == body, path
 
         # the live consumer keeps projecting into the swapped-in tables, still exactly once
         await publish(nc, registered(f"{ref}-after", code))

@@ -1,0 +1,111 @@
+"""The contract v1.1 analytics over the running service: events published on NATS, read over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from iioe.testing import eventually, running_app
+from services.analytics.main import create_app
+from services.analytics.tests.helpers import (
+    AI_COURSES,
+    attended,
+    completed,
+    evaluated,
+    issued,
+    practice,
+    publish_all,
+    registered,
+    role_changed,
+    session_held,
+    settings_for,
+    suspended,
+    transfer_decided,
+    transfer_requested,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def cascade_events(ref: str, a: str, b: str) -> list[Any]:
+    m, t1, t2, u1 = (f"{ref}-{x}" for x in ("m", "t1", "t2", "u1"))
+    return [
+        registered(m, a, role="master_teacher"),
+        *[registered(e, b) for e in (t1, t2, u1)],
+        role_changed(t1, b, "master_teacher", at="2025-04-01T10:00:00+08:00"),
+        session_held(f"{ref}-s1", m, a, region="Khovd", mode="hybrid"),
+        attended(f"{ref}-s1", t1, b),
+        attended(f"{ref}-s1", t2, b),
+        session_held(f"{ref}-s2", t1, b),
+        attended(f"{ref}-s2", u1, b),
+        *[completed(t1, b, c) for c in AI_COURSES],
+        issued(f"{ref}-c1", t1, b),
+        issued(f"{ref}-c2", t2, b),
+        suspended(f"{ref}-c2", t2, b),
+        practice(t1, b, True),
+        evaluated(t1, b, AI_COURSES[0], content=4, usefulness=5, language="ru"),
+        evaluated(t2, b, AI_COURSES[0], content=3, usefulness=5, language="ru"),
+        transfer_requested(f"{ref}-q1", t1, b, receiving=a, certificate_id=f"{ref}-c1"),
+        transfer_decided(f"{ref}-q1", t1, b, "accepted", receiving=a, credits=6),
+    ]
+
+
+async def test_summary_cascade_and_the_v11_reports_over_http(infra, database_url, nc, ref) -> None:
+    a, b = f"a{ref}", f"b{ref}"
+    async with running_app(create_app(settings_for(infra, database_url, ref))) as http:
+        await publish_all(nc, cascade_events(ref, a, b))
+
+        async def summary_complete() -> dict[str, Any] | None:
+            body: dict[str, Any] = (await http.get("/v1/analytics/summary")).json()
+            mine = {i["institution"]: i for i in body["by_institution"] if i["institution"] in (a, b)}
+            if mine.get(b, {}).get("course_ratings") == 2 and mine[b]["certificates_suspended"] == 1:
+                return mine
+            return None
+
+        mine = await eventually(summary_complete, timeout=30, what="the v1.1 events counted")
+        assert (mine[a]["master_teachers"], mine[b]["master_teachers"]) == (1, 1)
+        assert (mine[a]["training_sessions"], mine[b]["training_sessions"]) == (1, 1)
+        assert (mine[b]["trainees_reached"], mine[b]["educators_integrating_ai"]) == (3, 1)
+        assert (mine[b]["courses_rated_highly"], mine[b]["certificates_issued"]) == (1, 1)
+        summary = (await http.get("/v1/analytics/summary")).json()
+        for key in (
+            "master_teachers",
+            "training_sessions",
+            "trainees_reached",
+            "educators_integrating_ai",
+            "course_ratings",
+            "courses_rated_highly",
+        ):
+            assert isinstance(summary[key], int), key
+
+        cascade = (await http.get("/v1/analytics/cascade")).json()
+        assert set(cascade) == {"master_teachers", "totals"}
+        assert set(cascade["totals"]) == {"sessions", "trainees", "trainees_certified"}
+        rows = {r["educator_id"]: r for r in cascade["master_teachers"]}
+        assert rows[f"{ref}-m"] == {
+            "educator_id": f"{ref}-m",
+            "institution": a,
+            "sessions": 1,
+            "trainees": 2,
+            "trainees_completed": 1,
+            "trainees_certified": 1,  # t2's certificate is suspended
+            "second_generation_reach": 1,
+        }
+        one = await http.get(f"/v1/analytics/cascade/{ref}-m")
+        assert one.status_code == 200
+        assert one.json()["by_region"] == [{"region": "Khovd", "sessions": 1, "trainees": 2}]
+        assert one.json()["by_mode"] == [{"mode": "hybrid", "sessions": 1, "trainees": 2}]
+        unknown = await http.get(f"/v1/analytics/cascade/{ref}-u1")
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_master_teacher"
+
+        recognition = (await http.get("/v1/analytics/recognition")).json()
+        receiving = {r["institution"]: r for r in recognition["by_receiving_institution"]}
+        assert receiving[a]["accepted"] == 1 and receiving[a]["credits"] == 6.0
+        practice_body = (await http.get("/v1/analytics/practice")).json()
+        by_inst = {r["institution"]: r for r in practice_body["by_institution"]}
+        assert by_inst[b]["completed_and_integrating"] == 1 and by_inst[b]["share_of_completed"] == 1.0
+        feedback = (await http.get("/v1/analytics/feedback")).json()
+        assert any(c["language"] == "ru" and c["ratings"] >= 2 for c in feedback["by_course"])
+        text = str(summary) + str(cascade) + str(recognition) + str(practice_body) + str(feedback)
+        assert "@" not in text
