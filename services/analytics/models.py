@@ -27,6 +27,10 @@ class Funnel(BaseModel):
 class InstitutionStats(BaseModel):
     institution: str
     name: str | None
+    """English name from the catalogue (None for a code outside it)."""
+    name_mn: str | None = None
+    name_ru: str | None = None
+    """Russian name; the English one where the catalogue holds no reliable translation."""
     educators_registered: int
     course_completions: int
     educators_completed_programme_courses: int

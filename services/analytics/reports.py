@@ -124,9 +124,12 @@ class Reports:
         return inst.name_en if inst else None
 
     def _stats(self, code: str, c: Mapping[str, int]) -> InstitutionStats:
+        inst = self._institutions.get(code)
         return InstitutionStats(
             institution=code,
             name=self.name_of(code),
+            name_mn=inst.name_in("mn") if inst else None,
+            name_ru=inst.name_in("ru") if inst else None,
             educators_registered=c.get("registered", 0),
             course_completions=c.get("completions", 0),
             educators_completed_programme_courses=c.get("completed_programme", 0),

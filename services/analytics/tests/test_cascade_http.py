@@ -64,6 +64,7 @@ async def test_summary_cascade_and_the_v11_reports_over_http(infra, database_url
             return None
 
         mine = await eventually(summary_complete, timeout=30, what="the v1.1 events counted")
+        assert mine is not None
         assert (mine[a]["master_teachers"], mine[b]["master_teachers"]) == (1, 1)
         assert (mine[a]["training_sessions"], mine[b]["training_sessions"]) == (1, 1)
         assert (mine[b]["trainees_reached"], mine[b]["educators_integrating_ai"]) == (3, 1)

@@ -123,6 +123,8 @@ async def test_http_errors_catalogue_names_and_dashboard_files(infra, database_u
         must = await http.get("/v1/analytics/institutions/must")
         assert must.status_code == 200
         assert must.json()["name"] == "Mongolian University of Science and Technology"
+        assert must.json()["name_mn"] == "Шинжлэх Ухаан Технологийн Их Сургууль"
+        assert must.json()["name_ru"] == "Монгольский государственный университет науки и технологий"
         for bad in ("2025-13", "2025-3", "march"):
             resp = await http.get("/v1/analytics/rankings", params={"month": bad})
             assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_month", bad

@@ -9,6 +9,7 @@ import pytest
 
 from iioe.envelope import CloudEvent
 from iioe.events import EducatorErased
+from iioe.reference import load_institutions
 from services.analytics.domain import ProjectionEvent, ProjectionRules
 from services.analytics.reports import Reports
 from services.analytics.settings import AI_PROGRAMME_ID
@@ -249,3 +250,12 @@ async def test_an_erased_educator_still_counts(uow: FakeUnitOfWork, reports: Rep
     erased = EducatorErased(educator_id="e1", institution="must", erased_at=ts("2025-08-01T10:00:00+08:00"))
     assert await Projector(uow).project(ProjectionEvent("erase-1", erased))
     assert (await reports.summary()).model_dump(exclude={"generated_at"}) == before
+
+
+async def test_institution_names_in_three_languages_with_english_where_no_translation(uow: FakeUnitOfWork) -> None:
+    await project(uow, registered("e1", "must"), registered("e2", "muls"), registered("e3", "x-unknown"))
+    by_inst = {i.institution: i for i in (await Reports(uow, load_institutions(), RULES).summary()).by_institution}
+    assert by_inst["must"].name_ru == "Монгольский государственный университет науки и технологий"
+    assert by_inst["must"].name_mn == "Шинжлэх Ухаан Технологийн Их Сургууль"
+    assert by_inst["muls"].name_ru == by_inst["muls"].name == "Mongolian University of Life Sciences"
+    assert (by_inst["x-unknown"].name, by_inst["x-unknown"].name_ru) == (None, None)
