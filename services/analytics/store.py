@@ -113,7 +113,7 @@ async def apply(conn: Conn, deltas: ProjectionDeltas, rules: ProjectionRules) ->
     """Apply already-claimed events; call inside the claim's transaction (steps in `ProjectionState.apply` order)."""
     tz = rules.month_timezone
     if deltas.registrations:
-        await conn.execute(_UPSERT_REGISTRATIONS, *columns(deltas.registrations, 4), tz)
+        await conn.execute(_UPSERT_REGISTRATIONS, *columns(deltas.registrations, 5), tz)
     seen = deltas.educators_seen()
     if seen:
         await conn.execute(_INSERT_PLACEHOLDERS, *columns(seen, 2))
@@ -170,20 +170,22 @@ def _month(expr: str, tz_param: str) -> str:
     return f"to_char(({expr}) AT TIME ZONE {tz_param}, 'YYYY-MM')"
 
 
-# The earliest registration wins; ties are broken by (institution, role) so every order agrees.
+# The earliest registration wins; ties are broken by (institution, role, language) so every order agrees.
 _UPSERT_REGISTRATIONS = f"""
-INSERT INTO educators AS e (educator_id, institution, role, registered_at, registered_month)
-SELECT DISTINCT ON (id) id, inst, role, t, {_month("t", "$5::text")}
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, inst, role, t)
-ORDER BY id, t, inst COLLATE "C", role COLLATE "C"
+INSERT INTO educators AS e (educator_id, institution, role, registered_at, language, registered_month)
+SELECT DISTINCT ON (id) id, inst, role, t, lang, {_month("t", "$6::text")}
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS u(id, inst, role, t, lang)
+ORDER BY id, t, inst COLLATE "C", role COLLATE "C", lang COLLATE "C"
 ON CONFLICT (educator_id) DO UPDATE SET
     institution = EXCLUDED.institution,
     role = EXCLUDED.role,
     registered_at = EXCLUDED.registered_at,
+    language = EXCLUDED.language,
     registered_month = EXCLUDED.registered_month
 WHERE e.registered_at IS NULL
-   OR (EXCLUDED.registered_at, EXCLUDED.institution COLLATE "C", EXCLUDED.role COLLATE "C")
-    < (e.registered_at, e.institution COLLATE "C", e.role COLLATE "C")
+   OR (EXCLUDED.registered_at, EXCLUDED.institution COLLATE "C", EXCLUDED.role COLLATE "C",
+       EXCLUDED.language COLLATE "C")
+    < (e.registered_at, e.institution COLLATE "C", e.role COLLATE "C", coalesce(e.language, '') COLLATE "C")
 """
 
 # An educator known only from later events (registration not seen yet); institution from the event.

@@ -4,7 +4,7 @@ Every rule is order-independent, so a live consumer that sees events out of orde
 that replays them in stream order end with the same numbers:
 
 * an educator's registration is the earliest EducatorRegistered for the id (ties: lowest
-  institution, then role);
+  institution, then role, then language);
 * a course counts as completed at its *first* completion (any score); the programme is
   completed when every programme course is, at the latest of those first completions;
 * a certificate is active when it has been issued and not revoked (a revocation may arrive first);
@@ -94,6 +94,7 @@ class Registration(NamedTuple):
     institution: str
     role: str
     registered_at: datetime
+    language: str
 
 
 class Completion(NamedTuple):
@@ -282,7 +283,9 @@ def split_events(events: Iterable[ProjectionEvent]) -> ProjectionDeltas:
     for event in events:
         data = event.data
         if isinstance(data, EducatorRegistered):
-            deltas.registrations.append(Registration(data.educator_id, data.institution, data.role, data.registered_at))
+            deltas.registrations.append(
+                Registration(data.educator_id, data.institution, data.role, data.registered_at, data.language)
+            )
         elif isinstance(data, CourseCompleted):
             deltas.completions.append(Completion(data.educator_id, data.institution, data.course_id, data.completed_at))
         elif isinstance(data, CertificateIssued):

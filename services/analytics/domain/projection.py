@@ -45,6 +45,8 @@ class EducatorRow:
     role: str | None = None
     registered_at: datetime | None = None
     registered_month: str | None = None
+    language: str | None = None
+    """The registration's language (the language the educator follows the courses in)."""
     started: bool = False
     programme_courses_done: int = 0
     programme_completed_at: datetime | None = None
@@ -140,13 +142,14 @@ class ProjectionState:
             row = self.educators.get(r.educator_id)
             if row is None:
                 row = self.educators[r.educator_id] = EducatorRow(r.institution)
-            elif row.registered_at is not None and (r.registered_at, r.institution, r.role) >= (
+            elif row.registered_at is not None and (r.registered_at, r.institution, r.role, r.language) >= (
                 row.registered_at,
                 row.institution,
                 row.role or "",
+                row.language or "",
             ):
                 continue
-            row.institution, row.role = r.institution, r.role
+            row.institution, row.role, row.language = r.institution, r.role, r.language
             row.registered_at, row.registered_month = r.registered_at, month(r.registered_at)
         for educator_id, institution in deltas.educators_seen():
             row = self.educators.get(educator_id)

@@ -4,7 +4,8 @@
 ALTER TABLE educators
     ADD COLUMN role_now  text,
     ADD COLUMN attended      boolean NOT NULL DEFAULT false,
-    ADD COLUMN integrates_ai boolean;
+    ADD COLUMN integrates_ai boolean,
+    ADD COLUMN language      text;
 UPDATE educators SET role_now = role;
 
 ALTER TABLE certificates ADD COLUMN suspended boolean NOT NULL DEFAULT false;

@@ -67,10 +67,15 @@ def _event(data: BaseModel, event_id: str | None = None, time: str | None = None
 
 
 def registered(
-    educator_id: str, institution: str, at: str = "2025-03-10T10:00:00+08:00", role: str = "educator", **kw: Any
+    educator_id: str,
+    institution: str,
+    at: str = "2025-03-10T10:00:00+08:00",
+    role: str = "educator",
+    language: str = "mn",
+    **kw: Any,
 ) -> CloudEvent[Any]:
     data = EducatorRegistered(
-        educator_id=educator_id, institution=institution, language="mn", role=role, registered_at=ts(at)
+        educator_id=educator_id, institution=institution, language=language, role=role, registered_at=ts(at)
     )
     return _event(data, **kw)
 

@@ -76,7 +76,8 @@ def generated(rng: random.Random, ref: str) -> list[CloudEvent[Any]]:
         for _ in range(rng.choice((0, 1, 1, 1, 2, 3))):  # never, once, or again (maybe elsewhere, same time)
             at = rng.choice((at, rng.choice(times)))
             where = rng.choice((inst, inst, rng.choice(INSTITUTIONS)))
-            events.append(registered(edu, where, at=at, role=rng.choice(("educator", "master_teacher"))))
+            role, language = rng.choice(("educator", "master_teacher")), rng.choice(("mn", "mn", "en", "ru"))
+            events.append(registered(edu, where, at=at, role=role, language=language))
         for course in (*AI_COURSES, "other-course"):
             for _ in range(rng.choice((0, 1, 1, 2, 3))):  # retakes, any score
                 where = rng.choice((inst, inst, rng.choice(INSTITUTIONS)))
@@ -224,6 +225,7 @@ def state_tables(state: ProjectionState) -> dict[str, Any]:
                 e.current_role,
                 e.attended,
                 e.integrates_ai,
+                e.language,
             )
             for k, e in state.educators.items()
         },
