@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel
 
@@ -256,4 +256,67 @@ class Feedback(BaseModel):
     rated_highly: int
     share_highly: float
     by_course: list[CourseFeedback]
+    generated_at: datetime
+
+
+class ReportCounts(BaseModel):
+    """The dated report's measures, as of the end of `as_of` in the reporting time zone."""
+
+    registered: int
+    completed_programme: int
+    """Completed every programme course (any score) by then."""
+    certified: int
+    """Educators holding a programme certificate active then (issued, not revoked, not suspended)."""
+    master_teachers: int
+    """Registered educators whose role then was master_teacher."""
+    credits_recognised: float | None
+    """CreditRecognized credits and accepted credit transfers by then (None where not attributable)."""
+    trainees_reached: int
+    """Educators who attended a training session held by then."""
+    integrating_ai: int
+    """Educators whose latest practice report by then says integrates_ai."""
+    completed_and_integrating: int
+    practice_share: float
+    """completed_and_integrating / completed_programme."""
+
+
+class ReportGroup(ReportCounts):
+    key: str
+    name: str | None = None
+
+
+class RegionReport(BaseModel):
+    region: str
+    sessions: int
+    trainees: int
+
+
+class ProgrammeReport(BaseModel):
+    programme_id: str
+    certificates_active: int
+
+
+class CascadeReach(BaseModel):
+    sessions: int
+    trainees: int
+
+
+class DatedReport(BaseModel):
+    """`GET /v1/analytics/report?as_of=YYYY-MM-DD`: the state at the end of that day (reporting time zone)."""
+
+    as_of: date
+    cutoff: datetime
+    """Events with an effective time before this instant count (the next midnight in `timezone`)."""
+    timezone: str
+    totals: ReportCounts
+    cascade: CascadeReach
+    by_institution: list[ReportGroup]
+    by_type: list[ReportGroup]
+    """public / private (from the institution catalogue; `unknown` for codes outside it)."""
+    by_city: list[ReportGroup]
+    by_language: list[ReportGroup]
+    """By the educator's registration language (mn, en, ru); credits are not attributed by language."""
+    by_region: list[RegionReport]
+    """Training sessions held and distinct trainees, by the session's region."""
+    by_programme: list[ProgrammeReport]
     generated_at: datetime

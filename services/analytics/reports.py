@@ -6,10 +6,11 @@ Each report reads one consistent snapshot through the `ProjectionReader` port (P
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from iioe.reference import Institution
 from services.analytics.domain import ProjectionRules
@@ -17,10 +18,12 @@ from services.analytics.models import (
     Cascade,
     CascadeDetail,
     CascadeMasterTeacher,
+    CascadeReach,
     CascadeTotals,
     CourseFeedback,
     CourseStats,
     CreditsRecognized,
+    DatedReport,
     Feedback,
     Funnel,
     FunnelRates,
@@ -31,12 +34,16 @@ from services.analytics.models import (
     MonthStats,
     Practice,
     PracticeStats,
+    ProgrammeReport,
     ProgrammeStats,
     Ranking,
     Rankings,
     ReceivingInstitutionStats,
     Recognition,
     RegionReach,
+    RegionReport,
+    ReportCounts,
+    ReportGroup,
     Summary,
     Timeseries,
     TransferStats,
@@ -59,6 +66,11 @@ class ProjectionQueries(Protocol):
     async def transfer_counts(self) -> list[dict[str, Any]]: ...
     async def practice_counts(self) -> dict[str, dict[str, int]]: ...
     async def feedback_counts(self) -> list[dict[str, Any]]: ...
+    async def as_of_groups(self, cutoff: datetime, day: date, programme_id: str) -> list[dict[str, Any]]: ...
+    async def as_of_credits(self, cutoff: datetime) -> dict[str, dict[str, Any]]: ...
+    async def as_of_regions(self, day: date) -> dict[str, dict[str, int]]: ...
+    async def as_of_programmes(self, cutoff: datetime) -> dict[str, int]: ...
+    async def as_of_cascade(self, day: date) -> dict[str, int]: ...
 
 
 class ProjectionReader(Protocol):
@@ -321,3 +333,102 @@ class Reports:
             ],
             generated_at=datetime.now(UTC),
         )
+
+    def cutoff_of(self, as_of: date) -> datetime:
+        """The end of `as_of` in the reporting time zone (the next local midnight), as an instant."""
+        return datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=ZoneInfo(self.rules.month_timezone))
+
+    async def dated_report(self, as_of: date, language: str = "en") -> DatedReport:
+        """Registered, completed, certified, master teachers, credits, cascade reach and practice
+        integration as of the end of `as_of`, with breakdowns (institution, type, city, language, region)."""
+        cutoff = self.cutoff_of(as_of)
+        async with self._reader.snapshot() as q:
+            groups = await q.as_of_groups(cutoff, as_of, self.rules.programme_id)
+            credits = await q.as_of_credits(cutoff)
+            regions = await q.as_of_regions(as_of)
+            programmes = await q.as_of_programmes(cutoff)
+            cascade = await q.as_of_cascade(as_of)
+        keys = (
+            "registered",
+            "completed",
+            "certified",
+            "master_teachers",
+            "integrating_ai",
+            "completed_integrating",
+            "trainees",
+        )
+
+        def fold(key_of: Callable[[dict[str, Any]], str]) -> dict[str, dict[str, Any]]:
+            out: dict[str, dict[str, Any]] = {}
+            for g in groups:
+                row = out.setdefault(key_of(g), dict.fromkeys(keys, 0))
+                for k in keys:
+                    row[k] += g[k]
+            return out
+
+        def counts(c: Mapping[str, Any], credit: float | None) -> dict[str, Any]:
+            return {
+                "registered": c["registered"],
+                "completed_programme": c["completed"],
+                "certified": c["certified"],
+                "master_teachers": c["master_teachers"],
+                "credits_recognised": credit,
+                "trainees_reached": c["trainees"],
+                "integrating_ai": c["integrating_ai"],
+                "completed_and_integrating": c["completed_integrating"],
+                "practice_share": _rate(c["completed_integrating"], c["completed"]),
+            }
+
+        def credit_of(codes: list[str]) -> float:
+            return float(sum(credits.get(code, {}).get("credits", 0.0) for code in codes))
+
+        by_inst = fold(lambda g: str(g["institution"]))
+        for code in credits:
+            by_inst.setdefault(code, dict.fromkeys(keys, 0))
+
+        def attribute(field: str) -> Callable[[str], str]:
+            def of(code: str) -> str:
+                inst = self._institutions.get(code)
+                return str(getattr(inst, field)) if inst else "unknown"
+
+            return of
+
+        def grouped(key_of: Callable[[str], str]) -> list[ReportGroup]:
+            members: dict[str, list[str]] = {}
+            for code in by_inst:
+                members.setdefault(key_of(code), []).append(code)
+            out = []
+            for key in sorted(members):
+                summed = {k: sum(by_inst[code][k] for code in members[key]) for k in keys}
+                out.append(ReportGroup(key=key, **counts(summed, credit_of(members[key]))))
+            return out
+
+        institutions = [
+            ReportGroup(key=code, name=self.name_in(code, language), **counts(c, credit_of([code])))
+            for code, c in by_inst.items()
+        ]
+        institutions.sort(key=lambda g: (-g.registered, g.key))
+        totals = {k: sum(c[k] for c in by_inst.values()) for k in keys}
+        return DatedReport(
+            as_of=as_of,
+            cutoff=cutoff,
+            timezone=self.rules.month_timezone,
+            totals=ReportCounts(**counts(totals, credit_of(list(by_inst)))),
+            cascade=CascadeReach(**cascade),
+            by_institution=institutions,
+            by_type=grouped(attribute("type")),
+            by_city=grouped(attribute("city")),
+            by_language=[
+                ReportGroup(key=key, **counts(c, None))
+                for key, c in sorted(fold(lambda g: str(g["language"] or "unknown")).items())
+            ],
+            by_region=[RegionReport(region=k, **v) for k, v in sorted(regions.items())],
+            by_programme=[
+                ProgrammeReport(programme_id=k, certificates_active=v) for k, v in sorted(programmes.items())
+            ],
+            generated_at=datetime.now(UTC),
+        )
+
+    def name_in(self, code: str, language: str) -> str | None:
+        inst = self._institutions.get(code)
+        return inst.name_in(language) if inst else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -92,6 +93,109 @@ class PgProjectionQueries:
             {k: (int(v) if k not in ("course_id", "language") else v) for k, v in r.items()}
             for r in await self._conn.fetch(_FEEDBACK_COUNTS)
         ]
+
+    async def as_of_groups(self, cutoff: datetime, day: date, programme_id: str) -> list[dict[str, Any]]:
+        rows = await self._conn.fetch(_AS_OF_GROUPS, cutoff, day, programme_id)
+        return [{k: (int(v) if k not in ("institution", "language") else v) for k, v in r.items()} for r in rows]
+
+    async def as_of_credits(self, cutoff: datetime) -> dict[str, dict[str, Any]]:
+        return {
+            r["institution"]: {
+                "credits": float(r["credits"]),
+                "recognitions": int(r["recognitions"]),
+                "transfers_accepted": int(r["transfers_accepted"]),
+            }
+            for r in await self._conn.fetch(_AS_OF_CREDITS, cutoff)
+        }
+
+    async def as_of_regions(self, day: date) -> dict[str, dict[str, int]]:
+        return {
+            r["region"]: {"sessions": int(r["sessions"]), "trainees": int(r["trainees"])}
+            for r in await self._conn.fetch(_AS_OF_REGIONS, day)
+        }
+
+    async def as_of_programmes(self, cutoff: datetime) -> dict[str, int]:
+        return {r["programme_id"]: int(r["n"]) for r in await self._conn.fetch(_AS_OF_PROGRAMMES, cutoff)}
+
+    async def as_of_cascade(self, day: date) -> dict[str, int]:
+        row = await self._conn.fetchrow(_AS_OF_CASCADE, day)
+        assert row is not None
+        return {"sessions": int(row["sessions"]), "trainees": int(row["trainees"])}
+
+
+# As of a cutoff ($1, exclusive) whose last day is $2: the same rules as the live projections, on the
+# kept history (role changes, suspensions, practice reports, session dates).
+_ACTIVE_AT = """
+    c.issued_at < $1 AND (c.revoked_at IS NULL OR c.revoked_at >= $1)
+    AND NOT coalesce((SELECT s.suspended FROM certificate_status_changes s
+                      WHERE s.certificate_id = c.certificate_id AND s.at < $1
+                      ORDER BY s.at DESC, s.suspended ASC LIMIT 1), false)
+"""
+
+_AS_OF_GROUPS = f"""
+WITH r AS (
+    SELECT DISTINCT ON (educator_id) educator_id, changed_at, role FROM role_changes WHERE changed_at < $1
+    ORDER BY educator_id, changed_at DESC, role COLLATE "C" DESC
+), c AS (
+    SELECT DISTINCT c.educator_id FROM certificates c WHERE c.programme_id = $3 AND {_ACTIVE_AT}
+), p AS (
+    SELECT DISTINCT ON (educator_id) educator_id, integrates_ai FROM practice_reports WHERE reported_on <= $2
+    ORDER BY educator_id, reported_on DESC, integrates_ai DESC
+), a AS (
+    SELECT DISTINCT a.educator_id FROM session_attendance a JOIN training_sessions s USING (session_id)
+    WHERE s.held_on <= $2
+), flags AS (
+    SELECT e.institution, e.language,
+           coalesce(e.registered_at < $1, false) AS registered,
+           coalesce(e.programme_completed_at < $1, false) AS completed,
+           c.educator_id IS NOT NULL AS certified,
+           coalesce(e.registered_at < $1, false)
+               AND CASE WHEN r.changed_at IS NOT NULL AND (e.registered_at IS NULL OR r.changed_at >= e.registered_at)
+                        THEN r.role ELSE e.role END = 'master_teacher' AS master_teacher,
+           coalesce(p.integrates_ai, false) AS ai,
+           a.educator_id IS NOT NULL AS trainee
+    FROM educators e LEFT JOIN r USING (educator_id) LEFT JOIN c USING (educator_id)
+    LEFT JOIN p USING (educator_id) LEFT JOIN a USING (educator_id)
+)
+SELECT institution, language,
+       count(*) FILTER (WHERE registered) AS registered,
+       count(*) FILTER (WHERE completed) AS completed,
+       count(*) FILTER (WHERE certified) AS certified,
+       count(*) FILTER (WHERE master_teacher) AS master_teachers,
+       count(*) FILTER (WHERE ai) AS integrating_ai,
+       count(*) FILTER (WHERE ai AND completed) AS completed_integrating,
+       count(*) FILTER (WHERE trainee) AS trainees
+FROM flags WHERE registered OR completed OR certified OR ai OR trainee
+GROUP BY institution, language
+"""
+
+_AS_OF_CREDITS = """
+SELECT institution, coalesce(sum(credits), 0) AS credits,
+       count(*) FILTER (WHERE kind = 'r') AS recognitions, count(*) FILTER (WHERE kind = 't') AS transfers_accepted
+FROM (
+    SELECT institution, credits, 'r' AS kind FROM credit_recognitions WHERE recognized_at < $1
+    UNION ALL
+    SELECT institution, coalesce(credits, 0), 't' FROM credit_transfer_decisions
+    WHERE decision = 'accepted' AND decided_at < $1
+) x GROUP BY institution
+"""
+
+_AS_OF_REGIONS = """
+SELECT s.region, count(DISTINCT s.session_id) AS sessions, count(DISTINCT a.educator_id) AS trainees
+FROM training_sessions s LEFT JOIN session_attendance a USING (session_id)
+WHERE s.held_on <= $1 GROUP BY s.region
+"""
+
+_AS_OF_PROGRAMMES = f"""
+SELECT c.programme_id, count(*) AS n FROM certificates c WHERE c.programme_id IS NOT NULL AND {_ACTIVE_AT}
+GROUP BY c.programme_id
+"""
+
+_AS_OF_CASCADE = """
+SELECT (SELECT count(*) FROM training_sessions WHERE held_on <= $1) AS sessions,
+       (SELECT count(DISTINCT a.educator_id) FROM session_attendance a JOIN training_sessions s USING (session_id)
+        WHERE s.held_on <= $1) AS trainees
+"""
 
 
 _MASTER = "registered_at IS NOT NULL AND role_now = 'master_teacher'"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import date, datetime
 from typing import Any
 
 from services.analytics.domain import ProjectionDeltas, ProjectionRules, ProjectionState
@@ -86,6 +87,21 @@ class FakeQueries:
 
     async def feedback_counts(self) -> list[dict[str, Any]]:
         return self._state.feedback_counts()
+
+    async def as_of_groups(self, cutoff: datetime, day: date, programme_id: str) -> list[dict[str, Any]]:
+        return self._state.as_of_groups(cutoff, day, programme_id)
+
+    async def as_of_credits(self, cutoff: datetime) -> dict[str, dict[str, Any]]:
+        return self._state.as_of_credits(cutoff)
+
+    async def as_of_regions(self, day: date) -> dict[str, dict[str, int]]:
+        return self._state.as_of_regions(day)
+
+    async def as_of_programmes(self, cutoff: datetime) -> dict[str, int]:
+        return self._state.as_of_programmes(cutoff)
+
+    async def as_of_cascade(self, day: date) -> dict[str, int]:
+        return self._state.as_of_cascade(day)
 
 
 class FakeUnitOfWork:

@@ -16,7 +16,7 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -300,6 +300,8 @@ async def reports_of(reports: Reports) -> dict[str, Any]:
         out[f"cascade {row['educator_id']}"] = bare(await reports.cascade_of(row["educator_id"]))
     for name in ("recognition", "practice", "feedback"):
         out[name] = bare(await getattr(reports, name)())
+    for as_of in (date(2025, 3, 31), date(2025, 5, 1), date(2025, 6, 30), date(2025, 9, 14), date(2026, 1, 1)):
+        out[f"report {as_of}"] = bare(await reports.dated_report(as_of))
     return out
 
 

@@ -3,6 +3,7 @@ reports, course evaluations and credit transfers (section 10). No NATS, no Postg
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -259,3 +260,61 @@ async def test_institution_names_in_three_languages_with_english_where_no_transl
     assert by_inst["must"].name_mn == "Шинжлэх Ухаан Технологийн Их Сургууль"
     assert by_inst["muls"].name_ru == by_inst["muls"].name == "Mongolian University of Life Sciences"
     assert (by_inst["x-unknown"].name, by_inst["x-unknown"].name_ru) == (None, None)
+
+
+async def dated_world(uow: FakeUnitOfWork) -> Reports:
+    await project(
+        uow,
+        registered("e1", "must", at="2025-06-30T23:30:00+08:00", language="en"),  # the last minutes of 30 June
+        registered("e2", "must", at="2025-06-30T16:30:00+00:00"),  # 1 July, 00:30 in Ulaanbaatar
+        registered("e3", "miu", at="2025-05-01T10:00:00+08:00", language="ru"),
+        role_changed("e1", "must", "master_teacher", at="2025-07-05T10:00:00+08:00"),
+        *[completed("e3", "miu", c, at="2025-05-20T10:00:00+08:00") for c in AI_COURSES],
+        issued("c3", "e3", "miu", at="2025-06-01T10:00:00+08:00"),
+        suspended("c3", "e3", "miu", at="2025-06-20T10:00:00+08:00"),
+        reinstated("c3", "e3", "miu", at="2025-07-10T10:00:00+08:00"),
+        revoked("c3", "e3", "miu", at="2025-08-05T10:00:00+08:00"),
+        practice("e3", "miu", True, on="2025-06-15"),
+        practice("e3", "miu", False, on="2025-07-15"),
+        session_held("s1", "e1", "must", region="Darkhan", on="2025-07-02"),
+        attended("s1", "e3", "miu"),
+        transfer_requested("q1", "e3", "miu", receiving="must"),
+        transfer_decided("q1", "e3", "miu", "accepted", receiving="must", credits=3, at="2025-07-01T10:00:00+08:00"),
+    )
+    return Reports(uow, load_institutions(), RULES)
+
+
+async def test_a_dated_report_counts_what_was_true_at_the_end_of_that_day_in_ulaanbaatar(
+    uow: FakeUnitOfWork,
+) -> None:
+    reports = await dated_world(uow)
+
+    def measures(r: Any) -> tuple[Any, ...]:
+        t = r.totals
+        return (
+            t.registered,
+            t.master_teachers,
+            t.completed_programme,
+            t.certified,
+            t.integrating_ai,
+            t.trainees_reached,
+            t.credits_recognised,
+        )
+
+    assert measures(await reports.dated_report(date(2025, 6, 10))) == (1, 0, 1, 1, 0, 0, 0.0)
+    assert measures(await reports.dated_report(date(2025, 6, 30))) == (2, 0, 1, 0, 1, 0, 0.0)  # suspended
+    assert measures(await reports.dated_report(date(2025, 7, 31))) == (3, 1, 1, 1, 0, 1, 3.0)  # reinstated
+    assert measures(await reports.dated_report(date(2025, 8, 31))) == (3, 1, 1, 0, 0, 1, 3.0)  # revoked
+    report = await reports.dated_report(date(2025, 7, 31), language="ru")
+    assert report.cutoff.isoformat() == "2025-08-01T00:00:00+08:00"
+    by_type = {g.key: (g.registered, g.certified, g.credits_recognised) for g in report.by_type}
+    assert by_type == {"public": (2, 0, 0.0), "private": (1, 1, 3.0)}
+    assert {g.key: g.registered for g in report.by_city} == {"Ulaanbaatar": 3}
+    assert {g.key: g.registered for g in report.by_language} == {"en": 1, "mn": 1, "ru": 1}
+    assert [(r.region, r.sessions, r.trainees) for r in report.by_region] == [("Darkhan", 1, 1)]
+    assert report.cascade.model_dump() == {"sessions": 1, "trainees": 1}
+    names = {g.key: g.name for g in report.by_institution}
+    assert names["must"] == "Монгольский государственный университет науки и технологий"
+    assert [(p.programme_id, p.certificates_active) for p in report.by_programme] == [(AI_PROGRAMME_ID, 1)]
+    practice_june = (await reports.dated_report(date(2025, 6, 30))).totals
+    assert (practice_june.completed_and_integrating, practice_june.practice_share) == (1, 1.0)
