@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, FastAPI, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sse_starlette import EventSourceResponse
 
@@ -18,6 +18,7 @@ from iioe.runtime.http import ApiError
 from services.analytics.models import (
     Cascade,
     CascadeDetail,
+    DatedReport,
     Feedback,
     InstitutionDetail,
     Practice,
@@ -26,11 +27,15 @@ from services.analytics.models import (
     Summary,
     Timeseries,
 )
+from services.analytics.report_formats import to_csv, to_pdf
 from services.analytics.reports import Reports
 from services.analytics.snapshots import SummaryFeed
 
 STATIC_DIR = Path(__file__).with_name("static")
 MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+REPORT_FORMATS = ("json", "csv", "pdf")
+REPORT_LANGUAGES = ("en", "mn", "ru")
 
 
 def build_router(reports: Reports, feed: SummaryFeed) -> APIRouter:
@@ -93,6 +98,34 @@ def build_router(reports: Reports, feed: SummaryFeed) -> APIRouter:
         """Course evaluations per course and language: share rated highly (both ratings ≥ 4)."""
         return await reports.feedback()
 
+    @router.get(
+        "/v1/analytics/report",
+        response_model=DatedReport,
+        tags=["analytics"],
+        responses={200: {"content": {"text/csv": {}, "application/pdf": {}}}},
+    )
+    async def report(
+        as_of: str | None = Query(default=None, description="YYYY-MM-DD; default today (reporting time zone)"),
+        format: str = Query(default="json", description="json | csv | pdf"),
+        lang: str = Query(default="en", description="en | mn | ru: names and PDF labels"),
+    ) -> Any:
+        """The state at the end of `as_of` (reporting time zone): registered, completed, certified, master
+        teachers, credits, cascade reach, practice integration, with breakdowns. Aggregates only."""
+        tz = ZoneInfo(reports.rules.month_timezone)
+        day = datetime.now(tz).date() if as_of is None else _parse_day(as_of)
+        if format not in REPORT_FORMATS:
+            raise ApiError(422, "invalid_format", f"format {format!r} must be one of {', '.join(REPORT_FORMATS)}")
+        if lang not in REPORT_LANGUAGES:
+            raise ApiError(422, "invalid_language", f"lang {lang!r} must be one of {', '.join(REPORT_LANGUAGES)}")
+        body = await reports.dated_report(day, lang)
+        filename = f"iioe-report-{day.isoformat()}.{format}"
+        disposition = {"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"}
+        if format == "csv":
+            return Response(to_csv(body), media_type="text/csv; charset=utf-8", headers=disposition)
+        if format == "pdf":
+            return Response(to_pdf(body, lang), media_type="application/pdf", headers=disposition)
+        return body
+
     @router.get("/v1/analytics/stream", tags=["analytics"])
     async def stream() -> EventSourceResponse:
         """Server-sent events: `summary` with the current state at once, then every new snapshot."""
@@ -110,6 +143,15 @@ def build_router(reports: Reports, feed: SummaryFeed) -> APIRouter:
         return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
 
     return router
+
+
+def _parse_day(text: str) -> date:
+    try:
+        if not DAY_RE.fullmatch(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(422, "invalid_date", f"as_of {text!r} must be a date YYYY-MM-DD, e.g. 2025-06-30") from None
 
 
 def mount_dashboard(app: FastAPI) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 
 from iioe.testing import eventually, running_app
 from services.analytics.main import create_app
@@ -110,3 +112,46 @@ async def test_summary_cascade_and_the_v11_reports_over_http(infra, database_url
         assert any(c["language"] == "ru" and c["ratings"] >= 2 for c in feedback["by_course"])
         text = str(summary) + str(cascade) + str(recognition) + str(practice_body) + str(feedback)
         assert "@" not in text
+
+
+async def test_dated_report_over_http_as_json_csv_and_pdf(infra, database_url, nc, ref) -> None:
+    a, b = f"a{ref}", f"b{ref}"
+    async with running_app(create_app(settings_for(infra, database_url, ref))) as http:
+        await publish_all(nc, cascade_events(ref, a, b))
+
+        async def counted() -> bool:
+            body = (await http.get("/v1/analytics/summary")).json()
+            return bool(body["course_ratings"] == 2 and body["certificates_suspended"] == 1)
+
+        await eventually(counted, timeout=30, what="the events counted")
+        before = (await http.get("/v1/analytics/report", params={"as_of": "2025-03-09"})).json()
+        assert before["totals"]["registered"] == 0 and before["cascade"] == {"sessions": 0, "trainees": 0}
+        resp = await http.get("/v1/analytics/report", params={"as_of": "2025-06-30"})
+        assert resp.status_code == 200
+        report = resp.json()
+        assert report["cutoff"] == "2025-07-01T00:00:00+08:00"
+        totals = report["totals"]
+        assert (totals["registered"], totals["master_teachers"], totals["completed_programme"]) == (4, 2, 1)
+        assert (totals["certified"], totals["trainees_reached"], report["cascade"]["sessions"]) == (1, 3, 2)
+        assert {g["key"] for g in report["by_institution"]} == {a, b}
+
+        csv_resp = await http.get("/v1/analytics/report", params={"as_of": "2025-06-30", "format": "csv"})
+        assert csv_resp.headers["content-type"].startswith("text/csv")
+        assert "attachment" in csv_resp.headers["content-disposition"]
+        lines = csv_resp.text.splitlines()
+        assert lines[0].startswith("as_of,breakdown,key,name,registered,")
+        assert lines[1].startswith("2025-06-30,total,all,,4,1,1,2,")
+
+        pdf_resp = await http.get("/v1/analytics/report", params={"as_of": "2025-06-30", "format": "pdf", "lang": "mn"})
+        assert pdf_resp.headers["content-type"] == "application/pdf"
+        text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf_resp.content)).pages)
+        assert "2025-06-30-ны байдлаарх тайлан" in " ".join(text.split()) and a in text
+
+        for params, code in (
+            ({"as_of": "2025-02-30"}, "invalid_date"),
+            ({"as_of": "30.06.2025"}, "invalid_date"),
+            ({"as_of": "2025-06-30", "format": "xlsx"}, "invalid_format"),
+            ({"as_of": "2025-06-30", "lang": "de"}, "invalid_language"),
+        ):
+            bad = await http.get("/v1/analytics/report", params=params)
+            assert bad.status_code == 422 and bad.json()["error"]["code"] == code, params

@@ -3,14 +3,18 @@ reports, course evaluations and credit transfers (section 10). No NATS, no Postg
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 
 from iioe.envelope import CloudEvent
 from iioe.events import EducatorErased
 from iioe.reference import load_institutions
+from services.analytics import report_formats
 from services.analytics.domain import ProjectionEvent, ProjectionRules
 from services.analytics.reports import Reports
 from services.analytics.settings import AI_PROGRAMME_ID
@@ -318,3 +322,47 @@ async def test_a_dated_report_counts_what_was_true_at_the_end_of_that_day_in_ula
     assert [(p.programme_id, p.certificates_active) for p in report.by_programme] == [(AI_PROGRAMME_ID, 1)]
     practice_june = (await reports.dated_report(date(2025, 6, 30))).totals
     assert (practice_june.completed_and_integrating, practice_june.practice_share) == (1, 1.0)
+
+
+async def test_the_dated_report_as_csv_has_one_header_row_and_a_row_per_breakdown_entry(uow: FakeUnitOfWork) -> None:
+    report = await (await dated_world(uow)).dated_report(date(2025, 7, 31))
+    rows = list(csv.reader(io.StringIO(report_formats.to_csv(report))))
+    assert tuple(rows[0]) == report_formats.CSV_COLUMNS
+    body = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+    total = body[0]
+    assert (total["breakdown"], total["registered"], total["certified"], total["credits_recognised"]) == (
+        "total",
+        "3",
+        "1",
+        "3",
+    )
+    assert {(r["breakdown"], r["key"]) for r in body} >= {
+        ("institution", "must"),
+        ("institution", "miu"),
+        ("type", "private"),
+        ("city", "Ulaanbaatar"),
+        ("language", "ru"),
+        ("region", "Darkhan"),
+        ("programme", AI_PROGRAMME_ID),
+    }
+    assert all(r["as_of"] == "2025-07-31" for r in body)
+
+
+async def test_the_dated_report_as_pdf_reads_back_in_russian(uow: FakeUnitOfWork) -> None:
+    report = await (await dated_world(uow)).dated_report(date(2025, 7, 31), language="ru")
+    pdf = report_formats.to_pdf(report, "ru")
+    assert pdf.startswith(b"%PDF-")
+    text = " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages).split())
+    assert "отчёт на 2025-07-31" in text
+    assert "Монгольский государственный университет науки и технологий" in text
+    assert "Darkhan" in text and "Каскад: занятий 1, обучено 1" in text
+
+
+async def test_without_a_unicode_font_the_pdf_falls_back_to_english_labels(
+    uow: FakeUnitOfWork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report_formats, "FONT_CANDIDATES", ())
+    monkeypatch.delenv(report_formats.PDF_FONT_ENV, raising=False)
+    report = await (await dated_world(uow)).dated_report(date(2025, 7, 31), language="ru")
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(report_formats.to_pdf(report, "ru"))).pages)
+    assert "report as of 2025-07-31" in text and "miu" in text
