@@ -697,12 +697,12 @@
     });
   }
 
-  /** The months to chart: the series ends at the latest month with data; a range counts back from it. */
+  /** The months to chart: the chosen measure's series ends at its latest month with data (never
+   *  running empty to today); a range counts back from there. */
   function monthsInRange() {
     const months = Array.isArray(state.timeseries?.months) ? state.timeseries.months.slice() : [];
     months.sort((a, b) => String(a.month).localeCompare(String(b.month)));
-    const hasData = (mo) => SERIES_KEYS.some((k) => num(mo[k]) > 0) || num(mo.certificates_revoked) > 0;
-    while (months.length && !hasData(months[months.length - 1])) months.pop();
+    while (months.length && !(num(months[months.length - 1][state.series]) > 0)) months.pop();
     const n = Number(state.range);
     return Number.isFinite(n) && n > 0 ? months.slice(-n) : months;
   }
@@ -827,12 +827,15 @@
     if (list.length === 0) return emptyChart(container, "cascade_empty");
 
     const width = chartWidth(container, 900);
+    // wide: three columns side by side; narrow (phones): the master teacher on a line of its own,
+    // the trainees and the second generation below it, indented
     const narrow = width < 620;
-    const head = 22;
-    const rowH = narrow ? 58 : 50;
-    const gap = narrow ? 18 : 40;
-    const colW = Math.floor((width - 2 * gap) / 3);
-    const xs = [0, colW + gap, 2 * (colW + gap)];
+    const head = narrow ? 0 : 22;
+    const rowH = narrow ? 104 : 50;
+    const gap = narrow ? 14 : 40;
+    const indent = narrow ? 18 : 0;
+    const colW = narrow ? Math.floor((width - indent - gap) / 2) : Math.floor((width - 2 * gap) / 3);
+    const boxH = narrow ? 42 : rowH - 10;
     const more = all.length - list.length;
     const height = head + list.length * rowH + (more > 0 ? 22 : 0);
     const maxT = Math.max(1, ...list.map((r) => num(r.trainees)));
@@ -847,16 +850,20 @@
     });
     clearChildren(container);
     container.appendChild(root);
-    ["cascade_head_master", "cascade_head_trainees", "cascade_head_second"].forEach((key, i) => {
-      const label = svg("text", { x: xs[i], y: 14, class: "cascade-head" });
-      root.appendChild(label);
-      fitText(label, t(key), colW);
-    });
+    if (!narrow) {
+      ["cascade_head_master", "cascade_head_trainees", "cascade_head_second"].forEach((key, i) => {
+        const label = svg("text", { x: i * (colW + gap), y: 14, class: "cascade-head" });
+        root.appendChild(label);
+        fitText(label, t(key), colW);
+      });
+    }
 
     list.forEach((r, i) => {
       const y = head + i * rowH;
-      const boxH = rowH - 10;
-      const cy = y + boxH / 2;
+      // box positions: [x, y, width] of the master teacher, the trainees, the second generation
+      const boxes = narrow
+        ? [[0, y, width], [indent, y + boxH + 8, colW], [indent + colW + gap, y + boxH + 8, colW]]
+        : [[0, y, colW], [colW + gap, y, colW], [2 * (colW + gap), y, colW]];
       const g = svg("g", {
         class: "cascade-row", "data-educator": String(r.educator_id ?? ""),
         "data-trainees": num(r.trainees), "data-second": num(r.second_generation_reach),
@@ -869,32 +876,36 @@
         `${t("cascade_head_second")}: ${fmtInt(r.second_generation_reach)}`);
 
       // links first, so the boxes sit on top
-      const link = (x1, x2, weight, cls) => {
-        const mid = (x1 + x2) / 2;
-        g.appendChild(svg("path", {
-          d: `M${x1},${cy} C${mid},${cy} ${mid},${cy} ${x2},${cy}`, class: `cascade-link ${cls}`,
-          "stroke-width": weight,
-        }));
+      const link = (d, weight, cls) => {
+        g.appendChild(svg("path", { d, class: `cascade-link ${cls}`, "stroke-width": weight }));
       };
-      if (num(r.trainees) > 0) link(xs[0] + colW, xs[1], 2 + 10 * num(r.trainees) / maxT, "first");
+      const [m, tr, sg] = boxes;
+      const mid = (b) => b[1] + boxH / 2;
+      if (num(r.trainees) > 0) {
+        const w = 2 + 10 * num(r.trainees) / maxT;
+        link(narrow ? `M${indent / 2},${m[1] + boxH} L${indent / 2},${mid(tr)} L${tr[0]},${mid(tr)}`
+          : `M${m[0] + colW},${mid(m)} L${tr[0]},${mid(tr)}`, w, "first");
+      }
       if (num(r.second_generation_reach) > 0) {
-        link(xs[1] + colW, xs[2], 2 + 10 * num(r.second_generation_reach) / maxS, "second");
+        link(`M${tr[0] + tr[2]},${mid(tr)} L${sg[0]},${mid(sg)}`,
+          2 + 10 * num(r.second_generation_reach) / maxS, "second");
       }
 
-      const node = (x, cls, main, sub) => {
-        g.appendChild(svg("rect", { x, y, width: colW, height: boxH, rx: 6, class: `cascade-node ${cls}` }));
-        const mainText = svg("text", { x: x + 8, y: y + 16, class: "cascade-main" });
+      const node = ([x, top, w], cls, main, sub) => {
+        g.appendChild(svg("rect", { x, y: top, width: w, height: boxH, rx: 6, class: `cascade-node ${cls}` }));
+        const mainText = svg("text", { x: x + 8, y: top + 16, class: "cascade-main" });
         g.appendChild(mainText);
-        fitText(mainText, main, colW - 16);
-        const subText = svg("text", { x: x + 8, y: y + 32, class: "cascade-sub" });
+        fitText(mainText, main, w - 16);
+        const subText = svg("text", { x: x + 8, y: top + 32, class: "cascade-sub" });
         g.appendChild(subText);
-        fitText(subText, sub, colW - 16);
+        fitText(subText, sub, w - 16);
       };
-      node(xs[0], "master", String(r.educator_id ?? ""), `${String(r.institution ?? "").toUpperCase()} · ` +
+      node(m, "master", String(r.educator_id ?? ""), `${String(r.institution ?? "").toUpperCase()} · ` +
         t("cascade_n_sessions", { n: fmtInt(r.sessions) }));
-      node(xs[1], "first", t("cascade_n_trainees", { n: fmtInt(r.trainees) }),
+      node(tr, "first", t("cascade_n_trainees", { n: fmtInt(r.trainees) }),
         t("cascade_progress", { c: fmtInt(r.trainees_completed), k: fmtInt(r.trainees_certified) }));
-      node(xs[2], "second", t("cascade_n_second", { n: fmtInt(r.second_generation_reach) }), "");
+      node(sg, "second", t("cascade_n_second", { n: fmtInt(r.second_generation_reach) }),
+        narrow ? t("cascade_head_second") : "");
     });
     if (more > 0) {
       root.appendChild(svg("text", { x: 0, y: height - 6, class: "cascade-sub" }, t("cascade_more", { n: more })));
