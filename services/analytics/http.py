@@ -66,9 +66,17 @@ def build_router(reports: Reports, feed: SummaryFeed) -> APIRouter:
         return await reports.rankings(month)
 
     @router.get("/v1/analytics/timeseries", response_model=Timeseries, tags=["analytics"])
-    async def timeseries(institution: str | None = None) -> Timeseries:
-        """Per month, sorted: registrations, course/programme completions, certificates issued/revoked."""
-        return await reports.timeseries(institution)
+    async def timeseries(
+        institution: str | None = None,
+        from_month: str | None = Query(default=None, alias="from", description="YYYY-MM, first month shown"),
+        to_month: str | None = Query(default=None, alias="to", description="YYYY-MM, last month shown"),
+    ) -> Timeseries:
+        """Per month, sorted, from the first to the latest month with data (or the chosen range, gaps
+        filled with zeros): registrations, course/programme completions, certificates issued/revoked."""
+        for value in (from_month, to_month):
+            if value is not None and not (MONTH_RE.fullmatch(value) and "2000" <= value[:4] <= "2100"):
+                raise ApiError(422, "invalid_month", f"month {value!r} must be YYYY-MM in 2000–2100, e.g. 2025-03")
+        return await reports.timeseries(institution, from_month, to_month)
 
     @router.get("/v1/analytics/cascade", response_model=Cascade, tags=["analytics"])
     async def cascade() -> Cascade:

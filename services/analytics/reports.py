@@ -96,11 +96,17 @@ def _funnel(registered: int, started: int, completed: int, certified: int) -> Fu
     )
 
 
-def _months(by_month: Mapping[str, Mapping[str, int]]) -> list[MonthStats]:
-    """Every month from the first to the last with data, gaps filled with zeros (charts need them)."""
-    if not by_month:
+def _months(
+    by_month: Mapping[str, Mapping[str, int]], first: str | None = None, last: str | None = None
+) -> list[MonthStats]:
+    """Every month from the first to the last with data (or from `first` to `last`), gaps filled with
+    zeros (charts need them)."""
+    if first is None or last is None:
+        if not by_month:
+            return []
+        first, last = first or min(by_month), last or max(by_month)
+    if first > last:
         return []
-    first, last = min(by_month), max(by_month)
     year, month = int(first[:4]), int(first[5:7])
     out: list[MonthStats] = []
     while True:
@@ -236,10 +242,13 @@ class Reports:
             ranked.append(Ranking(rank=rank, institution=code, name=self.name_of(code), registrations=n))
         return Rankings(month=month, rankings=ranked)
 
-    async def timeseries(self, institution: str | None = None) -> Timeseries:
+    async def timeseries(
+        self, institution: str | None = None, first: str | None = None, last: str | None = None
+    ) -> Timeseries:
+        """Months from the first to the latest with data; `first` / `last` ('YYYY-MM') choose a range."""
         async with self._reader.snapshot() as q:
             by_month = await q.monthly(institution)
-        return Timeseries(months=_months(by_month))
+        return Timeseries(months=_months(by_month, first, last))
 
     async def cascade(self) -> Cascade:
         async with self._reader.snapshot() as q:

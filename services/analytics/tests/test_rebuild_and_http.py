@@ -128,6 +128,11 @@ async def test_http_errors_catalogue_names_and_dashboard_files(infra, database_u
         for bad in ("2025-13", "2025-3", "march"):
             resp = await http.get("/v1/analytics/rankings", params={"month": bad})
             assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_month", bad
+        for params in ({"from": "2025-13"}, {"to": "1999-01"}, {"from": "9999-01"}):
+            resp = await http.get("/v1/analytics/timeseries", params=params)
+            assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_month", params
+        chosen = await http.get("/v1/analytics/timeseries", params={"from": "2024-11", "to": "2025-01"})
+        assert [m["month"] for m in chosen.json()["months"]] == ["2024-11", "2024-12", "2025-01"]
         ok = await http.get("/v1/analytics/rankings", params={"month": "1999-01"})
         assert ok.json() == {"month": "1999-01", "rankings": []}
         summary = (await http.get("/v1/analytics/summary")).json()

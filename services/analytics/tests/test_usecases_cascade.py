@@ -366,3 +366,18 @@ async def test_without_a_unicode_font_the_pdf_falls_back_to_english_labels(
     report = await (await dated_world(uow)).dated_report(date(2025, 7, 31), language="ru")
     text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(report_formats.to_pdf(report, "ru"))).pages)
     assert "report as of 2025-07-31" in text and "miu" in text
+
+
+async def test_the_time_series_ends_at_the_latest_month_with_data_or_a_chosen_range(
+    uow: FakeUnitOfWork, reports: Reports
+) -> None:
+    await project(
+        uow,
+        registered("e1", "must", at="2025-01-10T10:00:00+08:00"),
+        registered("e2", "must", at="2025-03-10T10:00:00+08:00"),
+    )
+    assert [m.month for m in (await reports.timeseries()).months] == ["2025-01", "2025-02", "2025-03"]
+    chosen = await reports.timeseries(None, "2024-12", "2025-02")
+    assert [(m.month, m.registrations) for m in chosen.months] == [("2024-12", 0), ("2025-01", 1), ("2025-02", 0)]
+    assert [m.month for m in (await reports.timeseries(None, "2025-02", None)).months] == ["2025-02", "2025-03"]
+    assert (await reports.timeseries(None, "2025-04", "2025-03")).months == []
