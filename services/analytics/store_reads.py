@@ -421,7 +421,8 @@ async def has_institution(conn: Conn, code: str) -> bool:
     found = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM educators WHERE institution = $1)"
         " OR EXISTS (SELECT 1 FROM certificates WHERE institution = $1)"
-        " OR EXISTS (SELECT 1 FROM course_completion_counts WHERE institution = $1)",
+        " OR EXISTS (SELECT 1 FROM course_completion_counts WHERE institution = $1)"
+        " OR EXISTS (SELECT 1 FROM training_sessions WHERE institution = $1)",
         code,
     )
     return bool(found)

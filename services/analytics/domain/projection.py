@@ -595,6 +595,7 @@ class ProjectionState:
             any(e.institution == code for e in self.educators.values())
             or any(c.institution == code for c in self.certificates.values())
             or any(inst == code for inst, _, _ in self.completion_counts)
+            or any(s.institution == code for s in self.sessions.values())
         )
 
 
