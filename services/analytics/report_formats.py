@@ -68,6 +68,8 @@ LABELS: dict[str, dict[str, str]] = {
         "sessions": "Sessions",
         "certificates_active": "Active",
         "cascade": "Cascade: {sessions} sessions, {trainees} trainees reached",
+        "type_public": "public",
+        "type_private": "private",
     },
     "mn": {
         "title": "IIOE бичил гэрчилгээ — {as_of}-ны байдлаарх тайлан",
@@ -91,6 +93,8 @@ LABELS: dict[str, dict[str, str]] = {
         "sessions": "Сургалт",
         "certificates_active": "Хүчинтэй",
         "cascade": "Мастер багшийн сургалт: {sessions} сургалт, {trainees} багш хамрагдсан",
+        "type_public": "төрийн",
+        "type_private": "хувийн",
     },
     "ru": {
         "title": "Микросертификация IIOE — отчёт на {as_of}",
@@ -114,6 +118,8 @@ LABELS: dict[str, dict[str, str]] = {
         "sessions": "Занятия",
         "certificates_active": "Действ.",
         "cascade": "Каскад: занятий {sessions}, обучено {trainees}",
+        "type_public": "государственные",
+        "type_private": "частные",
     },
 }
 
@@ -217,6 +223,8 @@ def to_pdf(report: DatedReport, language: str = "en") -> bytes:
     )
 
     def section(title: str) -> None:
+        if pdf.get_y() > pdf.h - 45:  # never a heading alone at the foot of a page
+            pdf.add_page()
         pdf.ln(3)
         pdf.set_font(pdf.family_name, "B", 11)
         pdf.cell(0, 7, pdf.text_of(title), new_x="LMARGIN", new_y="NEXT")
@@ -253,7 +261,7 @@ def to_pdf(report: DatedReport, language: str = "en") -> bytes:
         if not groups:
             continue
         section(labels[key])
-        rows = [counts_row(f"{g.key} · {g.name}" if g.name else g.key, g) for g in groups]
+        rows = [counts_row(f"{g.key} · {g.name}" if g.name else labels.get(f"{key}_{g.key}", g.key), g) for g in groups]
         table(head, rows, 70)
     if report.by_region:
         section(labels["region"])
