@@ -296,6 +296,12 @@ class ProgrammeReport(BaseModel):
     certificates_active: int
 
 
+class TierReport(BaseModel):
+    tier: str
+    """From the programme catalogue (standalone, foundational, …); `unknown` for a programme outside it."""
+    certificates_active: int
+
+
 class CascadeReach(BaseModel):
     sessions: int
     trainees: int
@@ -319,4 +325,6 @@ class DatedReport(BaseModel):
     by_region: list[RegionReport]
     """Training sessions held and distinct trainees, by the session's region."""
     by_programme: list[ProgrammeReport]
+    by_tier: list[TierReport]
+    """Active certificates by the programme's tier."""
     generated_at: datetime

@@ -68,6 +68,7 @@ LABELS: dict[str, dict[str, str]] = {
         "sessions": "Sessions",
         "certificates_active": "Active",
         "cascade": "Cascade: {sessions} sessions, {trainees} trainees reached",
+        "tier": "tier",
         "type_public": "public",
         "type_private": "private",
     },
@@ -93,6 +94,7 @@ LABELS: dict[str, dict[str, str]] = {
         "sessions": "Сургалт",
         "certificates_active": "Хүчинтэй",
         "cascade": "Мастер багшийн сургалт: {sessions} сургалт, {trainees} багш хамрагдсан",
+        "tier": "түвшин",
         "type_public": "төрийн",
         "type_private": "хувийн",
     },
@@ -118,6 +120,7 @@ LABELS: dict[str, dict[str, str]] = {
         "sessions": "Занятия",
         "certificates_active": "Действ.",
         "cascade": "Каскад: занятий {sessions}, обучено {trainees}",
+        "tier": "уровень",
         "type_public": "государственные",
         "type_private": "частные",
     },
@@ -156,6 +159,8 @@ def csv_rows(report: DatedReport) -> Iterator[dict[str, Any]]:
         yield base | {"breakdown": "region", "key": r.region, "sessions": r.sessions, "trainees_reached": r.trainees}
     for p in report.by_programme:
         yield base | {"breakdown": "programme", "key": p.programme_id, "certificates_active": p.certificates_active}
+    for tier in report.by_tier:
+        yield base | {"breakdown": "tier", "key": tier.tier, "certificates_active": tier.certificates_active}
 
 
 def to_csv(report: DatedReport) -> str:
@@ -270,5 +275,6 @@ def to_pdf(report: DatedReport, language: str = "en") -> bytes:
     if report.by_programme:
         section(labels["programme"])
         rows = [[p.programme_id, str(p.certificates_active)] for p in report.by_programme]
+        rows += [[f"{labels['tier']}: {tier.tier}", str(tier.certificates_active)] for tier in report.by_tier]
         table(["", labels["certificates_active"]], rows, 120)
     return bytes(pdf.output())

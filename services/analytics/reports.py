@@ -45,6 +45,7 @@ from services.analytics.models import (
     ReportCounts,
     ReportGroup,
     Summary,
+    TierReport,
     Timeseries,
     TransferStats,
 )
@@ -131,11 +132,16 @@ class Reports:
     """Summary, per-institution detail, rankings and time series from the projection tables."""
 
     def __init__(
-        self, reader: ProjectionReader, institutions: Mapping[str, Institution], rules: ProjectionRules
+        self,
+        reader: ProjectionReader,
+        institutions: Mapping[str, Institution],
+        rules: ProjectionRules,
+        programme_tiers: Mapping[str, str] | None = None,
     ) -> None:
         self._reader = reader
         self._institutions = institutions
         self.rules = rules
+        self._tiers = programme_tiers or {}
 
     def name_of(self, code: str) -> str | None:
         inst = self._institutions.get(code)
@@ -435,8 +441,16 @@ class Reports:
             by_programme=[
                 ProgrammeReport(programme_id=k, certificates_active=v) for k, v in sorted(programmes.items())
             ],
+            by_tier=self._by_tier(programmes),
             generated_at=datetime.now(UTC),
         )
+
+    def _by_tier(self, programmes: Mapping[str, int]) -> list[TierReport]:
+        tiers: dict[str, int] = {}
+        for programme_id, n in programmes.items():
+            tier = self._tiers.get(programme_id, "unknown")
+            tiers[tier] = tiers.get(tier, 0) + n
+        return [TierReport(tier=k, certificates_active=n) for k, n in sorted(tiers.items())]
 
     def name_in(self, code: str, language: str) -> str | None:
         inst = self._institutions.get(code)

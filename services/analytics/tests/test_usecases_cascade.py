@@ -16,8 +16,9 @@ from iioe.events import EducatorErased
 from iioe.reference import load_institutions
 from services.analytics import report_formats
 from services.analytics.domain import ProjectionEvent, ProjectionRules
+from services.analytics.main import programme_tiers
 from services.analytics.reports import Reports
-from services.analytics.settings import AI_PROGRAMME_ID
+from services.analytics.settings import AI_PROGRAMME_ID, AnalyticsSettings
 from services.analytics.tests.fakes import FakeUnitOfWork
 from services.analytics.tests.helpers import (
     AI_COURSES,
@@ -381,3 +382,28 @@ async def test_the_time_series_ends_at_the_latest_month_with_data_or_a_chosen_ra
     assert [(m.month, m.registrations) for m in chosen.months] == [("2024-12", 0), ("2025-01", 1), ("2025-02", 0)]
     assert [m.month for m in (await reports.timeseries(None, "2025-02", None)).months] == ["2025-02", "2025-03"]
     assert (await reports.timeseries(None, "2025-04", "2025-03")).months == []
+
+
+async def test_active_certificates_by_programme_tier(uow: FakeUnitOfWork) -> None:
+    await project(
+        uow,
+        issued("c1", "e1", "must", at="2025-05-01T10:00:00+08:00"),
+        issued("c2", "e2", "must", at="2025-05-01T10:00:00+08:00", programme_id="adp-advanced"),
+        issued("c3", "e3", "must", at="2025-05-01T10:00:00+08:00", programme_id="not-in-catalogue"),
+        revoked("c1", "e1", "must", at="2025-05-20T10:00:00+08:00"),
+    )
+    tiers = {AI_PROGRAMME_ID: "standalone", "adp-advanced": "advanced"}
+    reports = Reports(uow, load_institutions(), RULES, tiers)
+    before = await reports.dated_report(date(2025, 5, 10))
+    assert [(t.tier, t.certificates_active) for t in before.by_tier] == [
+        ("advanced", 1),
+        ("standalone", 1),
+        ("unknown", 1),
+    ]
+    after = await reports.dated_report(date(2025, 5, 31))
+    assert [(t.tier, t.certificates_active) for t in after.by_tier] == [("advanced", 1), ("unknown", 1)]
+    assert "2025-05-31,tier,advanced," in report_formats.to_csv(after)
+
+
+def test_the_followed_programme_has_its_tier_with_or_without_the_shared_catalogue() -> None:
+    assert programme_tiers(AnalyticsSettings())[AI_PROGRAMME_ID] == "standalone"
