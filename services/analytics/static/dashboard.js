@@ -18,6 +18,9 @@
     timeseries: "/v1/analytics/timeseries",
     stream: "/v1/analytics/stream",
     cascade: "/v1/analytics/cascade",
+    recognition: "/v1/analytics/recognition",
+    practice: "/v1/analytics/practice",
+    feedback: "/v1/analytics/feedback",
     report: "/v1/analytics/report",
   };
   const TIMESERIES_MIN_INTERVAL_MS = 2000;
@@ -139,6 +142,21 @@
       report_title: "Тайлан",
       report_note: "Сонгосон өдрийн төгсгөл дэх байдлаар (Улаанбаатарын цаг)",
       report_as_of: "Огноо",
+      outcomes_title: "Үр дүн",
+      transfers_title: "Кредит шилжүүлэлт",
+      transfers_requests: "Хүсэлт",
+      transfers_rate: "Зөвшөөрсөн хувь",
+      transfers_credits: "Кредит",
+      col_receiving: "Хүлээн авагч",
+      practice_title: "Хичээлдээ хиймэл оюун ашиглаж буй нь",
+      practice_share: "Хөтөлбөр дүүргэсэн багшаас",
+      practice_reported: "Тайлагнасан багш",
+      practice_share_short: "Хувь",
+      feedback_title: "Сургалтын үнэлгээ",
+      feedback_ratings: "Үнэлгээ",
+      feedback_share: "4-өөс дээш",
+      col_course: "Сургалт",
+      col_language: "Хэл",
       footer: "ЮНЕСКО-ICHEI · Олон улсын онлайн боловсролын хүрээлэн (IIOE) · Монгол",
     },
     en: {
@@ -230,6 +248,21 @@
       report_title: "Report",
       report_note: "As of the end of the chosen day (Ulaanbaatar time)",
       report_as_of: "As of",
+      outcomes_title: "Outcomes",
+      transfers_title: "Credit transfers",
+      transfers_requests: "Requests",
+      transfers_rate: "Accepted",
+      transfers_credits: "Credits",
+      col_receiving: "Receiving",
+      practice_title: "AI in teaching practice",
+      practice_share: "Of those who completed the programme",
+      practice_reported: "Educators reporting",
+      practice_share_short: "Share",
+      feedback_title: "Course ratings",
+      feedback_ratings: "Ratings",
+      feedback_share: "Both ≥ 4",
+      col_course: "Course",
+      col_language: "Language",
       footer: "UNESCO-ICHEI · International Institute of Online Education (IIOE) · Mongolia",
     },
     ru: {
@@ -321,6 +354,21 @@
       report_title: "Отчёт",
       report_note: "На конец выбранного дня (время Улан-Батора)",
       report_as_of: "На дату",
+      outcomes_title: "Результаты",
+      transfers_title: "Перезачёт кредитов",
+      transfers_requests: "Заявки",
+      transfers_rate: "Одобрено",
+      transfers_credits: "Кредиты",
+      col_receiving: "Вуз",
+      practice_title: "ИИ в преподавании",
+      practice_share: "Из прошедших программу",
+      practice_reported: "Отчитались",
+      practice_share_short: "Доля",
+      feedback_title: "Оценки курсов",
+      feedback_ratings: "Оценки",
+      feedback_share: "Обе ≥ 4",
+      col_course: "Курс",
+      col_language: "Язык",
       footer: "ЮНЕСКО-ICHEI · Международный институт онлайн-образования (IIOE) · Монголия",
     },
   };
@@ -336,6 +384,9 @@
     series: "registrations",
     range: "all",
     cascade: null,
+    recognition: null,
+    practice: null,
+    feedback: null,
     connection: "connecting",
     everLive: false,
     summarySeq: 0,
@@ -513,6 +564,7 @@
     renderTable();
     renderMonthlyTable();
     renderCascadeTable();
+    renderOutcomes();
     renderReportLinks();
     const n = Number(document.body.dataset.updates) || 0;
     document.body.dataset.updates = String(n + 1);
@@ -928,6 +980,57 @@
     tbody.appendChild(frag);
   }
 
+  function setText(id, text) {
+    const node = document.getElementById(id);
+    if (node) node.textContent = text;
+  }
+  function fillTable(id, rows, textCols = 1) {
+    const table = document.getElementById(id);
+    if (!table) return;
+    const frag = document.createDocumentFragment();
+    for (const cells of rows) {
+      const tr = el("tr");
+      cells.forEach((c, i) => tr.appendChild(el("td", { class: i < textCols ? "name" : "num" }, c)));
+      frag.appendChild(tr);
+    }
+    clearChildren(table.tBodies[0]);
+    table.tBodies[0].appendChild(frag);
+  }
+  function fmtNum(v) {
+    const n = Number(v);
+    return Number.isFinite(n) ? String(Math.round(n * 10) / 10) : "—";
+  }
+
+  /** Credit transfers, AI in teaching practice, course ratings (aggregates only). */
+  function renderOutcomes() {
+    const rec = state.recognition;
+    const tr = rec?.transfers;
+    setText("transfers-requests", tr ? fmtInt(tr.requests) : "—");
+    setText("transfers-rate", tr ? fmtPct(tr.acceptance_rate) : "—");
+    setText("transfers-credits", tr ? fmtNum(tr.credits) : "—");
+    const receiving = Array.isArray(rec?.by_receiving_institution) ? rec.by_receiving_institution.slice() : [];
+    receiving.sort((a, b) => num(b.requests) - num(a.requests) || String(a.institution).localeCompare(String(b.institution)));
+    fillTable("transfers-table", receiving.slice(0, 6).map((r) => [
+      String(r.institution).toUpperCase(), fmtInt(r.requests), fmtPct(r.acceptance_rate), fmtNum(r.credits)]));
+
+    const pr = state.practice;
+    setText("practice-share", pr ? fmtPct(pr.overall?.share_of_completed) : "—");
+    setText("practice-reported", pr ? fmtInt(pr.overall?.reported) : "—");
+    const practiceRows = Array.isArray(pr?.by_institution) ? pr.by_institution.slice() : [];
+    practiceRows.sort((a, b) => num(b.completed_programme) - num(a.completed_programme) ||
+      String(a.institution).localeCompare(String(b.institution)));
+    fillTable("practice-table", practiceRows.slice(0, 6).map((r) => [
+      instNameByCode(r.institution) || String(r.institution), fmtInt(r.completed_programme),
+      fmtPct(r.share_of_completed)]));
+
+    const fb = state.feedback;
+    setText("feedback-ratings", fb ? fmtInt(fb.ratings) : "—");
+    setText("feedback-share", fb ? fmtPct(fb.share_highly) : "—");
+    const courses = Array.isArray(fb?.by_course) ? fb.by_course : [];
+    fillTable("feedback-table", courses.map((c) => [
+      `${c.course_id} · ${String(c.language).toUpperCase()}`, fmtInt(c.ratings), fmtPct(c.share_highly)]));
+  }
+
   function renderReportLinks() {
     const input = $("#report-as-of");
     if (!input) return;
@@ -1014,10 +1117,14 @@
     ts.inFlight = true;
     const seq = ++ts.seq;
     try {
-      const [data, cascade] = await Promise.all([getJSON(API.timeseries), getJSON(API.cascade)]);
+      const [data, cascade, recognition, practice, feedback] = await Promise.all(
+        [API.timeseries, API.cascade, API.recognition, API.practice, API.feedback].map(getJSON));
       if (seq === ts.seq && data && typeof data === "object") {
         state.timeseries = data;
-        if (cascade && typeof cascade === "object") state.cascade = cascade;
+        state.cascade = cascade;
+        state.recognition = recognition;
+        state.practice = practice;
+        state.feedback = feedback;
         render();
       }
     } catch (err) {

@@ -108,6 +108,18 @@ async def test_cascade_panel_russian_names_and_footer(infra, database_url, nc, r
                 drawn_trainees = [int(await chart_rows.nth(i).get_attribute("data-trainees") or -1) for i in range(8)]
                 assert drawn_trainees == sorted(drawn_trainees, reverse=True) and drawn_trainees[-1] >= 2
                 assert sum([int(await chart_rows.nth(i).get_attribute("data-second") or 0) for i in range(8)]) > 0
+                recognition = await (await page.request.get(f"{base_url}/v1/analytics/recognition")).json()
+                requests = str(recognition["transfers"]["requests"])
+
+                async def outcomes_shown() -> bool:
+                    return await page.locator("#transfers-requests").text_content() == requests
+
+                await eventually(outcomes_shown, timeout=30, what="the credit transfers in the outcomes panel")
+                assert int(requests) > 1 and await page.locator("#transfers-table tbody tr").count() >= 1
+                feedback = await (await page.request.get(f"{base_url}/v1/analytics/feedback")).json()
+                rows = page.locator("#feedback-table tbody tr")
+                assert await rows.count() == len(feedback["by_course"]) > 0
+                assert (await page.locator("#practice-share").text_content() or "").endswith("%")
                 footer = await page.locator(".site-footer").text_content() or ""
                 assert "Олон улсын онлайн боловсролын хүрээлэн" in footer
                 must_row = page.locator('#institutions-table tr[data-institution="must"] td.name')
