@@ -296,6 +296,15 @@ class ProgrammeReport(BaseModel):
     certificates_active: int
 
 
+class CourseLanguageReport(BaseModel):
+    language: str
+    """CourseCompleted.language of each first completion; `unknown` when the partner did not send it."""
+    educators: int
+    """Educators with at least one course first completed in this language."""
+    course_completions: int
+    """(educator, course) first completions in this language."""
+
+
 class TierReport(BaseModel):
     tier: str
     """From the programme catalogue (standalone, foundational, …); `unknown` for a programme outside it."""
@@ -327,4 +336,5 @@ class DatedReport(BaseModel):
     by_programme: list[ProgrammeReport]
     by_tier: list[TierReport]
     """Active certificates by the programme's tier."""
+    by_course_language: list[CourseLanguageReport]
     generated_at: datetime

@@ -32,6 +32,8 @@ CSV_COLUMNS = (
     "practice_share",
     "sessions",
     "certificates_active",
+    "course_educators",
+    "course_completions",
 )
 COUNT_COLUMNS = CSV_COLUMNS[4:13]
 
@@ -69,6 +71,9 @@ LABELS: dict[str, dict[str, str]] = {
         "certificates_active": "Active",
         "cascade": "Cascade: {sessions} sessions, {trainees} trainees reached",
         "tier": "tier",
+        "course_language": "By course language (first completions)",
+        "course_educators": "Educators",
+        "course_completions": "Courses completed",
         "type_public": "public",
         "type_private": "private",
     },
@@ -95,6 +100,9 @@ LABELS: dict[str, dict[str, str]] = {
         "certificates_active": "Хүчинтэй",
         "cascade": "Мастер багшийн сургалт: {sessions} сургалт, {trainees} багш хамрагдсан",
         "tier": "түвшин",
+        "course_language": "Сургалтын хэлээр (анх дүүргэсэн)",
+        "course_educators": "Багш",
+        "course_completions": "Дүүргэсэн сургалт",
         "type_public": "төрийн",
         "type_private": "хувийн",
     },
@@ -121,6 +129,9 @@ LABELS: dict[str, dict[str, str]] = {
         "certificates_active": "Действ.",
         "cascade": "Каскад: занятий {sessions}, обучено {trainees}",
         "tier": "уровень",
+        "course_language": "По языку курса (первое прохождение)",
+        "course_educators": "Преподаватели",
+        "course_completions": "Пройдено курсов",
         "type_public": "государственные",
         "type_private": "частные",
     },
@@ -159,6 +170,13 @@ def csv_rows(report: DatedReport) -> Iterator[dict[str, Any]]:
         yield base | {"breakdown": "region", "key": r.region, "sessions": r.sessions, "trainees_reached": r.trainees}
     for p in report.by_programme:
         yield base | {"breakdown": "programme", "key": p.programme_id, "certificates_active": p.certificates_active}
+    for cl in report.by_course_language:
+        yield base | {
+            "breakdown": "course_language",
+            "key": cl.language,
+            "course_educators": cl.educators,
+            "course_completions": cl.course_completions,
+        }
     for tier in report.by_tier:
         yield base | {"breakdown": "tier", "key": tier.tier, "certificates_active": tier.certificates_active}
 
@@ -268,6 +286,10 @@ def to_pdf(report: DatedReport, language: str = "en") -> bytes:
         section(labels[key])
         rows = [counts_row(f"{g.key} · {g.name}" if g.name else labels.get(f"{key}_{g.key}", g.key), g) for g in groups]
         table(head, rows, 70)
+    if report.by_course_language:
+        section(labels["course_language"])
+        rows = [[cl.language, str(cl.educators), str(cl.course_completions)] for cl in report.by_course_language]
+        table(["", labels["course_educators"], labels["course_completions"]], rows, 120)
     if report.by_region:
         section(labels["region"])
         rows = [[r.region, str(r.sessions), str(r.trainees)] for r in report.by_region]

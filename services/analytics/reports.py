@@ -21,6 +21,7 @@ from services.analytics.models import (
     CascadeReach,
     CascadeTotals,
     CourseFeedback,
+    CourseLanguageReport,
     CourseStats,
     CreditsRecognized,
     DatedReport,
@@ -69,6 +70,7 @@ class ProjectionQueries(Protocol):
     async def feedback_counts(self) -> list[dict[str, Any]]: ...
     async def as_of_groups(self, cutoff: datetime, day: date, programme_id: str) -> list[dict[str, Any]]: ...
     async def as_of_credits(self, cutoff: datetime) -> dict[str, dict[str, Any]]: ...
+    async def as_of_course_languages(self, cutoff: datetime) -> dict[str, dict[str, int]]: ...
     async def as_of_regions(self, day: date) -> dict[str, dict[str, int]]: ...
     async def as_of_programmes(self, cutoff: datetime) -> dict[str, int]: ...
     async def as_of_cascade(self, day: date) -> dict[str, int]: ...
@@ -361,6 +363,7 @@ class Reports:
             groups = await q.as_of_groups(cutoff, as_of, self.rules.programme_id)
             credits = await q.as_of_credits(cutoff)
             regions = await q.as_of_regions(as_of)
+            course_languages = await q.as_of_course_languages(cutoff)
             programmes = await q.as_of_programmes(cutoff)
             cascade = await q.as_of_cascade(as_of)
         keys = (
@@ -442,6 +445,7 @@ class Reports:
                 ProgrammeReport(programme_id=k, certificates_active=v) for k, v in sorted(programmes.items())
             ],
             by_tier=self._by_tier(programmes),
+            by_course_language=[CourseLanguageReport(language=k, **v) for k, v in sorted(course_languages.items())],
             generated_at=datetime.now(UTC),
         )
 

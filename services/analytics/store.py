@@ -118,8 +118,8 @@ async def apply(conn: Conn, deltas: ProjectionDeltas, rules: ProjectionRules) ->
     if seen:
         await conn.execute(_INSERT_PLACEHOLDERS, *columns(seen, 2))
     if deltas.completions:
-        ids, insts, courses, times = columns(deltas.completions, 4)
-        await conn.execute(_UPSERT_EDUCATOR_COURSES, ids, courses, times)
+        ids, insts, courses, times, languages = columns(deltas.completions, 5)
+        await conn.execute(_UPSERT_EDUCATOR_COURSES, ids, courses, times, languages)
         await conn.execute(_ADD_COMPLETION_COUNTS, insts, courses, times, tz)
     if deltas.issued:
         await conn.execute(_UPSERT_ISSUED, *columns(deltas.issued, 6), tz)
@@ -196,12 +196,17 @@ ON CONFLICT (educator_id) DO UPDATE SET institution = EXCLUDED.institution
 WHERE e.registered_at IS NULL AND EXCLUDED.institution COLLATE "C" < e.institution COLLATE "C"
 """
 
+# The first completion wins, with its language (the same instant: the smaller language, none first).
 _UPSERT_EDUCATOR_COURSES = """
-INSERT INTO educator_courses AS c (educator_id, course_id, first_completed_at)
-SELECT id, course, min(t) FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(id, course, t)
-GROUP BY id, course
-ON CONFLICT (educator_id, course_id) DO UPDATE SET first_completed_at = EXCLUDED.first_completed_at
-WHERE EXCLUDED.first_completed_at < c.first_completed_at
+INSERT INTO educator_courses AS c (educator_id, course_id, first_completed_at, language)
+SELECT DISTINCT ON (id, course) id, course, t, lang
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS u(id, course, t, lang)
+ORDER BY id, course, t, coalesce(lang, '') COLLATE "C"
+ON CONFLICT (educator_id, course_id) DO UPDATE SET
+    first_completed_at = EXCLUDED.first_completed_at,
+    language = EXCLUDED.language
+WHERE (EXCLUDED.first_completed_at, coalesce(EXCLUDED.language, '') COLLATE "C")
+    < (c.first_completed_at, coalesce(c.language, '') COLLATE "C")
 """
 
 _ADD_COMPLETION_COUNTS = f"""

@@ -108,6 +108,14 @@ class PgProjectionQueries:
             for r in await self._conn.fetch(_AS_OF_CREDITS, cutoff)
         }
 
+    async def as_of_course_languages(self, cutoff: datetime) -> dict[str, dict[str, int]]:
+        rows = await self._conn.fetch(
+            "SELECT coalesce(language, 'unknown') AS k, count(DISTINCT educator_id) AS educators, count(*) AS n"
+            " FROM educator_courses WHERE first_completed_at < $1 GROUP BY 1",
+            cutoff,
+        )
+        return {r["k"]: {"educators": int(r["educators"]), "course_completions": int(r["n"])} for r in rows}
+
     async def as_of_regions(self, day: date) -> dict[str, dict[str, int]]:
         return {
             r["region"]: {"sessions": int(r["sessions"]), "trainees": int(r["trainees"])}

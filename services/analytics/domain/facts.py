@@ -5,7 +5,8 @@ that replays them in stream order end with the same numbers:
 
 * an educator's registration is the earliest EducatorRegistered for the id (ties: lowest
   institution, then role, then language);
-* a course counts as completed at its *first* completion (any score); the programme is
+* a course counts as completed at its *first* completion (any score), in that completion's
+  language (the same instant: the smaller language code, no language first); the programme is
   completed when every programme course is, at the latest of those first completions;
 * a certificate is active when it has been issued and not revoked (a revocation may arrive first);
 * CourseCompleted events are counted one by one (each is an attempt), by institution, course, month;
@@ -102,6 +103,8 @@ class Completion(NamedTuple):
     institution: str
     course_id: str
     completed_at: datetime
+    language: str | None = None
+    """The course language, when the partner sends it (optional in the contract)."""
 
 
 class Issuance(NamedTuple):
@@ -287,7 +290,9 @@ def split_events(events: Iterable[ProjectionEvent]) -> ProjectionDeltas:
                 Registration(data.educator_id, data.institution, data.role, data.registered_at, data.language)
             )
         elif isinstance(data, CourseCompleted):
-            deltas.completions.append(Completion(data.educator_id, data.institution, data.course_id, data.completed_at))
+            deltas.completions.append(
+                Completion(data.educator_id, data.institution, data.course_id, data.completed_at, data.language)
+            )
         elif isinstance(data, CertificateIssued):
             deltas.issued.append(
                 Issuance(

@@ -117,6 +117,8 @@ class ProjectionState:
         self.educators: dict[str, EducatorRow] = {}
         self.first_completions: dict[str, dict[str, datetime]] = defaultdict(dict)
         """educator → course → first completion (any score)."""
+        self.first_completion_languages: dict[tuple[str, str], str | None] = {}
+        """(educator, course) → the language of that first completion (None when not sent)."""
         self.completion_counts: Counter[tuple[str, str, str]] = Counter()
         """(institution, course, month) → CourseCompleted events."""
         self.certificates: dict[str, CertificateRow] = {}
@@ -159,8 +161,13 @@ class ProjectionState:
                 row.institution = institution
         for c in deltas.completions:
             courses = self.first_completions[c.educator_id]
-            if c.course_id not in courses or c.completed_at < courses[c.course_id]:
+            key = (c.educator_id, c.course_id)
+            if c.course_id not in courses or (c.completed_at, c.language or "") < (
+                courses[c.course_id],
+                self.first_completion_languages.get(key) or "",
+            ):
                 courses[c.course_id] = c.completed_at
+                self.first_completion_languages[key] = c.language
         self.completion_counts.update(deltas.completion_counts(self.rules))
         for i in deltas.issued:
             cert = self.certificates.get(i.certificate_id)
@@ -542,6 +549,19 @@ class ProjectionState:
             for k, v in flags.items():
                 row[k] += v
         return list(out.values())
+
+    def as_of_course_languages(self, cutoff: datetime) -> dict[str, dict[str, int]]:
+        """Per course language (of each first completion; `unknown` when not sent): distinct educators
+        and (educator, course) first completions by `cutoff`."""
+        educators: dict[str, set[str]] = defaultdict(set)
+        completions: Counter[str] = Counter()
+        for educator_id, courses in self.first_completions.items():
+            for course_id, at in courses.items():
+                if at < cutoff:
+                    language = self.first_completion_languages.get((educator_id, course_id)) or "unknown"
+                    educators[language].add(educator_id)
+                    completions[language] += 1
+        return {k: {"educators": len(educators[k]), "course_completions": n} for k, n in completions.items()}
 
     def as_of_credits(self, cutoff: datetime) -> dict[str, dict[str, Any]]:
         """Per institution (the educator's, as the event says): credits recognised by `cutoff` —

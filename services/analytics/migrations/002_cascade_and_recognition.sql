@@ -10,6 +10,9 @@ UPDATE educators SET role_now = role;
 
 ALTER TABLE certificates ADD COLUMN suspended boolean NOT NULL DEFAULT false;
 
+-- The language of each first completion (CourseCompleted.language, optional).
+ALTER TABLE educator_courses ADD COLUMN language text;
+
 -- Every role change (the current role is recomputed from them; the history serves dated reports).
 CREATE TABLE role_changes (
     educator_id text NOT NULL,

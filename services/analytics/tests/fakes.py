@@ -94,6 +94,9 @@ class FakeQueries:
     async def as_of_credits(self, cutoff: datetime) -> dict[str, dict[str, Any]]:
         return self._state.as_of_credits(cutoff)
 
+    async def as_of_course_languages(self, cutoff: datetime) -> dict[str, dict[str, int]]:
+        return self._state.as_of_course_languages(cutoff)
+
     async def as_of_regions(self, day: date) -> dict[str, dict[str, int]]:
         return self._state.as_of_regions(day)
 

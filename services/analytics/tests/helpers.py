@@ -86,10 +86,16 @@ def completed(
     course_id: str,
     at: str = "2025-04-01T10:00:00+08:00",
     score: float = 85.0,
+    language: str | None = None,
     **kw: Any,
 ) -> CloudEvent[Any]:
     data = CourseCompleted(
-        educator_id=educator_id, institution=institution, course_id=course_id, score=score, completed_at=ts(at)
+        educator_id=educator_id,
+        institution=institution,
+        course_id=course_id,
+        score=score,
+        completed_at=ts(at),
+        language=language,
     )
     return _event(data, **kw)
 

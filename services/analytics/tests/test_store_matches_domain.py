@@ -81,7 +81,9 @@ def generated(rng: random.Random, ref: str) -> list[CloudEvent[Any]]:
         for course in (*AI_COURSES, "other-course"):
             for _ in range(rng.choice((0, 1, 1, 2, 3))):  # retakes, any score
                 where = rng.choice((inst, inst, rng.choice(INSTITUTIONS)))
-                events.append(completed(edu, where, course, at=rng.choice(times), score=float(rng.randint(0, 100))))
+                score, course_language = float(rng.randint(0, 100)), rng.choice((None, "mn", "en", "ru"))
+                when = rng.choice(times)
+                events.append(completed(edu, where, course, at=when, score=score, language=course_language))
         for c in range(rng.choice((0, 0, 1, 2))):
             cert, programme = f"{ref}-c{n}-{c}", rng.choice((AI_PROGRAMME_ID, AI_PROGRAMME_ID, "other-programme"))
             for _ in range(rng.choice((0, 1, 1, 2))):  # 0: only a revocation is known
@@ -180,7 +182,7 @@ async def tables(pool: asyncpg.Pool) -> dict[str, Any]:
             r["educator_id"]: tuple(r[k] for k in r.keys() if k != "educator_id")
             for r in await conn.fetch("SELECT * FROM educators")
         }
-        courses = {(r[0], r[1]): r[2] for r in await conn.fetch("SELECT * FROM educator_courses")}
+        courses = {(r[0], r[1]): (r[2], r[3]) for r in await conn.fetch("SELECT * FROM educator_courses")}
         counts = Counter({(r[0], r[1], r[2]): r[3] for r in await conn.fetch("SELECT * FROM course_completion_counts")})
         certificates = {
             r["certificate_id"]: tuple(r[k] for k in r.keys() if k != "certificate_id")
@@ -229,7 +231,11 @@ def state_tables(state: ProjectionState) -> dict[str, Any]:
             )
             for k, e in state.educators.items()
         },
-        "courses": {(e, c): at for e, by_course in state.first_completions.items() for c, at in by_course.items()},
+        "courses": {
+            (e, c): (at, state.first_completion_languages.get((e, c)))
+            for e, by_course in state.first_completions.items()
+            for c, at in by_course.items()
+        },
         "counts": state.completion_counts,
         "certificates": {
             k: (

@@ -274,7 +274,8 @@ async def dated_world(uow: FakeUnitOfWork) -> Reports:
         registered("e2", "must", at="2025-06-30T16:30:00+00:00"),  # 1 July, 00:30 in Ulaanbaatar
         registered("e3", "miu", at="2025-05-01T10:00:00+08:00", language="ru"),
         role_changed("e1", "must", "master_teacher", at="2025-07-05T10:00:00+08:00"),
-        *[completed("e3", "miu", c, at="2025-05-20T10:00:00+08:00") for c in AI_COURSES],
+        *[completed("e3", "miu", c, at="2025-05-20T10:00:00+08:00", language="ru") for c in AI_COURSES],
+        completed("e1", "must", AI_COURSES[0], at="2025-07-20T10:00:00+08:00"),  # no language sent
         issued("c3", "e3", "miu", at="2025-06-01T10:00:00+08:00"),
         suspended("c3", "e3", "miu", at="2025-06-20T10:00:00+08:00"),
         reinstated("c3", "e3", "miu", at="2025-07-10T10:00:00+08:00"),
@@ -317,6 +318,10 @@ async def test_a_dated_report_counts_what_was_true_at_the_end_of_that_day_in_ula
     assert {g.key: g.registered for g in report.by_city} == {"Ulaanbaatar": 3}
     assert {g.key: g.registered for g in report.by_language} == {"en": 1, "mn": 1, "ru": 1}
     assert [(r.region, r.sessions, r.trainees) for r in report.by_region] == [("Darkhan", 1, 1)]
+    assert [(c.language, c.educators, c.course_completions) for c in report.by_course_language] == [
+        ("ru", 1, 3),
+        ("unknown", 1, 1),
+    ]
     assert report.cascade.model_dump() == {"sessions": 1, "trainees": 1}
     names = {g.key: g.name for g in report.by_institution}
     assert names["must"] == "Монгольский государственный университет науки и технологий"
