@@ -189,17 +189,17 @@ async def test_a_contact_on_the_event_stream_is_unprocessable(uow: FakeUnitOfWor
         event_type=EDUCATOR_CONTACT.type,
         source="urn:iioe:test",
     )
-    subject = "iioe.events.must.educator_contact.v1"
-    with pytest.raises(InvalidEvent) as refused:  # the parser refuses it already ...
-        parse_event(contact.to_json_bytes(), subject)
+    on_events = "iioe.events.must.educator_contact.v1"
+    with pytest.raises(InvalidEvent) as refused:  # the parser dead-letters it before any handler
+        parse_event(contact.to_json_bytes(), on_events)
     assert refused.value.reason == Reason.SUBJECT_MISMATCH
-    # ... and the handler would too, should one ever reach it
-    on_events = ReceivedEvent(EDUCATOR_CONTACT, contact, subject, stream_seq=1, num_delivered=1)
+    # and the handler still refuses one that got past a parser (defence in depth)
+    smuggled = ReceivedEvent(EDUCATOR_CONTACT, contact, on_events, stream_seq=1, num_delivered=1)
     handlers = ProjectionHandlers(Projector(uow))
     with pytest.raises(Unprocessable) as caught:
-        await handlers.on_event(on_events)
+        await handlers.on_event(smuggled)
     assert caught.value.reason == Reason.SUBJECT_MISMATCH
     valid = received(*with_personal_data(registered("e2", "must")))
     with pytest.raises(Unprocessable):  # in a batch too: the consumer then retries each message alone
-        await handlers.on_batch([valid, on_events])
+        await handlers.on_batch([valid, smuggled])
     assert uow.inbox == set() and uow.commits == 0
