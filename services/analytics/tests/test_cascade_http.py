@@ -11,46 +11,12 @@ from pypdf import PdfReader
 from iioe.testing import eventually, running_app
 from services.analytics.main import create_app
 from services.analytics.tests.helpers import (
-    AI_COURSES,
-    attended,
-    completed,
-    evaluated,
-    issued,
-    practice,
+    cascade_events,
     publish_all,
-    registered,
-    role_changed,
-    session_held,
     settings_for,
-    suspended,
-    transfer_decided,
-    transfer_requested,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def cascade_events(ref: str, a: str, b: str) -> list[Any]:
-    m, t1, t2, u1 = (f"{ref}-{x}" for x in ("m", "t1", "t2", "u1"))
-    return [
-        registered(m, a, role="master_teacher"),
-        *[registered(e, b) for e in (t1, t2, u1)],
-        role_changed(t1, b, "master_teacher", at="2025-04-01T10:00:00+08:00"),
-        session_held(f"{ref}-s1", m, a, region="Khovd", mode="hybrid"),
-        attended(f"{ref}-s1", t1, b),
-        attended(f"{ref}-s1", t2, b),
-        session_held(f"{ref}-s2", t1, b),
-        attended(f"{ref}-s2", u1, b),
-        *[completed(t1, b, c) for c in AI_COURSES],
-        issued(f"{ref}-c1", t1, b),
-        issued(f"{ref}-c2", t2, b),
-        suspended(f"{ref}-c2", t2, b),
-        practice(t1, b, True),
-        evaluated(t1, b, AI_COURSES[0], content=4, usefulness=5, language="ru"),
-        evaluated(t2, b, AI_COURSES[0], content=3, usefulness=5, language="ru"),
-        transfer_requested(f"{ref}-q1", t1, b, receiving=a, certificate_id=f"{ref}-c1"),
-        transfer_decided(f"{ref}-q1", t1, b, "accepted", receiving=a, credits=6),
-    ]
 
 
 async def test_summary_cascade_and_the_v11_reports_over_http(infra, database_url, nc, ref) -> None:

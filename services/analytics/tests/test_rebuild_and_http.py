@@ -17,6 +17,7 @@ from services.analytics.main import create_app
 from services.analytics.rebuild import rebuild
 from services.analytics.tests.helpers import (
     AI_COURSES,
+    cascade_events,
     completed,
     institution_of,
     issued,
@@ -28,7 +29,6 @@ from services.analytics.tests.helpers import (
     serving,
     settings_for,
 )
-from services.analytics.tests.test_cascade_http import cascade_events
 
 pytestmark = pytest.mark.integration
 V11_REPORTS = ("cascade", "recognition", "practice", "feedback")
