@@ -1,4 +1,5 @@
-"""A deterministic, realistic-looking data set for the dashboard screenshot (docs/dashboard.png):
+"""Data sets for the v1.1 tests: `cascade_events`, a small cascade with known numbers, and
+`demo_events`, a deterministic, realistic-looking one for the dashboard screenshot (docs/dashboard.png):
 registrations over nine months, completions, certificates (a few revoked or suspended), master
 teachers training others (with a second generation), practice reports, evaluations, transfers."""
 
@@ -29,6 +30,31 @@ INSTITUTIONS = {"num": 9, "must": 8, "msue": 7, "mnums": 4, "ufe": 4, "muls": 3,
 INSTITUTIONS |= {"miu": 2, "mandakh": 1, "ider": 1, "huree": 1}
 REGIONS = ("Ulaanbaatar", "Ulaanbaatar", "Darkhan", "Erdenet", "Khovd", "Dornod")
 MODES = ("online", "online", "face_to_face", "hybrid")
+
+
+def cascade_events(ref: str, a: str, b: str) -> list[Any]:
+    """A small cascade across institutions `a` (the master teacher m) and `b`: t1 becomes a master
+    teacher and trains u1; t2's certificate is suspended; ratings, a practice report, a transfer."""
+    m, t1, t2, u1 = (f"{ref}-{x}" for x in ("m", "t1", "t2", "u1"))
+    return [
+        registered(m, a, role="master_teacher"),
+        *[registered(e, b) for e in (t1, t2, u1)],
+        role_changed(t1, b, "master_teacher", at="2025-04-01T10:00:00+08:00"),
+        session_held(f"{ref}-s1", m, a, region="Khovd", mode="hybrid"),
+        attended(f"{ref}-s1", t1, b),
+        attended(f"{ref}-s1", t2, b),
+        session_held(f"{ref}-s2", t1, b),
+        attended(f"{ref}-s2", u1, b),
+        *[completed(t1, b, c) for c in AI_COURSES],
+        issued(f"{ref}-c1", t1, b),
+        issued(f"{ref}-c2", t2, b),
+        suspended(f"{ref}-c2", t2, b),
+        practice(t1, b, True),
+        evaluated(t1, b, AI_COURSES[0], content=4, usefulness=5, language="ru"),
+        evaluated(t2, b, AI_COURSES[0], content=3, usefulness=5, language="ru"),
+        transfer_requested(f"{ref}-q1", t1, b, receiving=a, certificate_id=f"{ref}-c1"),
+        transfer_decided(f"{ref}-q1", t1, b, "accepted", receiving=a, credits=6),
+    ]
 
 
 def _at(day: datetime) -> str:

@@ -10,8 +10,8 @@ from pypdf import PdfReader
 
 from iioe.testing import eventually, running_app
 from services.analytics.main import create_app
+from services.analytics.tests.demo import cascade_events
 from services.analytics.tests.helpers import (
-    cascade_events,
     publish_all,
     settings_for,
 )

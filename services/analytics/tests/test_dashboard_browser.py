@@ -11,8 +11,8 @@ import pytest
 
 from iioe.testing import eventually
 from services.analytics.main import create_app
-from services.analytics.tests.demo import demo_events
-from services.analytics.tests.helpers import cascade_events, publish_all, registered, serving, settings_for
+from services.analytics.tests.demo import cascade_events, demo_events
+from services.analytics.tests.helpers import publish_all, registered, serving, settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -15,9 +15,9 @@ from iioe.subjects import EVENTS_STREAM
 from iioe.testing import eventually, running_app
 from services.analytics.main import create_app
 from services.analytics.rebuild import rebuild
+from services.analytics.tests.demo import cascade_events
 from services.analytics.tests.helpers import (
     AI_COURSES,
-    cascade_events,
     completed,
     institution_of,
     issued,
