@@ -7,6 +7,7 @@ to `on_event` one message at a time when a batch fails; `Unprocessable` dead-let
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from iioe.events import EventSpec
 from iioe.reasons import Reason
@@ -18,7 +19,7 @@ from services.analytics.usecases import Projector
 log = get_logger(__name__)
 
 
-def projection_event(spec: EventSpec, event_id: str, data: object) -> ProjectionEvent:
+def projection_event(spec: EventSpec, event_id: str, data: object, time: datetime | None = None) -> ProjectionEvent:
     """The plain event the projector takes; raises `Unprocessable` for data that must not be projected.
 
     A personal-data type (contacts) on the event stream breaks the contract: analytics never keeps it.
@@ -27,11 +28,11 @@ def projection_event(spec: EventSpec, event_id: str, data: object) -> Projection
         raise Unprocessable(Reason.SUBJECT_MISMATCH, f"{spec.type} carries personal data and belongs on iioe.contacts")
     if not isinstance(data, spec.model):
         raise Unprocessable(Reason.INVALID_DATA, f"data of {spec.type} is not a {spec.model.__name__}")
-    return ProjectionEvent(event_id, data)
+    return ProjectionEvent(event_id, data, time)
 
 
 def from_received(received: ReceivedEvent) -> ProjectionEvent:
-    return projection_event(received.spec, received.id, received.event.data)
+    return projection_event(received.spec, received.id, received.event.data, received.event.time)
 
 
 class ProjectionHandlers:

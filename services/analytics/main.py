@@ -3,6 +3,7 @@ for the use case (`Projector`) and the reports, and declares the consumer and th
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,23 @@ from services.analytics.handlers import ProjectionHandlers
 from services.analytics.http import build_router, mount_dashboard
 from services.analytics.models import Summary
 from services.analytics.reports import Reports
-from services.analytics.settings import AnalyticsSettings
+from services.analytics.settings import AI_PROGRAMME_ID, AnalyticsSettings
 from services.analytics.snapshots import SnapshotPublisher, SummaryFeed
 from services.analytics.store import PgProjectionUnitOfWork
 from services.analytics.store_reads import PgProjectionReader
 from services.analytics.usecases import Projector
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def programme_tiers(settings: AnalyticsSettings) -> dict[str, str]:
+    """Programme → tier from the shared programme catalogue (`iioe.reference.programmes`) where this
+    build has it; otherwise only the followed programme, whose tier contract v1 fixes (standalone)."""
+    try:
+        catalogue = importlib.import_module("iioe.reference.programmes")
+        return {pid: str(p.tier) for pid, p in catalogue.load_programmes().items()}
+    except (ImportError, AttributeError, ValueError):
+        return {settings.programme_id: "standalone"} if settings.programme_id == AI_PROGRAMME_ID else {}
 
 
 def rules_from(settings: AnalyticsSettings) -> ProjectionRules:
@@ -45,7 +56,9 @@ class AnalyticsService:
         self.projector = Projector(
             PgProjectionUnitOfWork(self.runtime.transaction, self.rules), on_change=self.snapshots.mark_dirty
         )
-        self.reports = Reports(PgProjectionReader(lambda: self.runtime.pool), self.institutions, self.rules)
+        self.reports = Reports(
+            PgProjectionReader(lambda: self.runtime.pool), self.institutions, self.rules, programme_tiers(settings)
+        )
         handlers = ProjectionHandlers(self.projector)
         self.runtime.add_consumer(
             "projections",

@@ -17,6 +17,11 @@
     summary: "/v1/analytics/summary",
     timeseries: "/v1/analytics/timeseries",
     stream: "/v1/analytics/stream",
+    cascade: "/v1/analytics/cascade",
+    recognition: "/v1/analytics/recognition",
+    practice: "/v1/analytics/practice",
+    feedback: "/v1/analytics/feedback",
+    report: "/v1/analytics/report",
   };
   const TIMESERIES_MIN_INTERVAL_MS = 2000;
   const RECONNECT_MIN_MS = 2000;
@@ -31,7 +36,13 @@
     "certificates_issued",
     "certificates_revoked",
     "master_teachers",
+    "training_sessions",
+    "trainees_reached",
+    "educators_integrating_ai",
+    "courses_rated_highly",
   ];
+  const CASCADE_COLS = ["sessions", "trainees", "trainees_completed", "trainees_certified", "second_generation_reach"];
+  const CASCADE_CHART_ROWS = 8;
   const TABLE_NUM_COLS = [
     ["educators_registered", "col_registered"],
     ["course_completions", "col_completions"],
@@ -99,7 +110,54 @@
       month_long: "{year} оны {m}-р сар",
       month_short: "{m}-р сар",
       month_tiny: "{m}",
-      footer: "UNESCO-ICHEI · Олон улсын онлайн инженерийн боловсрол (IIOE) · Монгол",
+      training_sessions: "Мастер багшийн сургалт",
+      trainees_reached: "Сургалтад хамрагдсан багш",
+      educators_integrating_ai: "Хичээлдээ хиймэл оюун ашигладаг багш",
+      courses_rated_highly: "Өндөр үнэлгээ (≥ 4)",
+      of_ratings: "{n} үнэлгээнээс {pct}",
+      range_label: "Хугацаа",
+      range_all: "Бүх сар",
+      range_12: "Сүүлийн 12 сар",
+      range_6: "Сүүлийн 6 сар",
+      cascade_title: "Мастер багшийн сүлжээний хамрах хүрээ",
+      cascade_note: "Мастер багш → сургасан багш → тэдний дундаас мастер багш болсон хүмүүсийн сургасан багш (2-р үе)",
+      cascade_masters: "Мастер багш",
+      cascade_sessions: "Сургалт",
+      cascade_trainees: "Хамрагдсан багш",
+      cascade_certified: "Үүнээс гэрчилгээтэй",
+      col_master: "Мастер багш",
+      col_trainees_completed: "Хөтөлбөр дүүргэсэн",
+      col_trainees_certified: "Гэрчилгээтэй",
+      col_second_generation: "2-р үе",
+      cascade_head_master: "Мастер багш",
+      cascade_head_trainees: "Сургасан багш",
+      cascade_head_second: "2-р үе",
+      cascade_n_sessions: "{n} сургалт",
+      cascade_n_trainees: "{n} багш",
+      cascade_progress: "{c} дүүргэсэн · {k} гэрчилгээтэй",
+      cascade_n_second: "{n} багш",
+      cascade_empty: "Мастер багшийн сургалт бүртгэгдээгүй байна",
+      cascade_more: "Бусад {n} мастер багш хүснэгтэд",
+      cascade_aria: "Мастер багшийн сүлжээ: {items}",
+      report_title: "Тайлан",
+      report_note: "Сонгосон өдрийн төгсгөл дэх байдлаар (Улаанбаатарын цаг)",
+      report_as_of: "Огноо",
+      outcomes_title: "Үр дүн",
+      transfers_title: "Кредит шилжүүлэлт",
+      transfers_requests: "Хүсэлт",
+      transfers_rate: "Зөвшөөрсөн хувь",
+      transfers_credits: "Кредит",
+      col_receiving: "Хүлээн авагч",
+      practice_title: "Хичээлдээ хиймэл оюун ашиглаж буй нь",
+      practice_share: "Хөтөлбөр дүүргэсэн багшаас",
+      practice_reported: "Тайлагнасан багш",
+      practice_share_short: "Хувь",
+      feedback_title: "Сургалтын үнэлгээ",
+      feedback_ratings: "Үнэлгээ",
+      feedback_share: "4-өөс дээш",
+      col_course: "Сургалт",
+      col_language: "Хэл",
+      footer: "ЮНЕСКО-ICHEI · Олон улсын онлайн боловсролын хүрээлэн (IIOE) · Монгол",
     },
     en: {
       doc_title: "IIOE Micro-certification — Live dashboard",
@@ -158,17 +216,177 @@
       month_long: "{month} {year}",
       month_short: "{mon}",
       month_tiny: "{mon1}",
-      footer: "UNESCO-ICHEI · International Institute for Online Education (IIOE) · Mongolia",
+      training_sessions: "Training sessions",
+      trainees_reached: "Trainees reached",
+      educators_integrating_ai: "Educators integrating AI",
+      courses_rated_highly: "Course ratings ≥ 4",
+      of_ratings: "{pct} of {n} ratings",
+      range_label: "Range",
+      range_all: "All months",
+      range_12: "Last 12 months",
+      range_6: "Last 6 months",
+      cascade_title: "Cascade reach",
+      cascade_note: "Master teacher → educators they trained → educators trained by those who became master teachers (second generation)",
+      cascade_masters: "Master teachers",
+      cascade_sessions: "Sessions",
+      cascade_trainees: "Trainees",
+      cascade_certified: "Of them certified",
+      col_master: "Master teacher",
+      col_trainees_completed: "Completed programme",
+      col_trainees_certified: "Certified",
+      col_second_generation: "Second generation",
+      cascade_head_master: "Master teacher",
+      cascade_head_trainees: "Trained",
+      cascade_head_second: "Second generation",
+      cascade_n_sessions: "{n} sessions",
+      cascade_n_trainees: "{n} trainees",
+      cascade_progress: "{c} completed · {k} certified",
+      cascade_n_second: "{n} reached",
+      cascade_empty: "No training sessions yet",
+      cascade_more: "{n} more master teachers in the table",
+      cascade_aria: "Cascade: {items}",
+      report_title: "Report",
+      report_note: "As of the end of the chosen day (Ulaanbaatar time)",
+      report_as_of: "As of",
+      outcomes_title: "Outcomes",
+      transfers_title: "Credit transfers",
+      transfers_requests: "Requests",
+      transfers_rate: "Accepted",
+      transfers_credits: "Credits",
+      col_receiving: "Receiving",
+      practice_title: "AI in teaching practice",
+      practice_share: "Of those who completed the programme",
+      practice_reported: "Educators reporting",
+      practice_share_short: "Share",
+      feedback_title: "Course ratings",
+      feedback_ratings: "Ratings",
+      feedback_share: "Both ≥ 4",
+      col_course: "Course",
+      col_language: "Language",
+      footer: "UNESCO-ICHEI · International Institute of Online Education (IIOE) · Mongolia",
+    },
+    ru: {
+      doc_title: "Микросертификация IIOE — Панель в реальном времени",
+      eyebrow: "ЮНЕСКО-ICHEI · IIOE",
+      title: "Микросертификация преподавателей — Панель в реальном времени",
+      subtitle: "Программа курсов по ИИ для преподавателей вузов Монголии",
+      lang_group: "Выбор языка",
+      last_updated: "Обновлено",
+      status_live: "В реальном времени",
+      status_connecting: "Подключение…",
+      status_reconnecting: "Переподключение…",
+      status_offline: "Нет соединения",
+      kpis_title: "Основные показатели",
+      educators_registered: "Зарегистрировано преподавателей",
+      institutions_active: "Активных вузов",
+      course_completions: "Пройдено курсов",
+      educators_completed_programme_courses: "Прошли все курсы программы",
+      certificates_issued: "Выдано сертификатов",
+      certificates_revoked: "Отозвано сертификатов",
+      master_teachers: "Мастер-преподаватели",
+      of_registered: "{pct} от зарегистрированных",
+      funnel_title: "Воронка участия",
+      funnel_note: "Доли от числа зарегистрированных",
+      funnel_registered: "Зарегистрированы",
+      funnel_started: "Начали курс",
+      funnel_completed: "Прошли программу",
+      funnel_certified: "Получили сертификат",
+      funnel_step: "{pct} от предыдущего шага",
+      funnel_aria: "Воронка участия: {items}",
+      series_label: "Показатель",
+      series_registrations: "Регистрации",
+      series_course_completions: "Пройденные курсы",
+      series_programme_completions: "Пройденные программы",
+      series_certificates_issued: "Выданные сертификаты",
+      monthly_title_registrations: "Регистрации по месяцам",
+      monthly_title_course_completions: "Пройденные курсы по месяцам",
+      monthly_title_programme_completions: "Пройденные программы по месяцам",
+      monthly_title_certificates_issued: "Выданные сертификаты по месяцам",
+      monthly_aria: "{series} по месяцам: {items}",
+      show_table: "Показать таблицу",
+      col_month: "Месяц",
+      top_title: "10 вузов с наибольшим числом регистраций",
+      top_aria: "Вузы с наибольшим числом регистраций: {items}",
+      table_title: "По вузам",
+      table_count: "Вузов: {n}",
+      col_code: "Код",
+      col_name: "Вуз",
+      col_registered: "Зарегистрировано",
+      col_completions: "Пройдено курсов",
+      col_programme: "Прошли программу",
+      col_certificates: "Сертификаты",
+      no_name: "(название не указано)",
+      no_data: "Нет данных",
+      loading: "Загрузка…",
+      load_error: "Не удалось загрузить данные. Повторяем через живое соединение.",
+      month_long: "{month} {year}",
+      month_short: "{mon}",
+      month_tiny: "{mon1}",
+      training_sessions: "Обучающие занятия",
+      trainees_reached: "Охвачено преподавателей",
+      educators_integrating_ai: "Применяют ИИ в преподавании",
+      courses_rated_highly: "Оценки курсов ≥ 4",
+      of_ratings: "{pct} из {n} оценок",
+      range_label: "Период",
+      range_all: "Все месяцы",
+      range_12: "Последние 12 месяцев",
+      range_6: "Последние 6 месяцев",
+      cascade_title: "Охват каскадного обучения",
+      cascade_note: "Мастер-преподаватель → обученные им преподаватели → обученные теми из них, кто стал мастер-преподавателем (второе поколение)",
+      cascade_masters: "Мастер-преподаватели",
+      cascade_sessions: "Занятия",
+      cascade_trainees: "Обучено",
+      cascade_certified: "Из них с сертификатом",
+      col_master: "Мастер-преподаватель",
+      col_trainees_completed: "Прошли программу",
+      col_trainees_certified: "С сертификатом",
+      col_second_generation: "Второе поколение",
+      cascade_head_master: "Мастер-преподаватель",
+      cascade_head_trainees: "Обучено",
+      cascade_head_second: "Второе поколение",
+      cascade_n_sessions: "занятий: {n}",
+      cascade_n_trainees: "обучено: {n}",
+      cascade_progress: "прошли: {c} · с сертификатом: {k}",
+      cascade_n_second: "охвачено: {n}",
+      cascade_empty: "Занятий пока нет",
+      cascade_more: "Ещё мастер-преподавателей в таблице: {n}",
+      cascade_aria: "Каскад: {items}",
+      report_title: "Отчёт",
+      report_note: "На конец выбранного дня (время Улан-Батора)",
+      report_as_of: "На дату",
+      outcomes_title: "Результаты",
+      transfers_title: "Перезачёт кредитов",
+      transfers_requests: "Заявки",
+      transfers_rate: "Одобрено",
+      transfers_credits: "Кредиты",
+      col_receiving: "Вуз",
+      practice_title: "ИИ в преподавании",
+      practice_share: "Из прошедших программу",
+      practice_reported: "Отчитались",
+      practice_share_short: "Доля",
+      feedback_title: "Оценки курсов",
+      feedback_ratings: "Оценки",
+      feedback_share: "Обе ≥ 4",
+      col_course: "Курс",
+      col_language: "Язык",
+      footer: "ЮНЕСКО-ICHEI · Международный институт онлайн-образования (IIOE) · Монголия",
     },
   };
   const EN_MONTHS = ["January", "February", "March", "April", "May", "June", "July",
     "August", "September", "October", "November", "December"];
+  const RU_MONTHS = ["Январь", "Февраль", "Март", "Апрель", "Май", "Июнь", "Июль",
+    "Август", "Сентябрь", "Октябрь", "Ноябрь", "Декабрь"];
 
   const state = {
     lang: "mn",
     summary: null,
     timeseries: null,
     series: "registrations",
+    range: "all",
+    cascade: null,
+    recognition: null,
+    practice: null,
+    feedback: null,
     connection: "connecting",
     everLive: false,
     summarySeq: 0,
@@ -182,6 +400,17 @@
       s = s.replace(/\{(\w+)\}/g, (m, name) => (name in vars ? String(vars[name]) : m));
     }
     return s;
+  }
+
+  /** The institution's name in the chosen language (English where no translation is known). */
+  function instName(r) {
+    if (!r) return "";
+    const localized = state.lang === "mn" ? r.name_mn : state.lang === "ru" ? r.name_ru : r.name;
+    return localized ? String(localized) : r.name ? String(r.name) : "";
+  }
+  function instNameByCode(code) {
+    const list = Array.isArray(state.summary?.by_institution) ? state.summary.by_institution : [];
+    return instName(list.find((r) => r.institution === code));
   }
 
   // ------------------------------------------------------------ helpers --
@@ -220,7 +449,7 @@
   function monthLabel(s, form) {
     const p = parseMonth(s);
     if (!p) return String(s ?? "");
-    const name = EN_MONTHS[p.month - 1] || String(p.month);
+    const name = (state.lang === "ru" ? RU_MONTHS : EN_MONTHS)[p.month - 1] || String(p.month);
     return t(form, { year: p.year, m: p.month, month: name, mon: name.slice(0, 3), mon1: name.slice(0, 1) });
   }
   function clearChildren(el) {
@@ -334,6 +563,9 @@
     renderCharts();
     renderTable();
     renderMonthlyTable();
+    renderCascadeTable();
+    renderOutcomes();
+    renderReportLinks();
     const n = Number(document.body.dataset.updates) || 0;
     document.body.dataset.updates = String(n + 1);
   }
@@ -342,6 +574,7 @@
     renderFunnel();
     renderMonthly();
     renderTop();
+    renderCascade();
   }
 
   function renderHeader() {
@@ -369,6 +602,12 @@
     for (const [id, v] of Object.entries(subs)) {
       const node = document.getElementById(id);
       if (node) node.textContent = s && reg > 0 ? t("of_registered", { pct: fmtPct(ratio(v, reg)) }) : "";
+    }
+    const ratings = s ? num(s.course_ratings) : 0;
+    const ratingsNode = document.getElementById("kpi-sub-ratings");
+    if (ratingsNode) {
+      ratingsNode.textContent = ratings > 0
+        ? t("of_ratings", { pct: fmtPct(ratio(num(s.courses_rated_highly), ratings)), n: fmtInt(ratings) }) : "";
     }
   }
 
@@ -439,8 +678,7 @@
     const key = state.series;
     $("#monthly-title").textContent = t("monthly_title_" + key);
     if (!state.timeseries) return emptyChart(container, "loading");
-    const months = Array.isArray(state.timeseries.months) ? state.timeseries.months.slice() : [];
-    months.sort((a, b) => String(a.month).localeCompare(String(b.month)));
+    const months = monthsInRange();
     if (months.length === 0) return emptyChart(container, "no_data");
 
     const values = months.map((m) => num(m[key]));
@@ -511,6 +749,16 @@
     });
   }
 
+  /** The months to chart: the chosen measure's series ends at its latest month with data (never
+   *  running empty to today); a range counts back from there. */
+  function monthsInRange() {
+    const months = Array.isArray(state.timeseries?.months) ? state.timeseries.months.slice() : [];
+    months.sort((a, b) => String(a.month).localeCompare(String(b.month)));
+    while (months.length && !(num(months[months.length - 1][state.series]) > 0)) months.pop();
+    const n = Number(state.range);
+    return Number.isFinite(n) && n > 0 ? months.slice(-n) : months;
+  }
+
   function sortedInstitutions() {
     const list = Array.isArray(state.summary?.by_institution) ? state.summary.by_institution.slice() : [];
     list.sort((a, b) =>
@@ -548,7 +796,7 @@
     list.forEach((r, i) => {
       const v = num(r.educators_registered);
       const code = String(r.institution ?? "").toUpperCase();
-      const name = r.name ? String(r.name) : "";
+      const name = instName(r);
       const full = name ? `${code} · ${name}` : code;
       const y = i * rowH + 2;
       const g = svg("g", { class: "top-row", "data-institution": String(r.institution ?? "") });
@@ -585,8 +833,9 @@
       // Explicit roles keep table semantics when the phone layout restyles rows as cards.
       const tr = el("tr", { "data-institution": String(r.institution ?? ""), role: "row" });
       tr.appendChild(el("th", { scope: "row", role: "rowheader", class: "code" }, String(r.institution ?? "")));
-      const nameCell = el("td", { class: "name", role: "cell" }, r.name ? String(r.name) : t("no_name"));
-      if (!r.name) nameCell.classList.add("muted");
+      const name = instName(r);
+      const nameCell = el("td", { class: "name", role: "cell" }, name || t("no_name"));
+      if (!name) nameCell.classList.add("muted");
       tr.appendChild(nameCell);
       for (const [k, labelKey] of TABLE_NUM_COLS) {
         tr.appendChild(el("td", { class: "num", "data-col": k, "data-label": t(labelKey), role: "cell" }, fmtInt(r[k])));
@@ -595,6 +844,208 @@
     }
     clearChildren(tbody);
     tbody.appendChild(frag);
+  }
+
+  function sortedMasters() {
+    const list = Array.isArray(state.cascade?.master_teachers) ? state.cascade.master_teachers.slice() : [];
+    list.sort((a, b) => num(b.trainees) - num(a.trainees) || num(b.sessions) - num(a.sessions) ||
+      String(a.educator_id).localeCompare(String(b.educator_id)));
+    return list;
+  }
+
+  function renderCascadeTotals() {
+    const c = state.cascade;
+    const totals = c?.totals || {};
+    const values = {
+      "cascade-total-masters": c ? (c.master_teachers || []).length : null,
+      "cascade-total-sessions": c ? totals.sessions : null,
+      "cascade-total-trainees": c ? totals.trainees : null,
+      "cascade-total-certified": c ? totals.trainees_certified : null,
+    };
+    for (const [id, v] of Object.entries(values)) {
+      const node = document.getElementById(id);
+      if (node) node.textContent = v === null ? "—" : fmtInt(v);
+    }
+  }
+
+  /** A tree read left to right: master teacher → the educators they trained → the second generation. */
+  function renderCascade() {
+    renderCascadeTotals();
+    const container = $("#chart-cascade");
+    if (!container) return;
+    if (!state.cascade) return emptyChart(container, "loading");
+    const all = sortedMasters();
+    const list = all.slice(0, CASCADE_CHART_ROWS);
+    if (list.length === 0) return emptyChart(container, "cascade_empty");
+
+    const width = chartWidth(container, 900);
+    // wide: three columns side by side; narrow (phones): the master teacher on a line of its own,
+    // the trainees and the second generation below it, indented
+    const narrow = width < 620;
+    const head = narrow ? 0 : 22;
+    const rowH = narrow ? 104 : 50;
+    const gap = narrow ? 14 : 40;
+    const indent = narrow ? 18 : 0;
+    const colW = narrow ? Math.floor((width - indent - gap) / 2) : Math.floor((width - 2 * gap) / 3);
+    const boxH = narrow ? 42 : rowH - 10;
+    const more = all.length - list.length;
+    const height = head + list.length * rowH + (more > 0 ? 22 : 0);
+    const maxT = Math.max(1, ...list.map((r) => num(r.trainees)));
+    const maxS = Math.max(1, ...list.map((r) => num(r.second_generation_reach)));
+
+    const root = svg("svg", {
+      width, height, viewBox: `0 0 ${width} ${height}`, role: "img", class: "svg-chart cascade",
+      "aria-label": t("cascade_aria", {
+        items: list.map((r) => `${r.educator_id}: ${t("cascade_n_trainees", { n: fmtInt(r.trainees) })}, ` +
+          `${t("cascade_head_second")} ${fmtInt(r.second_generation_reach)}`).join("; "),
+      }),
+    });
+    clearChildren(container);
+    container.appendChild(root);
+    if (!narrow) {
+      ["cascade_head_master", "cascade_head_trainees", "cascade_head_second"].forEach((key, i) => {
+        const label = svg("text", { x: i * (colW + gap), y: 14, class: "cascade-head" });
+        root.appendChild(label);
+        fitText(label, t(key), colW);
+      });
+    }
+
+    list.forEach((r, i) => {
+      const y = head + i * rowH;
+      // box positions: [x, y, width] of the master teacher, the trainees, the second generation
+      const boxes = narrow
+        ? [[0, y, width], [indent, y + boxH + 8, colW], [indent + colW + gap, y + boxH + 8, colW]]
+        : [[0, y, colW], [colW + gap, y, colW], [2 * (colW + gap), y, colW]];
+      const g = svg("g", {
+        class: "cascade-row", "data-educator": String(r.educator_id ?? ""),
+        "data-trainees": num(r.trainees), "data-second": num(r.second_generation_reach),
+      });
+      root.appendChild(g);
+      const inst = instNameByCode(r.institution) || String(r.institution ?? "");
+      svgTitle(g, `${r.educator_id} (${inst}): ${t("cascade_n_sessions", { n: fmtInt(r.sessions) })}, ` +
+        `${t("cascade_n_trainees", { n: fmtInt(r.trainees) })}, ` +
+        `${t("cascade_progress", { c: fmtInt(r.trainees_completed), k: fmtInt(r.trainees_certified) })}, ` +
+        `${t("cascade_head_second")}: ${fmtInt(r.second_generation_reach)}`);
+
+      // links first, so the boxes sit on top
+      const link = (d, weight, cls) => {
+        g.appendChild(svg("path", { d, class: `cascade-link ${cls}`, "stroke-width": weight }));
+      };
+      const [m, tr, sg] = boxes;
+      const mid = (b) => b[1] + boxH / 2;
+      if (num(r.trainees) > 0) {
+        const w = 2 + 10 * num(r.trainees) / maxT;
+        link(narrow ? `M${indent / 2},${m[1] + boxH} L${indent / 2},${mid(tr)} L${tr[0]},${mid(tr)}`
+          : `M${m[0] + colW},${mid(m)} L${tr[0]},${mid(tr)}`, w, "first");
+      }
+      if (num(r.second_generation_reach) > 0) {
+        link(`M${tr[0] + tr[2]},${mid(tr)} L${sg[0]},${mid(sg)}`,
+          2 + 10 * num(r.second_generation_reach) / maxS, "second");
+      }
+
+      const node = ([x, top, w], cls, main, sub) => {
+        g.appendChild(svg("rect", { x, y: top, width: w, height: boxH, rx: 6, class: `cascade-node ${cls}` }));
+        const mainText = svg("text", { x: x + 8, y: top + 16, class: "cascade-main" });
+        g.appendChild(mainText);
+        fitText(mainText, main, w - 16);
+        const subText = svg("text", { x: x + 8, y: top + 32, class: "cascade-sub" });
+        g.appendChild(subText);
+        fitText(subText, sub, w - 16);
+      };
+      node(m, "master", String(r.educator_id ?? ""), `${String(r.institution ?? "").toUpperCase()} · ` +
+        t("cascade_n_sessions", { n: fmtInt(r.sessions) }));
+      node(tr, "first", t("cascade_n_trainees", { n: fmtInt(r.trainees) }),
+        t("cascade_progress", { c: fmtInt(r.trainees_completed), k: fmtInt(r.trainees_certified) }));
+      node(sg, "second", t("cascade_n_second", { n: fmtInt(r.second_generation_reach) }),
+        narrow ? t("cascade_head_second") : "");
+    });
+    if (more > 0) {
+      root.appendChild(svg("text", { x: 0, y: height - 6, class: "cascade-sub" }, t("cascade_more", { n: more })));
+    }
+  }
+
+  function renderCascadeTable() {
+    const table = $("#cascade-table");
+    if (!table) return;
+    const tbody = table.tBodies[0];
+    const frag = document.createDocumentFragment();
+    for (const r of sortedMasters()) {
+      const tr = el("tr", { "data-educator": String(r.educator_id ?? "") });
+      tr.appendChild(el("th", { scope: "row", class: "code" }, String(r.educator_id ?? "")));
+      tr.appendChild(el("td", { class: "name" }, instNameByCode(r.institution) || String(r.institution ?? "")));
+      for (const k of CASCADE_COLS) tr.appendChild(el("td", { class: "num", "data-col": k }, fmtInt(r[k])));
+      frag.appendChild(tr);
+    }
+    clearChildren(tbody);
+    tbody.appendChild(frag);
+  }
+
+  function setText(id, text) {
+    const node = document.getElementById(id);
+    if (node) node.textContent = text;
+  }
+  function fillTable(id, rows, textCols = 1) {
+    const table = document.getElementById(id);
+    if (!table) return;
+    const frag = document.createDocumentFragment();
+    for (const cells of rows) {
+      const tr = el("tr");
+      cells.forEach((c, i) => tr.appendChild(el("td", { class: i < textCols ? "name" : "num" }, c)));
+      frag.appendChild(tr);
+    }
+    clearChildren(table.tBodies[0]);
+    table.tBodies[0].appendChild(frag);
+  }
+  function fmtNum(v) {
+    const n = Number(v);
+    return Number.isFinite(n) ? String(Math.round(n * 10) / 10) : "—";
+  }
+
+  /** Credit transfers, AI in teaching practice, course ratings (aggregates only). */
+  function renderOutcomes() {
+    const rec = state.recognition;
+    const tr = rec?.transfers;
+    setText("transfers-requests", tr ? fmtInt(tr.requests) : "—");
+    setText("transfers-rate", tr ? fmtPct(tr.acceptance_rate) : "—");
+    setText("transfers-credits", tr ? fmtNum(tr.credits) : "—");
+    const receiving = Array.isArray(rec?.by_receiving_institution) ? rec.by_receiving_institution.slice() : [];
+    receiving.sort((a, b) => num(b.requests) - num(a.requests) || String(a.institution).localeCompare(String(b.institution)));
+    fillTable("transfers-table", receiving.slice(0, 6).map((r) => [
+      String(r.institution).toUpperCase(), fmtInt(r.requests), fmtPct(r.acceptance_rate), fmtNum(r.credits)]));
+
+    const pr = state.practice;
+    setText("practice-share", pr ? fmtPct(pr.overall?.share_of_completed) : "—");
+    setText("practice-reported", pr ? fmtInt(pr.overall?.reported) : "—");
+    const practiceRows = Array.isArray(pr?.by_institution) ? pr.by_institution.slice() : [];
+    practiceRows.sort((a, b) => num(b.completed_programme) - num(a.completed_programme) ||
+      String(a.institution).localeCompare(String(b.institution)));
+    fillTable("practice-table", practiceRows.slice(0, 6).map((r) => [
+      instNameByCode(r.institution) || String(r.institution), fmtInt(r.completed_programme),
+      fmtPct(r.share_of_completed)]));
+
+    const fb = state.feedback;
+    setText("feedback-ratings", fb ? fmtInt(fb.ratings) : "—");
+    setText("feedback-share", fb ? fmtPct(fb.share_highly) : "—");
+    const courses = Array.isArray(fb?.by_course) ? fb.by_course : [];
+    fillTable("feedback-table", courses.map((c) => [
+      `${c.course_id} · ${String(c.language).toUpperCase()}`, fmtInt(c.ratings), fmtPct(c.share_highly)]));
+  }
+
+  function renderReportLinks() {
+    const input = $("#report-as-of");
+    if (!input) return;
+    const asOf = /^\d{4}-\d{2}-\d{2}$/.test(input.value) ? input.value : "";
+    for (const link of document.querySelectorAll(".report-link")) {
+      const format = link.dataset.format;
+      if (asOf) {
+        link.setAttribute("href", `${API.report}?as_of=${asOf}&format=${format}&lang=${state.lang}`);
+        link.setAttribute("download", `iioe-report-${asOf}.${format}`);
+        link.removeAttribute("aria-disabled");
+      } else {
+        link.removeAttribute("href");
+        link.setAttribute("aria-disabled", "true");
+      }
+    }
   }
 
   function renderMonthlyTable() {
@@ -666,9 +1117,14 @@
     ts.inFlight = true;
     const seq = ++ts.seq;
     try {
-      const data = await getJSON(API.timeseries);
+      const [data, cascade, recognition, practice, feedback] = await Promise.all(
+        [API.timeseries, API.cascade, API.recognition, API.practice, API.feedback].map(getJSON));
       if (seq === ts.seq && data && typeof data === "object") {
         state.timeseries = data;
+        state.cascade = cascade;
+        state.recognition = recognition;
+        state.practice = practice;
+        state.feedback = feedback;
         render();
       }
     } catch (err) {
@@ -763,6 +1219,16 @@
         renderMonthly();
       }
     });
+    const range = $("#range-select");
+    range.value = state.range;
+    range.addEventListener("change", () => {
+      state.range = range.value;
+      renderMonthly();
+    });
+    const asOf = $("#report-as-of");
+    const today = new Date();
+    asOf.value = `${today.getFullYear()}-${pad2(today.getMonth() + 1)}-${pad2(today.getDate())}`;
+    asOf.addEventListener("change", renderReportLinks);
     let resizeTimer = null;
     let lastWidth = window.innerWidth;
     window.addEventListener("resize", () => {

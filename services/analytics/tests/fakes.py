@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import date, datetime
 from typing import Any
 
 from services.analytics.domain import ProjectionDeltas, ProjectionRules, ProjectionState
@@ -68,6 +69,42 @@ class FakeQueries:
 
     async def has_institution(self, code: str) -> bool:
         return self._state.has_institution(code)
+
+    async def cascade(self) -> list[dict[str, Any]]:
+        return self._state.cascade()
+
+    async def cascade_totals(self) -> dict[str, int]:
+        return self._state.cascade_totals()
+
+    async def cascade_breakdown(self, educator_id: str) -> dict[str, list[dict[str, Any]]]:
+        return self._state.cascade_breakdown(educator_id)
+
+    async def transfer_counts(self) -> list[dict[str, Any]]:
+        return self._state.transfer_counts()
+
+    async def practice_counts(self) -> dict[str, dict[str, int]]:
+        return self._state.practice_counts()
+
+    async def feedback_counts(self) -> list[dict[str, Any]]:
+        return self._state.feedback_counts()
+
+    async def as_of_groups(self, cutoff: datetime, day: date, programme_id: str) -> list[dict[str, Any]]:
+        return self._state.as_of_groups(cutoff, day, programme_id)
+
+    async def as_of_credits(self, cutoff: datetime) -> dict[str, dict[str, Any]]:
+        return self._state.as_of_credits(cutoff)
+
+    async def as_of_course_languages(self, cutoff: datetime) -> dict[str, dict[str, int]]:
+        return self._state.as_of_course_languages(cutoff)
+
+    async def as_of_regions(self, day: date) -> dict[str, dict[str, int]]:
+        return self._state.as_of_regions(day)
+
+    async def as_of_programmes(self, cutoff: datetime) -> dict[str, int]:
+        return self._state.as_of_programmes(cutoff)
+
+    async def as_of_cascade(self, day: date) -> dict[str, int]:
+        return self._state.as_of_cascade(day)
 
 
 class FakeUnitOfWork:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import uvicorn
@@ -18,10 +18,19 @@ from iioe.envelope import CloudEvent, event_headers, make_event
 from iioe.events import (
     BY_MODEL,
     CertificateIssued,
+    CertificateReinstated,
     CertificateRevoked,
+    CertificateSuspended,
     CourseCompleted,
+    CourseEvaluated,
     CreditRecognized,
+    CreditTransferDecided,
+    CreditTransferRequested,
     EducatorRegistered,
+    EducatorRoleChanged,
+    PracticeIntegrationReported,
+    TraineeAttended,
+    TrainingSessionHeld,
 )
 from iioe_tools.embedded import free_port
 from services.analytics.settings import AI_PROGRAMME_COURSES, AI_PROGRAMME_ID, AnalyticsSettings
@@ -45,7 +54,7 @@ def ts(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _event(data: BaseModel, event_id: str | None = None) -> CloudEvent[Any]:
+def _event(data: BaseModel, event_id: str | None = None, time: str | None = None) -> CloudEvent[Any]:
     spec = BY_MODEL[type(data)]
     return make_event(
         data,
@@ -53,14 +62,20 @@ def _event(data: BaseModel, event_id: str | None = None) -> CloudEvent[Any]:
         source="urn:iioe:test",
         subject=getattr(data, "educator_id", None),
         event_id=event_id,
+        time=ts(time) if time else None,
     )
 
 
 def registered(
-    educator_id: str, institution: str, at: str = "2025-03-10T10:00:00+08:00", role: str = "educator", **kw: Any
+    educator_id: str,
+    institution: str,
+    at: str = "2025-03-10T10:00:00+08:00",
+    role: str = "educator",
+    language: str = "mn",
+    **kw: Any,
 ) -> CloudEvent[Any]:
     data = EducatorRegistered(
-        educator_id=educator_id, institution=institution, language="mn", role=role, registered_at=ts(at)
+        educator_id=educator_id, institution=institution, language=language, role=role, registered_at=ts(at)
     )
     return _event(data, **kw)
 
@@ -71,10 +86,16 @@ def completed(
     course_id: str,
     at: str = "2025-04-01T10:00:00+08:00",
     score: float = 85.0,
+    language: str | None = None,
     **kw: Any,
 ) -> CloudEvent[Any]:
     data = CourseCompleted(
-        educator_id=educator_id, institution=institution, course_id=course_id, score=score, completed_at=ts(at)
+        educator_id=educator_id,
+        institution=institution,
+        course_id=course_id,
+        score=score,
+        completed_at=ts(at),
+        language=language,
     )
     return _event(data, **kw)
 
@@ -125,6 +146,133 @@ def recognized(recognition_id: str, certificate_id: str, educator_id: str, insti
         recognized_at=ts("2025-07-01T10:00:00+08:00"),
     )
     return _event(data)
+
+
+def role_changed(
+    educator_id: str, institution: str, role: str = "master_teacher", at: str = "2025-04-01T10:00:00+08:00", **kw: Any
+) -> CloudEvent[Any]:
+    data = EducatorRoleChanged(educator_id=educator_id, institution=institution, role=role, changed_at=ts(at))
+    return _event(data, **kw)
+
+
+def suspended(
+    certificate_id: str, educator_id: str, institution: str, at: str = "2025-06-01T10:00:00+08:00", **kw: Any
+) -> CloudEvent[Any]:
+    data = CertificateSuspended(
+        certificate_id=certificate_id, educator_id=educator_id, institution=institution, at=ts(at)
+    )
+    return _event(data, **kw)
+
+
+def reinstated(
+    certificate_id: str, educator_id: str, institution: str, at: str = "2025-06-10T10:00:00+08:00", **kw: Any
+) -> CloudEvent[Any]:
+    data = CertificateReinstated(
+        certificate_id=certificate_id, educator_id=educator_id, institution=institution, at=ts(at)
+    )
+    return _event(data, **kw)
+
+
+def session_held(
+    session_id: str,
+    master_teacher_id: str,
+    institution: str,
+    region: str = "Ulaanbaatar",
+    mode: str = "online",
+    on: str = "2025-05-10",
+    language: str = "mn",
+    **kw: Any,
+) -> CloudEvent[Any]:
+    data = TrainingSessionHeld(
+        session_id=session_id,
+        institution=institution,
+        master_teacher_id=master_teacher_id,
+        region=region,
+        mode=mode,
+        held_on=date.fromisoformat(on),
+        language=language,
+    )
+    return _event(data, **kw)
+
+
+def attended(session_id: str, educator_id: str, institution: str, **kw: Any) -> CloudEvent[Any]:
+    return _event(TraineeAttended(session_id=session_id, institution=institution, educator_id=educator_id), **kw)
+
+
+def practice(
+    educator_id: str, institution: str, integrates_ai: bool = True, on: str = "2025-06-01", **kw: Any
+) -> CloudEvent[Any]:
+    data = PracticeIntegrationReported(
+        educator_id=educator_id,
+        institution=institution,
+        integrates_ai=integrates_ai,
+        reported_on=date.fromisoformat(on),
+    )
+    return _event(data, **kw)
+
+
+def evaluated(
+    educator_id: str,
+    institution: str,
+    course_id: str,
+    content: int = 5,
+    usefulness: int = 5,
+    language: str = "mn",
+    time: str = "2025-05-01T10:00:00+08:00",
+    **kw: Any,
+) -> CloudEvent[Any]:
+    data = CourseEvaluated(
+        educator_id=educator_id,
+        institution=institution,
+        course_id=course_id,
+        language=language,
+        content_rating=content,
+        usefulness_rating=usefulness,
+    )
+    return _event(data, time=time, **kw)
+
+
+def transfer_requested(
+    request_id: str,
+    educator_id: str,
+    institution: str,
+    receiving: str = "must",
+    at: str = "2025-07-01T10:00:00+08:00",
+    certificate_id: str = "cert",
+    **kw: Any,
+) -> CloudEvent[Any]:
+    data = CreditTransferRequested(
+        request_id=request_id,
+        educator_id=educator_id,
+        institution=institution,
+        certificate_id=certificate_id,
+        receiving_institution=receiving,
+        receiving_programme="MSc Education",
+        requested_at=ts(at),
+    )
+    return _event(data, **kw)
+
+
+def transfer_decided(
+    request_id: str,
+    educator_id: str,
+    institution: str,
+    decision: str = "accepted",
+    receiving: str = "must",
+    credits: float | None = 6,
+    at: str = "2025-07-10T10:00:00+08:00",
+    **kw: Any,
+) -> CloudEvent[Any]:
+    data = CreditTransferDecided(
+        request_id=request_id,
+        educator_id=educator_id,
+        institution=institution,
+        receiving_institution=receiving,
+        decision=decision,
+        credits=credits,
+        decided_at=ts(at),
+    )
+    return _event(data, **kw)
 
 
 async def publish(

@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 from iioe.subjects import EVENTS_STREAM
 from services.analytics.main import create_app
 from services.analytics.rebuild import rebuild
+from services.analytics.tests.demo import cascade_events
 from services.analytics.tests.helpers import (
     AI_COURSES,
     completed,
@@ -30,6 +31,7 @@ from services.analytics.tests.helpers import (
 from tests.support.helpers import eventually, running_app
 
 pytestmark = pytest.mark.integration
+V11_REPORTS = ("cascade", "recognition", "practice", "feedback")
 
 
 async def caught_up(nc: NATS, app: Any) -> bool:
@@ -69,7 +71,7 @@ def mixed_events(ref: str, code: str) -> list[Any]:
 async def test_rebuild_ends_with_the_live_numbers_and_live_goes_on(infra, database_url, nc, ref) -> None:
     code = f"x{ref}"
     settings = settings_for(infra, database_url, ref)
-    events = mixed_events(ref, code)
+    events = mixed_events(ref, code) + cascade_events(ref, f"y{ref}", f"z{ref}")  # v1.1 facts too
     app = create_app(settings)
     async with running_app(app) as http:
         await publish_all(nc, list(reversed(events)))  # the reverse of the causal order
@@ -79,6 +81,8 @@ async def test_rebuild_ends_with_the_live_numbers_and_live_goes_on(infra, databa
         live_summary = without_time((await http.get("/v1/analytics/summary")).json())
         live_series = (await http.get("/v1/analytics/timeseries")).json()
         live_detail = without_time((await http.get(f"/v1/analytics/institutions/{code}")).json())
+        live_v11 = {p: without_time((await http.get(f"/v1/analytics/{p}")).json()) for p in V11_REPORTS}
+        assert any(r["second_generation_reach"] for r in live_v11["cascade"]["master_teachers"])
         assert live_detail["educators_registered"] == 30 and live_detail["certificates_revoked"] == 3
 
         result = await rebuild(settings, batch_size=7)  # small batches: many transactions, same result
@@ -87,6 +91,8 @@ async def test_rebuild_ends_with_the_live_numbers_and_live_goes_on(infra, databa
         assert without_time((await http.get("/v1/analytics/summary")).json()) == live_summary
         assert (await http.get("/v1/analytics/timeseries")).json() == live_series
         assert without_time((await http.get(f"/v1/analytics/institutions/{code}")).json()) == live_detail
+        for path, body in live_v11.items():
+            assert without_time((await http.get(f"/v1/analytics/{path}")).json()) == body, path
 
         # the live consumer keeps projecting into the swapped-in tables, still exactly once
         await publish(nc, registered(f"{ref}-after", code))
@@ -117,9 +123,16 @@ async def test_http_errors_catalogue_names_and_dashboard_files(infra, database_u
         must = await http.get("/v1/analytics/institutions/must")
         assert must.status_code == 200
         assert must.json()["name"] == "Mongolian University of Science and Technology"
+        assert must.json()["name_mn"] == "Шинжлэх Ухаан Технологийн Их Сургууль"
+        assert must.json()["name_ru"] == "Монгольский государственный университет науки и технологий"
         for bad in ("2025-13", "2025-3", "march"):
             resp = await http.get("/v1/analytics/rankings", params={"month": bad})
             assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_month", bad
+        for params in ({"from": "2025-13"}, {"to": "1999-01"}, {"from": "9999-01"}):
+            resp = await http.get("/v1/analytics/timeseries", params=params)
+            assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_month", params
+        chosen = await http.get("/v1/analytics/timeseries", params={"from": "2024-11", "to": "2025-01"})
+        assert [m["month"] for m in chosen.json()["months"]] == ["2024-11", "2024-12", "2025-01"]
         ok = await http.get("/v1/analytics/rankings", params={"month": "1999-01"})
         assert ok.json() == {"month": "1999-01", "rankings": []}
         summary = (await http.get("/v1/analytics/summary")).json()

@@ -44,8 +44,18 @@ class Institution(BaseModel):
     code: str
     name_en: str
     name_mn: str
+    name_ru: str | None = None
+    """Russian name where a reliable translation is known; readers fall back to `name_en` (`name_in`)."""
     city: str
     type: Literal["public", "private"]
+
+    def name_in(self, language: str) -> str:
+        """The name in `language` (mn, en, ru); English when no translation is known."""
+        if language == "mn":
+            return self.name_mn
+        if language == "ru" and self.name_ru:
+            return self.name_ru
+        return self.name_en
 
 
 def _parse(text: str, source: str) -> dict[str, Institution]:
