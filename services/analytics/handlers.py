@@ -19,7 +19,9 @@ from services.analytics.usecases import Projector
 log = get_logger(__name__)
 
 
-def projection_event(spec: EventSpec, event_id: str, data: object, time: datetime | None = None) -> ProjectionEvent:
+def projection_event(
+    spec: EventSpec, event_id: str, data: object, time: datetime | None = None, source: str = ""
+) -> ProjectionEvent:
     """The plain event the projector takes; raises `Unprocessable` for data that must not be projected.
 
     A personal-data type (contacts) on the event stream breaks the contract: analytics never keeps it.
@@ -28,11 +30,12 @@ def projection_event(spec: EventSpec, event_id: str, data: object, time: datetim
         raise Unprocessable(Reason.SUBJECT_MISMATCH, f"{spec.type} carries personal data and belongs on iioe.contacts")
     if not isinstance(data, spec.model):
         raise Unprocessable(Reason.INVALID_DATA, f"data of {spec.type} is not a {spec.model.__name__}")
-    return ProjectionEvent(event_id, data, time)
+    return ProjectionEvent(event_id, data, time, source)
 
 
 def from_received(received: ReceivedEvent) -> ProjectionEvent:
-    return projection_event(received.spec, received.id, received.event.data, received.event.time)
+    event = received.event
+    return projection_event(received.spec, received.id, event.data, event.time, event.source)
 
 
 class ProjectionHandlers:

@@ -93,7 +93,7 @@ class _Replayer:
             self.seq, self.pending = meta.sequence.stream, meta.num_pending
             try:
                 spec, event = parse_event(msg.data, msg.subject)
-                events.append(projection_event(spec, event.id, event.data, event.time))
+                events.append(projection_event(spec, event.id, event.data, event.time, event.source))
             except (InvalidEvent, Unprocessable):
                 self.result.invalid += 1  # the live consumer dead-letters these: never counted
         self.result.events_read += len(msgs)

@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from iioe.runtime.db import Conn
+from iioe.runtime.inbox import claim_many
 from services.analytics.domain import ProjectionDeltas, ProjectionRules
 
 PROJECTION_LOCK = 0x11_0E_A4A1
@@ -78,8 +79,8 @@ class PgInbox:
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
 
-    async def claim(self, event_ids: Sequence[str]) -> set[str]:
-        return await claim_many(self._conn, INBOX_CONSUMER, event_ids)
+    async def claim(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        return await claim_many(self._conn, INBOX_CONSUMER, keys)
 
 
 class PgProjections:
@@ -94,19 +95,6 @@ class PgProjections:
 async def hold_projection_lock(conn: Conn) -> None:
     """Let a rebuild's swap wait for this transaction, and this one wait for the swap."""
     await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PROJECTION_LOCK)
-
-
-async def claim_many(conn: Conn, consumer: str, event_ids: Sequence[str]) -> set[str]:
-    """The inbox for a batch: the ids never seen before (recorded now, in the caller's transaction)."""
-    if not event_ids:
-        return set()
-    rows = await conn.fetch(
-        "INSERT INTO inbox (consumer, event_id) SELECT $1, x FROM unnest($2::text[]) AS x"
-        " ON CONFLICT DO NOTHING RETURNING event_id",
-        consumer,
-        list(dict.fromkeys(event_ids)),
-    )
-    return {r["event_id"] for r in rows}
 
 
 async def apply(conn: Conn, deltas: ProjectionDeltas, rules: ProjectionRules) -> None:

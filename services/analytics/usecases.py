@@ -25,8 +25,8 @@ class ProjectionRepository(Protocol):
 
 
 class Inbox(Protocol):
-    async def claim(self, event_ids: Sequence[str]) -> set[str]:
-        """Record the ids; return those never seen before (the ones to project)."""
+    async def claim(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Record the `(source, id)` keys; return those never seen before (the ones to project)."""
 
 
 class ProjectionTransaction(Protocol):
@@ -68,8 +68,8 @@ class Projector:
     async def _project(self, events: Sequence[ProjectionEvent]) -> Outcome:
         unique = unique_by_id(events)
         async with self._uow.transaction() as tx:
-            fresh = await tx.inbox.claim([e.id for e in unique])
-            new_events = [e for e in unique if e.id in fresh]
+            fresh = await tx.inbox.claim([e.key for e in unique])
+            new_events = [e for e in unique if e.key in fresh]
             if new_events:
                 await tx.projections.apply(split_events(new_events))
         outcome = Outcome(applied=len(new_events), duplicates=len(events) - len(new_events))

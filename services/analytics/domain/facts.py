@@ -78,7 +78,7 @@ class ProjectionRules:
 
 @dataclass(frozen=True)
 class ProjectionEvent:
-    """An event as the projections see it: its CloudEvent id (the inbox key) and its `data`.
+    """An event as the projections see it: its CloudEvent `(source, id)` (the inbox key) and its `data`.
 
     `data` is one of the contract's data models; types the projections do not use are kept
     (they are claimed in the inbox like any other) and contribute nothing.
@@ -88,6 +88,12 @@ class ProjectionEvent:
     data: BaseModel
     time: datetime | None = None
     """The CloudEvent `time` (only course evaluations, which carry no date of their own, use it)."""
+    source: str = ""
+    """The CloudEvent `source`: two producers may use the same id (CloudEvents uniqueness is per source)."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.id)
 
 
 class Registration(NamedTuple):
@@ -396,12 +402,12 @@ def _split_v11(event: ProjectionEvent, deltas: ProjectionDeltas) -> None:
 
 
 def unique_by_id(events: Iterable[ProjectionEvent]) -> list[ProjectionEvent]:
-    """First occurrence of each CloudEvent id, in order (a batch may hold the same id twice)."""
-    seen: set[str] = set()
+    """First occurrence of each CloudEvent `(source, id)`, in order (a batch may hold the same one twice)."""
+    seen: set[tuple[str, str]] = set()
     out: list[ProjectionEvent] = []
     for event in events:
-        if event.id not in seen:
-            seen.add(event.id)
+        if event.key not in seen:
+            seen.add(event.key)
             out.append(event)
     return out
 

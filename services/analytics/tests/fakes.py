@@ -28,11 +28,11 @@ class FakeProjections:
 
 
 class FakeInbox:
-    def __init__(self, seen: set[str]) -> None:
+    def __init__(self, seen: set[tuple[str, str]]) -> None:
         self.seen = seen
 
-    async def claim(self, event_ids: Sequence[str]) -> set[str]:
-        fresh = {i for i in event_ids if i not in self.seen}
+    async def claim(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        fresh = {k for k in keys if k not in self.seen}
         self.seen |= fresh
         return fresh
 
@@ -112,7 +112,7 @@ class FakeUnitOfWork:
 
     def __init__(self, rules: ProjectionRules) -> None:
         self.state = ProjectionState(rules)
-        self.inbox: set[str] = set()
+        self.inbox: set[tuple[str, str]] = set()
         self.commits = 0
         self.rollbacks = 0
         self.fail_next_apply = False

@@ -25,7 +25,7 @@ RULES = ProjectionRules(AI_PROGRAMME_ID, AI_COURSES, "Asia/Ulaanbaatar")
 
 
 def plain(*events: CloudEvent[Any]) -> list[ProjectionEvent]:
-    return [ProjectionEvent(e.id, e.data) for e in events]
+    return [ProjectionEvent(e.id, e.data, source=e.source) for e in events]
 
 
 @pytest.fixture
@@ -140,7 +140,18 @@ async def test_duplicate_event_ids_are_projected_once(
     assert await projector.project(plain(done)[0]) is False
     summary = await reports.summary()
     assert summary.educators_registered == 1 and summary.course_completions == 1
-    assert uow.inbox == {reg.id, done.id}
+    assert uow.inbox == {(reg.source, reg.id), (done.source, done.id)}
+
+
+async def test_two_producers_may_use_the_same_id_and_both_count(
+    uow: FakeUnitOfWork, projector: Projector, reports: Reports
+) -> None:
+    """CloudEvents uniqueness is (source, id): two partners that both send `evt-1` are both applied."""
+    first = ProjectionEvent("evt-1", completed("e1", "must", AI_COURSES[0]).data, source="urn:iioe:partner:must-lms")
+    second = ProjectionEvent("evt-1", completed("e2", "num", AI_COURSES[0]).data, source="urn:iioe:partner:num-lms")
+    outcome = await projector.project_batch([first, second, first])
+    assert (outcome.applied, outcome.duplicates) == (2, 1)
+    assert (await reports.summary()).course_completions == 2
 
 
 async def test_a_failed_projection_keeps_no_inbox_claim_so_the_retry_counts(
