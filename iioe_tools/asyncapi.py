@@ -13,7 +13,13 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
 from iioe import __version__
-from iioe.commands import ChangeRoleReply, ChangeRoleRequest, RegisterEducatorReply, RegisterEducatorRequest
+from iioe.commands import (
+    CHANGE_ROLE,
+    ChangeRoleReply,
+    ChangeRoleRequest,
+    RegisterEducatorReply,
+    RegisterEducatorRequest,
+)
 from iioe.envelope import CloudEvent
 from iioe.events import ALL_EVENTS
 from iioe.subjects import REGISTER_EDUCATOR, command_address, contact_address, event_address
@@ -41,7 +47,7 @@ def build_document_broker() -> NatsBroker:
         raise NotImplementedError
 
     @broker.subscriber(
-        "iioe.commands.{institution}.change_role",
+        command_address(CHANGE_ROLE),
         title="change_role",
         description=(
             "Request–reply: change the role of an educator of the institution. Reply {educator_id, role, status:"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from iioe.commands import CHANGE_ROLE
 from iioe.events import (
     CERTIFICATE_ISSUED,
     CERTIFICATE_REINSTATED,
@@ -87,7 +88,6 @@ _SERVICE_ALSO_PUBLISHES: dict[str, tuple[str, ...]] = {
     "analytics": (ANALYTICS_SUBJECTS, DLQ_SUBJECTS),
     "notifications": (DLQ_SUBJECTS,),
 }
-CHANGE_ROLE = "change_role"
 
 SERVICE_DURABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "registration": (),

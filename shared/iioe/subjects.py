@@ -133,6 +133,15 @@ def dlq_subject(consumer: str, reason: str) -> str:
     return f"iioe.dlq.{consumer}.{reason}"
 
 
+def dlq_match(consumer: str | None, reason: str | None) -> str:
+    """Dead letters of one consumer and/or reason (`*` where unset): `iioe.dlq.<consumer|*>.<reason|*>`."""
+    parts = [p if p else "*" for p in (consumer, reason)]
+    for part in parts:
+        if part != "*" and not _TOKEN_RE.fullmatch(part):
+            raise InvalidSubjectPart(f"dead-letter subject token {part!r} is not a NATS token")
+    return f"iioe.dlq.{parts[0]}.{parts[1]}"
+
+
 def dlq_filter(consumer: str) -> str:
     """Every dead letter of one consumer: `iioe.dlq.<consumer>.>`."""
     if not _TOKEN_RE.fullmatch(consumer):

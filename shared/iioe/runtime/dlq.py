@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from iioe.reasons import Reason
 from iioe.runtime.logging import get_logger
-from iioe.subjects import CONTACTS_STREAM, DLQ_STREAM, EVENTS_STREAM, dlq_subject
+from iioe.subjects import CONTACTS_STREAM, DLQ_STREAM, EVENTS_STREAM, dlq_match, dlq_subject
 
 log = get_logger(__name__)
 
@@ -175,7 +175,7 @@ class LetterFilter:
 
     @property
     def subject(self) -> str:
-        return f"iioe.dlq.{self.consumer or '*'}.{self.reason or '*'}"
+        return dlq_match(self.consumer, self.reason)
 
     def matches(self, letter: DeadLetter) -> bool:
         if self.since is None:
