@@ -77,7 +77,7 @@ class SmtpSender:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
-            details = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            details = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)  # no addresses in errors
             raise DeliveryError(
                 f"SMTP recipients refused: {details}", permanent=all(_is_permanent(c) for c in codes)
             ) from exc
@@ -98,7 +98,7 @@ class SmtpSender:
                 permanent=False,
             ) from exc
         if errors:  # some recipients accepted, some refused: report the refused ones
-            details = "; ".join(f"{addr}: {resp.code} {resp.message}" for addr, resp in errors.items())
+            details = "; ".join(f"{resp.code} {resp.message}" for resp in errors.values())
             raise DeliveryError(
                 f"SMTP recipients refused: {details}",
                 permanent=all(_is_permanent(resp.code) for resp in errors.values()),

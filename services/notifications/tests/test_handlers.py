@@ -14,9 +14,11 @@ from iioe.events import (
     COURSE_COMPLETED,
     EDUCATOR_CONTACT,
     EDUCATOR_REGISTERED,
+    EDUCATOR_ROLE_CHANGED,
     CourseCompleted,
     EducatorContact,
     EducatorRegistered,
+    EducatorRoleChanged,
     EventSpec,
 )
 from iioe.runtime.consumer import ReceivedEvent, Unprocessable
@@ -68,7 +70,7 @@ async def test_contact_then_registration_queue_a_pending_welcome(
     )
 
 
-async def test_an_event_that_triggers_no_mail_is_acknowledged_and_ignored(
+async def test_a_course_completion_sends_no_mail_but_counts_for_the_digest(
     uow: FakeUnitOfWork, handlers: NotificationHandlers
 ) -> None:
     completed = CourseCompleted(
@@ -79,6 +81,17 @@ async def test_an_event_that_triggers_no_mail_is_acknowledged_and_ignored(
         completed_at=datetime.now(UTC),
     )
     await handlers.on_event(received(COURSE_COMPLETED, completed))
+    await handlers.on_event(received(COURSE_COMPLETED, completed))
+    assert uow.state.notifications == {} and uow.state.completions == {("edu-1", "genai-fundamentals")}
+
+
+async def test_an_event_that_concerns_no_one_here_is_acknowledged_and_ignored(
+    uow: FakeUnitOfWork, handlers: NotificationHandlers
+) -> None:
+    changed = EducatorRoleChanged(
+        educator_id="edu-1", institution="must", role="master_teacher", changed_at=datetime.now(UTC)
+    )
+    await handlers.on_event(received(EDUCATOR_ROLE_CHANGED, changed))
     assert uow.state.notifications == {} and uow.commits == 0
 
 
