@@ -97,6 +97,12 @@ class Notification(BaseModel):
     next_attempt_at: datetime
 
 
+Operator = Annotated[TokenGrant, Depends(require_scope("webhooks"))]
+"""An operator token with the `webhooks` scope (or `admin`)."""
+Caller = Annotated[TokenGrant, Depends(authenticated)]
+"""Any valid token: an operator's, or an institution's (then limited to that institution)."""
+
+
 def _webhook(row: dict[str, object]) -> Webhook:
     return Webhook.model_validate({**row, "id": row["webhook_id"]})
 
@@ -104,8 +110,6 @@ def _webhook(row: dict[str, object]) -> Webhook:
 def build_router(usecases: NotificationUseCases) -> APIRouter:
     router = APIRouter()
     Limit = Annotated[int, Query(ge=1, le=1000)]
-    Operator = Annotated[TokenGrant, Depends(require_scope("webhooks"))]
-    Caller = Annotated[TokenGrant, Depends(authenticated)]
 
     @router.post("/v1/webhooks", status_code=201, response_model=CreatedWebhook)
     async def create_webhook(body: WebhookCreate, grant: Operator) -> CreatedWebhook:
