@@ -119,6 +119,20 @@ class MailboxSender:
     def __repr__(self) -> str:
         return f"MailboxSender(folder={str(self.folder)!r})"
 
+    async def forget(self, notification_ids: list[str]) -> int:
+        """Erasure: delete the stored copies of these notifications (they hold a name and an address)."""
+
+        def unlink() -> int:
+            removed = 0
+            for notification_id in notification_ids:
+                path = self.path_for(notification_id)
+                if path.exists():
+                    path.unlink()
+                    removed += 1
+            return removed
+
+        return await asyncio.to_thread(unlink)
+
     def path_for(self, notification_id: str) -> Path:
         """Where the message with this notification id lands (the id is validated as a safe file name)."""
         return self.folder / f"{validate_notification_id(notification_id)}.eml"

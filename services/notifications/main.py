@@ -59,9 +59,10 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
         ProgrammeNames.load(s.programmes_file),
         load_institutions(s.institutions_file),
     )
+    sender = build_mail_sender(s)
     mail = MailDelivery(
         uow,
-        build_mail_sender(s),
+        sender,
         composer,
         RetrySchedule(s.mail_retry_base_seconds, s.mail_retry_cap_seconds, s.mail_max_attempts),
         mail_from=s.mail_from,
@@ -92,6 +93,7 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
         contact_wait_seconds=s.contact_wait_seconds,
         queued=queued,
         targets=targets,
+        stored_mail=sender if isinstance(sender, MailboxSender) else None,
     )
     expiry_loop = PollLoop("contact-expiry", lambda: usecases.expire_overdue(datetime.now(UTC)), EXPIRY_SWEEP_SECONDS)
     digest_loop = PollLoop(

@@ -260,6 +260,12 @@ class MailSender(Protocol):
     async def send(self, msg: EmailMessage) -> None: ...
 
 
+class StoredMail(Protocol):
+    """Copies of sent mail kept by the service itself (the `.eml` mailbox), deleted on erasure."""
+
+    async def forget(self, notification_ids: list[str]) -> int: ...
+
+
 class Composer(Protocol):
     """Renders a notification for one person into an e-mail; raises ValueError when it cannot."""
 

@@ -29,7 +29,7 @@ from services.notifications.domain import (
     event_facts,
     previous_month,
 )
-from services.notifications.ports import NewDelivery, NewWebhook, Repositories, TargetGuard, UnitOfWork
+from services.notifications.ports import NewDelivery, NewWebhook, Repositories, StoredMail, TargetGuard, UnitOfWork
 from services.notifications.targets import TargetRefused
 
 log = get_logger(__name__)
@@ -97,12 +97,14 @@ class NotificationUseCases:
         contact_wait_seconds: float,
         queued: Callable[[], None] = lambda: None,
         targets: TargetGuard | None = None,
+        stored_mail: StoredMail | None = None,
     ) -> None:
         self._uow = uow
         self._certification_url = certification_url
         self._contact_wait = timedelta(seconds=contact_wait_seconds)
         self._queued = queued
         self._targets = targets
+        self._stored_mail = stored_mail
 
     async def record_event(self, event: EventToNotify) -> Recorded:
         """One e-mail per (event, educator), plus one delivery per matching webhook — never twice.
@@ -261,7 +263,9 @@ class NotificationUseCases:
             await repo.contacts.delete(educator_id)
             stopped = await repo.notifications.erase(educator_id)
             await repo.cascade.forget(educator_id)
-        log.info("educator erased", educator_id=educator_id, stopped=stopped, first_time=first)
+            ids = [r["notification_id"] for r in await repo.notifications.find(educator_id, None, None, 100_000)]
+        removed = await self._stored_mail.forget(ids) if self._stored_mail is not None else 0
+        log.info("educator erased", educator_id=educator_id, stopped=stopped, first_time=first, files_removed=removed)
         return stopped
 
     async def apply_contact(self, received: ContactReceived) -> int:

@@ -151,7 +151,20 @@ async def test_erasure_stops_waiting_mail_and_a_later_contact_is_not_stored(
         await eventually(marker_sent, what="a later registration mailed (so the erased contact was handled)")
         async with app.state.runtime.pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM contacts WHERE educator_id = $1", educator_id) == 0
-    assert not [p for p in (tmp_path / "mailbox").glob("*.eml") if "gone." in p.read_text(errors="replace")]
+        mailbox = tmp_path / "mailbox"
+        assert not [p for p in mailbox.glob("*.eml") if "gone." in p.read_text(errors="replace")]
+        [kept] = [p for p in mailbox.glob("*.eml") if f"m.{ref}@" in p.read_text(errors="replace")]
+
+        await send(
+            nc, EDUCATOR_ERASED, EducatorErased(educator_id=marker, institution=inst, erased_at=datetime.now(UTC))
+        )
+
+        async def forgotten() -> bool:
+            return not kept.exists()
+
+        await eventually(forgotten, what="the erased person's stored mail deleted")
+        [row] = await notifications(http, marker)
+        assert (row["status"], row["recipient"]) == ("sent", None)
 
 
 async def test_a_registration_to_mail_flow_logs_no_address(
