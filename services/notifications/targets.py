@@ -19,6 +19,7 @@ import asyncio
 import ipaddress
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -38,6 +39,7 @@ _PLATFORM_URL_VARS: Final = (
     "IIOE_NOTIFICATIONS_URL",
 )
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+PLATFORM_CACHE_SECONDS: Final = 300.0
 
 
 class TargetRefused(ValueError):
@@ -132,6 +134,24 @@ class TargetPolicy:
                 continue
             self._platform.add((host, port))
         self._resolver = resolver or system_resolver
+        self._platform_addresses: set[tuple[str, int]] = set()
+        self._platform_resolved_at: float | None = None
+
+    async def _refresh_platform_addresses(self) -> None:
+        """The addresses the platform's service names resolve to (cached): another name pointing at
+        the same address and port is the same service."""
+        now = time.monotonic()
+        if self._platform_resolved_at is not None and now - self._platform_resolved_at < PLATFORM_CACHE_SECONDS:
+            return
+        found: set[tuple[str, int]] = set()
+        for host, port in self._platform:
+            if _ip(host) is not None:
+                continue
+            try:
+                found.update((str(_ip(a) or a), port) for a in await self._resolver(host, port))
+            except OSError:
+                continue
+        self._platform_addresses, self._platform_resolved_at = found, now
 
     def _allowed(self, host: str, port: int) -> bool:
         return (host, None) in self._allow or (host, port) in self._allow
@@ -140,7 +160,7 @@ class TargetPolicy:
         if self._allowed(host, port) or (address is not None and self._allowed(str(address), port)):
             return None
         names = {host} if address is None else {host, str(address)}
-        if any((name, port) in self._platform for name in names):
+        if any((name, port) in self._platform or (name, port) in self._platform_addresses for name in names):
             return f"{host}:{port} is one of the platform's own services"
         if address is None:
             return None
@@ -157,6 +177,7 @@ class TargetPolicy:
 
     async def resolve(self, url: str) -> Target:
         """Resolve the host now and check every address; the first one is where to connect."""
+        await self._refresh_platform_addresses()
         scheme, host, port = self.check_url(url)
         literal = _ip(host)
         if literal is not None:

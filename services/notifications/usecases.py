@@ -224,11 +224,16 @@ class NotificationUseCases:
             return await repo.cascade.add_completion(educator_id, course_id)
 
     async def schedule_digests(self, now: datetime) -> int:
-        """At most one digest per master teacher per month: the previous month's, once it is over."""
+        """At most one digest per master teacher per month: the previous month's, once it is over.
+
+        One transaction per master teacher (claim + snapshot + mail), so a busy teacher's lock never
+        holds up the others and a failure leaves the rest done."""
         month, first, last = previous_month(now)
-        created = 0
         async with self._uow.transaction() as repo:
-            for teacher in await repo.cascade.master_teachers(last):
+            teachers = await repo.cascade.master_teachers(last)
+        created = 0
+        for teacher in teachers:
+            async with self._uow.transaction() as repo:
                 await repo.contacts.lock(teacher)
                 if await repo.erasures.erased(teacher) or not await repo.cascade.claim_digest(teacher, month):
                     continue
@@ -243,8 +248,7 @@ class NotificationUseCases:
                     context={**facts, "month": month, "institution": contact.institution if contact else None},
                     contact=contact,
                 )
-                if await repo.notifications.add(notification):
-                    created += 1
+                created += await repo.notifications.add(notification)
         if created:
             self._queued()
             log.info("monthly digests queued", month=month, count=created)

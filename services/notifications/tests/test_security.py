@@ -78,6 +78,14 @@ async def test_the_platforms_own_services_are_refused_even_on_public_addresses()
     assert (await policy.resolve("https://cert.iioe.example:9443/hook")).port == 9443  # another port is not it
 
 
+async def test_another_name_for_a_platform_service_address_is_refused() -> None:
+    dns = FakeDns(default=PUBLIC, cert_iioe_example=["93.184.216.50"], alias_example=["93.184.216.50"])
+    policy = TargetPolicy(platform=["https://cert.iioe.example"], resolver=dns)
+    with pytest.raises(TargetRefused, match="platform's own services"):
+        await policy.resolve("https://alias.example/hook")
+    assert (await policy.resolve("https://alias.example:8443/hook")).address == "93.184.216.50"
+
+
 async def test_the_operator_allow_list_admits_named_hosts_and_ports_only() -> None:
     dns = FakeDns(default=["127.0.0.1"], hooks_example_org=["10.0.0.7"])
     policy = TargetPolicy(
