@@ -11,35 +11,80 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Literal, get_args
 
 from iioe.events import (
     CERTIFICATE_ISSUED,
+    CERTIFICATE_REINSTATED,
     CERTIFICATE_REVOKED,
+    CERTIFICATE_SUSPENDED,
+    CREDIT_TRANSFER_DECIDED,
     EDUCATOR_REGISTERED,
+    TRAINEE_ATTENDED,
     CertificateIssued,
+    CertificateReinstated,
     CertificateRevoked,
+    CertificateSuspended,
+    CreditTransferDecided,
     EducatorRegistered,
 )
 
 EMAIL: Final = "email"
 ALL_INSTITUTIONS: Final = "*"
-NotifyingEvent = EducatorRegistered | CertificateIssued | CertificateRevoked
-"""The event data that trigger an e-mail (and may be forwarded to partner webhooks)."""
+NotifyingEvent = (
+    EducatorRegistered
+    | CertificateIssued
+    | CertificateRevoked
+    | CertificateSuspended
+    | CertificateReinstated
+    | CreditTransferDecided
+)
+"""The event data that trigger an e-mail of their own (and may be forwarded to partner webhooks)."""
 
-MessageName = Literal["welcome", "certificate_issued", "certificate_revoked"]
+MessageName = Literal[
+    "welcome",
+    "certificate_issued",
+    "certificate_revoked",
+    "certificate_suspended",
+    "certificate_reinstated",
+    "credit_transfer_decided",
+    "session_attended",
+    "monthly_digest",
+]
 MESSAGES: Final[tuple[MessageName, ...]] = get_args(MessageName)
 
 MESSAGE_FOR_TYPE: Final[dict[str, MessageName]] = {
     EDUCATOR_REGISTERED.type: "welcome",
     CERTIFICATE_ISSUED.type: "certificate_issued",
     CERTIFICATE_REVOKED.type: "certificate_revoked",
+    CERTIFICATE_SUSPENDED.type: "certificate_suspended",
+    CERTIFICATE_REINSTATED.type: "certificate_reinstated",
+    CREDIT_TRANSFER_DECIDED.type: "credit_transfer_decided",
+    TRAINEE_ATTENDED.type: "session_attended",
 }
-"""Which e-mail each event triggers."""
+"""Which e-mail each event triggers (a trainee's attendance once the session's details are known)."""
+
+DIGEST_TYPE: Final = "org.iioe.notifications.monthly_digest"
+"""`event_type` of the monthly digest rows: not an event, the digest task's own record."""
+
+CERTIFICATE_MAILS: Final = frozenset(
+    {"certificate_issued", "certificate_revoked", "certificate_suspended", "certificate_reinstated"}
+)
+WAITS_FOR_ISSUED: Final = frozenset({"certificate_revoked", "certificate_suspended", "certificate_reinstated"})
+"""Mails about a certificate that must never reach the educator before the mail saying it was issued."""
 
 WEBHOOK_EVENT_TYPES: Final[dict[str, str]] = {
-    spec.name: spec.type for spec in (EDUCATOR_REGISTERED, CERTIFICATE_ISSUED, CERTIFICATE_REVOKED)
+    spec.name: spec.type
+    for spec in (
+        EDUCATOR_REGISTERED,
+        CERTIFICATE_ISSUED,
+        CERTIFICATE_REVOKED,
+        CERTIFICATE_SUSPENDED,
+        CERTIFICATE_REINSTATED,
+        CREDIT_TRANSFER_DECIDED,
+    )
 }
 """Event types a partner may subscribe to, by short name (`certificate_issued`) → CloudEvent type."""
 
@@ -100,6 +145,26 @@ def normalise_event_type(value: str) -> str | None:
     return WEBHOOK_EVENT_TYPES.get(value)
 
 
+def month_of(day: date) -> str:
+    """`2026-03-14` → `2026-03`: the key of a monthly digest."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def previous_month(now: datetime) -> tuple[str, date, date]:
+    """The month before `now` (UTC): its key, first day and last day — what a digest sent now reports."""
+    first_this = now.astimezone(UTC).date().replace(day=1)
+    last = first_this - timedelta(days=1)
+    return month_of(last), last.replace(day=1), last
+
+
+_ADDRESS = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
+
+
+def scrub_addresses(text: str) -> str:
+    """Replace e-mail addresses (an SMTP server's reply may echo one) so errors can be stored and logged."""
+    return _ADDRESS.sub("<address>", text)
+
+
 def mask_email(address: str | None) -> str | None:
     """`sarnai.b@must.edu.mn` → `s***@must.edu.mn`: enough to recognise, not enough to harvest."""
     if not address:
@@ -132,13 +197,68 @@ def event_facts(kind: MessageName, data: NotifyingEvent, certification_url: str)
             "revoked_at": data.revoked_at.isoformat(),
             "verify_url": verify_url(certification_url, data.certificate_id),
         }
+    if isinstance(data, CertificateSuspended | CertificateReinstated):
+        return {
+            "institution": data.institution,
+            "certificate_id": data.certificate_id,
+            "reason": data.reason,
+            "at": data.at.isoformat(),
+            "verify_url": verify_url(certification_url, data.certificate_id),
+        }
+    if isinstance(data, CreditTransferDecided):
+        return {
+            "institution": data.institution,
+            "request_id": data.request_id,
+            "receiving_institution": data.receiving_institution,
+            "decision": data.decision,
+            "credits": data.granted_credits,
+            "reason": data.reason,
+            "decided_at": data.decided_at.isoformat(),
+        }
     return {"institution": data.institution}
+
+
+@dataclass(frozen=True)
+class Session:
+    """A master teacher's training session (from TrainingSessionHeld), kept to tell its trainees."""
+
+    session_id: str
+    institution: str
+    master_teacher_id: str
+    region: str
+    mode: str
+    held_on: date
+    language: str
+
+    def facts(self, trainee_institution: str) -> dict[str, Any]:
+        return {
+            "institution": trainee_institution,
+            "session_id": self.session_id,
+            "session_institution": self.institution,
+            "region": self.region,
+            "mode": self.mode,
+            "held_on": self.held_on.isoformat(),
+            "session_language": self.language,
+        }
+
+
+def attendance_notification_id(session_id: str, educator_id: str) -> str:
+    """One mail per (session, trainee), however often the attendance is reported."""
+    return notification_id("urn:iioe:attendance", session_id, EMAIL, educator_id)
+
+
+def digest_notification_id(educator_id: str, month: str) -> str:
+    """One digest per (master teacher, month): the idempotency key of the monthly digest."""
+    return notification_id("urn:iioe:digest", month, EMAIL, educator_id)
 
 
 # -- the notification and its status machine --------------------------------------------------
 
+ERASED: Final = "educator erased"
+
 
 class NotificationStatus(StrEnum):
+    HELD = "held"
     AWAITING_CONTACT = "awaiting_contact"
     PENDING = "pending"
     SENDING = "sending"
@@ -149,10 +269,13 @@ class NotificationStatus(StrEnum):
 
 S = NotificationStatus
 TRANSITIONS: Final[Mapping[NotificationStatus, frozenset[NotificationStatus]]] = {
-    S.AWAITING_CONTACT: frozenset({S.PENDING, S.EXPIRED}),  # the contact came / never came
-    S.PENDING: frozenset({S.SENDING}),  # a worker claimed it
-    # sent; a transient error (back to pending with a delay); given up; or reclaimed after a lost lease
-    S.SENDING: frozenset({S.SENT, S.PENDING, S.FAILED, S.SENDING}),
+    # waits for an earlier mail (the certificate's issued mail): released, or erased / never released
+    S.HELD: frozenset({S.PENDING, S.AWAITING_CONTACT, S.EXPIRED}),
+    S.AWAITING_CONTACT: frozenset({S.PENDING, S.EXPIRED}),  # the contact came / never came (or erased)
+    S.PENDING: frozenset({S.SENDING, S.EXPIRED}),  # a worker claimed it / the educator was erased
+    # sent; a transient error (back to pending with a delay); given up; reclaimed after a lost lease;
+    # or the educator was erased meanwhile
+    S.SENDING: frozenset({S.SENT, S.PENDING, S.FAILED, S.SENDING, S.EXPIRED}),
     S.SENT: frozenset(),
     S.FAILED: frozenset(),
     S.EXPIRED: frozenset(),
@@ -208,6 +331,20 @@ class Notification:
     retry_after_seconds: float | None = None
     """Set by `retry_later`: how long the queue should wait before the next attempt."""
 
+    @property
+    def institution(self) -> str | None:
+        value = self.context.get("institution")
+        return str(value) if value is not None else None
+
+    @property
+    def certificate_id(self) -> str | None:
+        value = self.context.get("certificate_id") if self.kind in CERTIFICATE_MAILS else None
+        return str(value) if value is not None else None
+
+    @property
+    def final(self) -> bool:
+        return not TRANSITIONS[self.status]
+
     @classmethod
     def for_event(
         cls,
@@ -218,18 +355,46 @@ class Notification:
         educator_id: str,
         context: Mapping[str, Any],
         contact: Contact | None,
+        held: bool = False,
     ) -> Notification:
-        """The e-mail an event triggers: `pending` when the address is known, else `awaiting_contact`."""
-        kind = MESSAGE_FOR_TYPE[event_type]
-        created = cls(
+        """The e-mail an event triggers: `pending` when the address is known, else `awaiting_contact`;
+        `held` when it must wait for an earlier mail (see `WAITS_FOR_ISSUED`)."""
+        return cls.create(
             notification_id=notification_id(source, event_id, EMAIL, educator_id),
+            event_id=event_id,
+            event_type=event_type,
+            kind=MESSAGE_FOR_TYPE[event_type],
+            educator_id=educator_id,
+            context=context,
+            contact=contact,
+            held=held,
+        )
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        notification_id: str,
+        event_id: str,
+        event_type: str,
+        kind: MessageName,
+        educator_id: str,
+        context: Mapping[str, Any],
+        contact: Contact | None,
+        held: bool = False,
+    ) -> Notification:
+        created = cls(
+            notification_id=validate_notification_id(notification_id),
             event_id=event_id,
             event_type=event_type,
             kind=kind,
             educator_id=educator_id,
             context=dict(context),
+            status=S.HELD if held else S.AWAITING_CONTACT,
         )
-        return created.contact_arrived(contact) if contact is not None else created
+        if held or contact is None:
+            return created
+        return created.contact_arrived(contact)
 
     def _move(self, target: NotificationStatus, **changes: Any) -> Notification:
         check_transition(self.notification_id, self.status, target)
@@ -238,8 +403,20 @@ class Notification:
     def contact_arrived(self, contact: Contact) -> Notification:
         return self._move(S.PENDING, recipient=contact.email, language=contact.language)
 
-    def expire(self) -> Notification:
-        return self._move(S.EXPIRED, last_error="no contact details received")
+    def release(self, contact: Contact | None) -> Notification:
+        """The mail it waited for is done: sendable now, or waiting for the contact like any other."""
+        if contact is None:
+            return self._move(S.AWAITING_CONTACT)
+        return self._move(S.PENDING, recipient=contact.email, language=contact.language)
+
+    def expire(self, reason: str = "no contact details received") -> Notification:
+        return self._move(S.EXPIRED, last_error=reason)
+
+    def erase(self) -> Notification:
+        """The educator was erased: nothing more is sent, and the address is forgotten."""
+        if self.final:
+            return replace(self, recipient=None)
+        return self._move(S.EXPIRED, recipient=None, last_error=ERASED)
 
     def start_sending(self) -> Notification:
         return self._move(S.SENDING, attempts=self.attempts + 1, retry_after_seconds=None)

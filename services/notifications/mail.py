@@ -77,7 +77,7 @@ class SmtpSender:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
-            details = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            details = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)  # no addresses in errors
             raise DeliveryError(
                 f"SMTP recipients refused: {details}", permanent=all(_is_permanent(c) for c in codes)
             ) from exc
@@ -98,7 +98,7 @@ class SmtpSender:
                 permanent=False,
             ) from exc
         if errors:  # some recipients accepted, some refused: report the refused ones
-            details = "; ".join(f"{addr}: {resp.code} {resp.message}" for addr, resp in errors.items())
+            details = "; ".join(f"{resp.code} {resp.message}" for resp in errors.values())
             raise DeliveryError(
                 f"SMTP recipients refused: {details}",
                 permanent=all(_is_permanent(resp.code) for resp in errors.values()),
@@ -118,6 +118,20 @@ class MailboxSender:
 
     def __repr__(self) -> str:
         return f"MailboxSender(folder={str(self.folder)!r})"
+
+    async def forget(self, notification_ids: list[str]) -> int:
+        """Erasure: delete the stored copies of these notifications (they hold a name and an address)."""
+
+        def unlink() -> int:
+            removed = 0
+            for notification_id in notification_ids:
+                path = self.path_for(notification_id)
+                if path.exists():
+                    path.unlink()
+                    removed += 1
+            return removed
+
+        return await asyncio.to_thread(unlink)
 
     def path_for(self, notification_id: str) -> Path:
         """Where the message with this notification id lands (the id is validated as a safe file name)."""

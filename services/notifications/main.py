@@ -9,12 +9,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from iioe.events import CERTIFICATE_ISSUED, CERTIFICATE_REVOKED, EDUCATOR_REGISTERED
+from iioe.events import BY_TYPE, COURSE_COMPLETED, EDUCATOR_ERASED, TRAINEE_ATTENDED, TRAINING_SESSION_HELD
 from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
 from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM, contact_filter, event_filter
-from services.notifications.domain import RetrySchedule
+from services.notifications.domain import MESSAGE_FOR_TYPE, RetrySchedule
 from services.notifications.handlers import NotificationHandlers
 from services.notifications.http import build_router
 from services.notifications.mail import MailboxSender, MailSender, SmtpSender
@@ -22,12 +22,15 @@ from services.notifications.rendering import MailComposer, ProgrammeNames, Rende
 from services.notifications.sending import MailDelivery, WebhookDelivery
 from services.notifications.settings import NotificationsSettings
 from services.notifications.store import PostgresUnitOfWork
+from services.notifications.targets import TargetPolicy, platform_urls
 from services.notifications.usecases import NotificationUseCases
 from services.notifications.webhooks import HttpWebhookPoster
 from services.notifications.workers import NatsDeadLetters, PollLoop
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 CONTACT_FILTER = contact_filter()
+CONSUMED = (EDUCATOR_ERASED, TRAINING_SESSION_HELD, TRAINEE_ATTENDED, COURSE_COMPLETED)
+"""Consumed besides the types that trigger a mail (`MESSAGE_FOR_TYPE`)."""
 EXPIRY_SWEEP_SECONDS = 60.0
 
 
@@ -56,9 +59,10 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
         ProgrammeNames.load(s.programmes_file),
         load_institutions(s.institutions_file),
     )
+    sender = build_mail_sender(s)
     mail = MailDelivery(
         uow,
-        build_mail_sender(s),
+        sender,
         composer,
         RetrySchedule(s.mail_retry_base_seconds, s.mail_retry_cap_seconds, s.mail_max_attempts),
         mail_from=s.mail_from,
@@ -67,12 +71,14 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
         concurrency=s.mail_concurrency,
     )
     poster = HttpWebhookPoster(s.webhook_timeout_seconds)
+    targets = TargetPolicy(allow=s.webhook_allow_list, platform=platform_urls([s.certification_url]))
     webhooks = WebhookDelivery(
         uow,
         poster,
         NatsDeadLetters(lambda: runtime.js, runtime.durable("webhooks")),
         RetrySchedule(s.webhook_retry_base_seconds, s.webhook_retry_cap_seconds, s.webhook_max_attempts),
         lease_seconds=s.webhook_lease_seconds,
+        targets=targets,
     )
     mail_loop = PollLoop("mail", mail.send_due, s.mail_poll_seconds)
     webhook_loop = PollLoop("webhooks", webhooks.deliver_next, s.webhook_poll_seconds)
@@ -82,9 +88,17 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
         webhook_loop.wake()
 
     usecases = NotificationUseCases(
-        uow, certification_url=s.certification_url, contact_wait_seconds=s.contact_wait_seconds, queued=queued
+        uow,
+        certification_url=s.certification_url,
+        contact_wait_seconds=s.contact_wait_seconds,
+        queued=queued,
+        targets=targets,
+        stored_mail=sender if isinstance(sender, MailboxSender) else None,
     )
     expiry_loop = PollLoop("contact-expiry", lambda: usecases.expire_overdue(datetime.now(UTC)), EXPIRY_SWEEP_SECONDS)
+    digest_loop = PollLoop(
+        "monthly-digest", lambda: usecases.schedule_digests(datetime.now(UTC)), s.digest_poll_seconds
+    )
 
     async def webhook_senders() -> None:
         """`webhook_workers` loops sharing one HTTP client, closed when the task is cancelled."""
@@ -92,12 +106,14 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
             await asyncio.gather(*(webhook_loop.run() for _ in range(s.webhook_workers)))
 
     handlers = NotificationHandlers(usecases)
-    events = [event_filter(spec.name) for spec in (EDUCATOR_REGISTERED, CERTIFICATE_ISSUED, CERTIFICATE_REVOKED)]
+    names = sorted({BY_TYPE[t].name for t in MESSAGE_FOR_TYPE} | {spec.name for spec in CONSUMED})
+    events = [event_filter(name) for name in names]
     runtime.add_consumer("events", EVENTS_STREAM, events, handlers.on_event)
     runtime.add_consumer("contacts", CONTACTS_STREAM, [CONTACT_FILTER], handlers.on_contact)
     runtime.add_background_task("mail-sender", mail_loop.run)
     runtime.add_background_task("webhook-senders", webhook_senders)
     runtime.add_background_task("contact-expiry", expiry_loop.run)
+    runtime.add_background_task("monthly-digest", digest_loop.run)
 
     def sending_facts() -> dict[str, Any]:
         return {"mail_sent": mail.sent, "webhooks_delivered": webhooks.delivered, "webhooks_dead": webhooks.dead}
@@ -105,7 +121,7 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
     return build_service(
         runtime,
         title="IIOE notifications service",
-        routers=[build_router(usecases, s)],
+        routers=[build_router(usecases)],
         health=[sending_facts],
         state={"usecases": usecases},
     )

@@ -10,11 +10,12 @@ from __future__ import annotations
 import uuid
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol, runtime_checkable
 
-from services.notifications.domain import Contact, Notification, NotificationStatus
+from services.notifications.domain import Contact, Notification, NotificationStatus, Session
+from services.notifications.targets import Target
 
 
 class DeliveryError(Exception):
@@ -103,6 +104,16 @@ class Contacts(Protocol):
 
     async def get(self, educator_id: str) -> Contact | None: ...
 
+    async def delete(self, educator_id: str) -> bool: ...
+
+
+class Erasures(Protocol):
+    async def add(self, educator_id: str, erased_at: datetime) -> bool:
+        """Remember that this educator was erased; False when already known."""
+        ...
+
+    async def erased(self, educator_id: str) -> bool: ...
+
 
 class Notifications(Protocol):
     async def add(self, notification: Notification) -> bool:
@@ -112,14 +123,62 @@ class Notifications(Protocol):
     async def awaiting_contact(self, educator_id: str) -> list[Notification]: ...
 
     async def overdue(self, created_before: datetime, limit: int) -> list[Notification]:
-        """`awaiting_contact` notifications created before the cutoff."""
+        """`awaiting_contact` and `held` notifications created before the cutoff."""
+        ...
+
+    async def of_certificate(self, certificate_id: str, kind: str) -> list[Notification]: ...
+
+    async def held(self, certificate_id: str) -> list[Notification]:
+        """`held` notifications about this certificate, oldest first."""
+        ...
+
+    async def erase(self, educator_id: str) -> int:
+        """`Notification.erase` on every row of the educator (unsent ones expire, addresses are
+        forgotten, claims are dropped); returns how many were stopped before sending."""
         ...
 
     async def save(self, notification: Notification, expected: NotificationStatus) -> bool:
         """Store a transition; False when the row was no longer in `expected` (someone else moved it)."""
         ...
 
-    async def find(self, educator_id: str | None, status: str | None, limit: int) -> list[dict[str, Any]]: ...
+    async def find(
+        self, educator_id: str | None, status: str | None, institution: str | None, limit: int
+    ) -> list[dict[str, Any]]: ...
+
+
+class Cascade(Protocol):
+    """Training sessions, attendance and trainees' progress (ids only), for attendance mails and digests."""
+
+    async def add_session(self, session: Session) -> bool: ...
+
+    async def session(self, session_id: str) -> Session | None: ...
+
+    async def add_attendance(self, session_id: str, educator_id: str, institution: str, event_id: str) -> bool: ...
+
+    async def attendances(self, session_id: str) -> list[tuple[str, str, str]]:
+        """(educator_id, institution, event_id) of everyone who attended."""
+        ...
+
+    async def add_completion(self, educator_id: str, course_id: str) -> bool: ...
+
+    async def add_certified(self, educator_id: str, certificate_id: str) -> bool: ...
+
+    async def master_teachers(self, held_until: date) -> list[str]:
+        """Master teachers with at least one trainee in a session held on or before the day."""
+        ...
+
+    async def digest_facts(self, master_teacher_id: str, first: date, last: date) -> dict[str, int]:
+        """`trainees` (sessions held until `last`), `new_trainees` and `sessions` (held within the
+        month), `trainees_completing` (≥ 1 course completed), `trainees_certified`."""
+        ...
+
+    async def claim_digest(self, master_teacher_id: str, month: str) -> bool:
+        """True once per (master teacher, month)."""
+        ...
+
+    async def forget(self, educator_id: str) -> None:
+        """Erasure: the educator's attendance and progress."""
+        ...
 
 
 class MailQueue(Protocol):
@@ -179,6 +238,10 @@ class Repositories(Protocol):
     def webhooks(self) -> Webhooks: ...
     @property
     def deliveries(self) -> Deliveries: ...
+    @property
+    def erasures(self) -> Erasures: ...
+    @property
+    def cascade(self) -> Cascade: ...
 
 
 class UnitOfWork(Protocol):
@@ -197,6 +260,12 @@ class MailSender(Protocol):
     async def send(self, msg: EmailMessage) -> None: ...
 
 
+class StoredMail(Protocol):
+    """Copies of sent mail kept by the service itself (the `.eml` mailbox), deleted on erasure."""
+
+    async def forget(self, notification_ids: list[str]) -> int: ...
+
+
 class Composer(Protocol):
     """Renders a notification for one person into an e-mail; raises ValueError when it cannot."""
 
@@ -204,7 +273,15 @@ class Composer(Protocol):
 
 
 class WebhookPoster(Protocol):
-    async def post(self, url: str, secret: str, msg_id: str, body: bytes) -> DeliveryResult: ...
+    async def post(self, target: Target, secret: str, msg_id: str, body: bytes) -> DeliveryResult:
+        """POST to the checked target's address (never resolving the host again)."""
+        ...
+
+
+class TargetGuard(Protocol):
+    async def resolve(self, url: str) -> Target:
+        """Resolve and check a webhook URL now; raises `TargetRefused`."""
+        ...
 
 
 class DeadLetters(Protocol):

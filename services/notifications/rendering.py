@@ -55,6 +55,15 @@ REQUIRED_CONTEXT: Final[Mapping[MessageName, frozenset[str]]] = {
         {"full_name", "programme_name", "credits", "certificate_id", "verify_url", "issued_at"}
     ),
     "certificate_revoked": frozenset({"full_name", "certificate_id", "reason", "revoked_at"}),
+    "certificate_suspended": frozenset({"full_name", "certificate_id", "at"}),
+    "certificate_reinstated": frozenset({"full_name", "certificate_id", "at"}),
+    "credit_transfer_decided": frozenset(
+        {"full_name", "request_id", "decision", "receiving_institution", "decided_at"}
+    ),
+    "session_attended": frozenset({"full_name", "session_id", "region", "mode", "held_on"}),
+    "monthly_digest": frozenset(
+        {"full_name", "month", "trainees", "new_trainees", "sessions", "trainees_completing", "trainees_certified"}
+    ),
 }
 """Keys a caller must supply; a missing one is a bug upstream, so it fails loudly instead of rendering blanks."""
 
@@ -63,6 +72,10 @@ OPTIONAL_CONTEXT: Final[Mapping[str, Any]] = {
     "institution_name": None,
     "programme_name": None,
     "verify_url": None,
+    "reason": None,
+    "credits": None,
+    "receiving_institution_name": None,
+    "session_language": None,
 }
 """Keys templates test with `{% if %}`; defaulted so StrictUndefined still catches typos in templates."""
 
@@ -137,6 +150,37 @@ def format_date(value: Any, language: str, tz: tzinfo = UTC) -> str:
     return f"{moment.day} {_MONTHS_EN[moment.month - 1]} {moment.year}"
 
 
+_MONTHS_RU_NOMINATIVE: Final = (
+    "январь",
+    "февраль",
+    "март",
+    "апрель",
+    "май",
+    "июнь",
+    "июль",
+    "август",
+    "сентябрь",
+    "октябрь",
+    "ноябрь",
+    "декабрь",
+)
+
+
+def format_month(value: Any, language: str) -> str:
+    """`2026-03` → `March 2026` / `март 2026 г.` / `2026 оны 3-р сар`; anything else as given."""
+    try:
+        year, month = (int(part) for part in str(value).split("-", 1))
+        if not 1 <= month <= 12:
+            raise ValueError(value)
+    except ValueError:
+        return str(value)
+    if language == "mn":
+        return f"{year} оны {month}-р сар"
+    if language == "ru":
+        return f"{_MONTHS_RU_NOMINATIVE[month - 1]} {year} г."
+    return f"{_MONTHS_EN[month - 1]} {year}"
+
+
 def format_number(value: Any, language: str) -> str:
     """Credits without float noise (`5.0` → `5`, `2.50` → `2.5`); Russian writes a decimal comma."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
@@ -183,8 +227,13 @@ class Renderer:
         def number_filter(ctx: Context, value: Any) -> str:
             return format_number(value, ctx["language"])
 
+        @pass_context
+        def month_filter(ctx: Context, value: Any) -> str:
+            return format_month(value, ctx["language"])
+
         self.env.filters["fmt_date"] = date_filter
         self.env.filters["fmt_number"] = number_filter
+        self.env.filters["fmt_month"] = month_filter
 
     def render(self, message: MessageName, language: str | None, context: Mapping[str, Any]) -> RenderedMessage:
         """Render subject, text and HTML of `message` in the educator's language (English if unsupported)."""
@@ -284,6 +333,9 @@ class MailComposer:
         institution = self._institutions.get(str(context.get("institution")))
         if institution is not None:
             context["institution_name"] = institution.name_mn if language == "mn" else institution.name_en
+        receiving = self._institutions.get(str(context.get("receiving_institution")))
+        if receiving is not None:
+            context["receiving_institution_name"] = receiving.name_mn if language == "mn" else receiving.name_en
         context["programme_name"] = self._programmes.name(context.get("programme_id"), language)
         context["full_name"] = contact.full_name
         return context

@@ -11,17 +11,21 @@ from __future__ import annotations
 import asyncio
 
 from iioe.runtime.logging import get_logger
-from services.notifications.domain import GiveUp, Notification, RetrySchedule, mask_email, resolve_language
+from services.notifications.domain import GiveUp, Notification, RetrySchedule, resolve_language, scrub_addresses
 from services.notifications.ports import (
     ClaimedDelivery,
     ClaimedNotification,
     Composer,
     DeadLetters,
     DeliveryError,
+    DeliveryResult,
     MailSender,
+    TargetGuard,
     UnitOfWork,
     WebhookPoster,
 )
+from services.notifications.targets import FORBIDDEN, TargetRefused
+from services.notifications.usecases import release_held
 
 log = get_logger(__name__)
 
@@ -66,7 +70,7 @@ class MailDelivery:
                 log.error(
                     "notification send failed unexpectedly",
                     notification_id=claimed.notification.notification_id,
-                    error=repr(exc),
+                    error=scrub_addresses(repr(exc)),
                 )
 
     async def send(self, claimed: ClaimedNotification) -> None:
@@ -81,19 +85,19 @@ class MailDelivery:
             msg = self._composer.compose(n, contact, language, self._mail_from)
             await self._sender.send(msg)
         except DeliveryError as exc:
+            error = scrub_addresses(exc.message)  # never store or log an address a server echoed
             decision = self._schedule.after_failure(n.attempts, permanent=exc.permanent)
             if isinstance(decision, GiveUp):
-                await self._finish(claimed, n.fail(exc.message))
+                await self._finish(claimed, n.fail(error))
                 log.warning(
                     "notification failed",
                     notification_id=n.notification_id,
-                    recipient=mask_email(contact.email),
                     attempts=n.attempts,
                     permanent=exc.permanent,
-                    error=exc.message,
+                    error=error,
                 )
             else:
-                await self._finish(claimed, n.retry_later(exc.message, decision.after_seconds))
+                await self._finish(claimed, n.retry_later(error, decision.after_seconds))
                 log.info(
                     "notification will be retried",
                     notification_id=n.notification_id,
@@ -101,8 +105,9 @@ class MailDelivery:
                 )
             return
         except ValueError as exc:  # a template needs a value the event did not carry: no retry can help
-            await self._finish(claimed, n.fail(f"cannot render: {exc}"))
-            log.error("notification cannot be rendered", notification_id=n.notification_id, error=str(exc))
+            error = scrub_addresses(f"cannot render: {exc}")
+            await self._finish(claimed, n.fail(error))
+            log.error("notification cannot be rendered", notification_id=n.notification_id, error=error)
             return
         if await self._finish(claimed, n.sent(contact.email)):
             self.sent += 1
@@ -111,15 +116,20 @@ class MailDelivery:
                 notification_id=n.notification_id,
                 kind=n.kind,
                 language=language,
-                recipient=mask_email(contact.email),
                 attempts=n.attempts,
             )
         else:  # our lease ran out and another worker took the row: it may send it again
             log.warning("notification lease lost before marking sent", notification_id=n.notification_id)
 
     async def _finish(self, claimed: ClaimedNotification, outcome: Notification) -> bool:
+        """Record the outcome; a certificate's issued mail that is done lets its held mails go."""
         async with self._uow.transaction() as repo:
-            return await repo.mail.finish(claimed, outcome)
+            if outcome.kind == "certificate_issued":
+                await repo.contacts.lock(outcome.educator_id)
+            finished = await repo.mail.finish(claimed, outcome)
+            if finished and outcome.final and outcome.kind == "certificate_issued" and outcome.certificate_id:
+                await release_held(repo, outcome.certificate_id)
+            return finished
 
 
 class WebhookDelivery:
@@ -133,9 +143,11 @@ class WebhookDelivery:
         schedule: RetrySchedule,
         *,
         lease_seconds: float,
+        targets: TargetGuard,
     ) -> None:
         self._uow = uow
         self._poster = poster
+        self._targets = targets
         self._dead_letters = dead_letters
         self._schedule = schedule
         self._lease = lease_seconds
@@ -152,7 +164,18 @@ class WebhookDelivery:
         return 1
 
     async def deliver(self, d: ClaimedDelivery) -> None:
-        result = await self._poster.post(d.url, d.secret, d.delivery_id, d.body)
+        """Check the target again (its name may resolve elsewhere now), then post to the checked address.
+
+        A target that now resolves to a forbidden address is given up at once, without sending."""
+        try:
+            target = await self._targets.resolve(d.url)
+        except TargetRefused as exc:
+            result = DeliveryResult(None, f"{exc.code}: {exc.message}", False, 0.0)
+            if exc.code == FORBIDDEN:
+                await self._give_up(d, result)
+                return
+        else:
+            result = await self._poster.post(target, d.secret, d.delivery_id, d.body)
         if result.ok:
             async with self._uow.transaction() as repo:
                 await repo.deliveries.delivered(d, result.status_code)
@@ -172,6 +195,9 @@ class WebhookDelivery:
                 error=result.error,
             )
             return
+        await self._give_up(d, result)
+
+    async def _give_up(self, d: ClaimedDelivery, result: DeliveryResult) -> None:
         await self._dead_letters.webhook_failed(d, result.error or "failed")
         async with self._uow.transaction() as repo:
             await repo.deliveries.dead(d, result.status_code, result.error)

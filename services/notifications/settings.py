@@ -64,6 +64,11 @@ class NotificationsSettings(ServiceSettings):
     webhook_max_attempts: int = 8
     webhook_retry_base_seconds: float = 1.0
     webhook_retry_cap_seconds: float = 300.0
+    webhook_allow: str = ""
+    """Comma-separated `host` or `host:port` webhook targets accepted although private, loopback or one
+    of the platform's own services (`IIOE_NOTIFICATIONS_WEBHOOK_ALLOW=127.0.0.1:9000,hooks.example.org`)."""
+    digest_poll_seconds: float = 3600.0
+    """How often the monthly-digest task looks for master teachers without last month's digest."""
 
     @model_validator(mode="after")
     def _lease_outlives_a_send(self) -> NotificationsSettings:
@@ -74,6 +79,10 @@ class NotificationsSettings(ServiceSettings):
     @property
     def mailbox_path(self) -> Path:
         return self.mailbox_dir or self.data_dir / "mailbox"
+
+    @property
+    def webhook_allow_list(self) -> list[str]:
+        return [entry.strip() for entry in self.webhook_allow.split(",") if entry.strip()]
 
     @property
     def webhook_lease_seconds(self) -> float:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -20,7 +20,7 @@ import asyncpg
 from iioe.runtime import inbox
 from iioe.runtime.db import Conn
 from iioe.runtime.lease_queue import Claim, LeaseQueue, QueueTable
-from services.notifications.domain import Contact, Notification, NotificationStatus
+from services.notifications.domain import ERASED, Contact, Notification, NotificationStatus, Session
 from services.notifications.ports import (
     ClaimedDelivery,
     ClaimedNotification,
@@ -119,6 +119,27 @@ class PgContacts:
         )
         return Contact(**dict(row)) if row else None
 
+    async def delete(self, educator_id: str) -> bool:
+        result: str = await self.conn.execute("DELETE FROM contacts WHERE educator_id = $1", educator_id)
+        return result.endswith(" 1")
+
+
+@dataclass(frozen=True)
+class PgErasures:
+    conn: Conn
+
+    async def add(self, educator_id: str, erased_at: datetime) -> bool:
+        inserted = await self.conn.fetchval(
+            "INSERT INTO erasures (educator_id, erased_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+            educator_id,
+            erased_at,
+        )
+        return inserted is not None
+
+    async def erased(self, educator_id: str) -> bool:
+        found = await self.conn.fetchval("SELECT 1 FROM erasures WHERE educator_id = $1", educator_id)
+        return found is not None
+
 
 @dataclass(frozen=True)
 class PgNotifications:
@@ -127,8 +148,9 @@ class PgNotifications:
     async def add(self, n: Notification) -> bool:
         inserted = await self.conn.fetchval(
             "INSERT INTO notifications (notification_id, event_id, event_type, kind, channel, educator_id,"
-            " recipient, language, context, status)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (notification_id) DO NOTHING RETURNING 1",
+            " recipient, language, context, status, institution, certificate_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            " ON CONFLICT (notification_id) DO NOTHING RETURNING 1",
             n.notification_id,
             n.event_id,
             n.event_type,
@@ -139,6 +161,8 @@ class PgNotifications:
             n.language,
             dict(n.context),
             str(n.status),
+            n.institution,
+            n.certificate_id,
         )
         return inserted is not None
 
@@ -152,12 +176,40 @@ class PgNotifications:
 
     async def overdue(self, created_before: datetime, limit: int) -> list[Notification]:
         rows = await self.conn.fetch(
-            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE status = 'awaiting_contact' AND created_at < $1"
-            " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE status IN ('awaiting_contact', 'held')"
+            " AND created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             created_before,
             limit,
         )
         return [_notification(r) for r in rows]
+
+    async def of_certificate(self, certificate_id: str, kind: str) -> list[Notification]:
+        rows = await self.conn.fetch(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE certificate_id = $1 AND kind = $2",
+            certificate_id,
+            kind,
+        )
+        return [_notification(r) for r in rows]
+
+    async def held(self, certificate_id: str) -> list[Notification]:
+        rows = await self.conn.fetch(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE certificate_id = $1 AND status = 'held'"
+            " ORDER BY created_at, notification_id",
+            certificate_id,
+        )
+        return [_notification(r) for r in rows]
+
+    async def erase(self, educator_id: str) -> int:
+        stopped = await self.conn.fetchval(
+            "WITH stopped AS (UPDATE notifications SET status = 'expired', last_error = $2, claim_token = NULL,"
+            "  lease_until = NULL WHERE educator_id = $1"
+            "  AND status IN ('held', 'awaiting_contact', 'pending', 'sending')"
+            "  RETURNING 1) SELECT count(*) FROM stopped",
+            educator_id,
+            ERASED,
+        )
+        await self.conn.execute("UPDATE notifications SET recipient = NULL WHERE educator_id = $1", educator_id)
+        return int(stopped or 0)
 
     async def save(self, n: Notification, expected: NotificationStatus) -> bool:
         """A transition outside the send queue (contact arrived, expired); pending rows are due now."""
@@ -174,14 +226,18 @@ class PgNotifications:
         )
         return result.endswith(" 1")
 
-    async def find(self, educator_id: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+    async def find(
+        self, educator_id: str | None, status: str | None, institution: str | None, limit: int
+    ) -> list[dict[str, Any]]:
         rows = await self.conn.fetch(
-            "SELECT notification_id, event_id, event_type, kind, channel, educator_id, recipient, language, status,"
-            " attempts, last_error, created_at, sent_at, next_attempt_at FROM notifications"
+            "SELECT notification_id, event_id, event_type, kind, channel, educator_id, institution, recipient,"
+            " language, status, attempts, last_error, created_at, sent_at, next_attempt_at FROM notifications"
             " WHERE ($1::text IS NULL OR educator_id = $1) AND ($2::text IS NULL OR status = $2)"
-            " ORDER BY created_at, notification_id LIMIT $3",
+            " AND ($3::text IS NULL OR institution = $3)"
+            " ORDER BY created_at, notification_id LIMIT $4",
             educator_id,
             status,
+            institution,
             limit,
         )
         return [dict(r) for r in rows]
@@ -343,6 +399,109 @@ class PgDeliveries:
 
 
 @dataclass(frozen=True)
+class PgCascade:
+    conn: Conn
+
+    async def add_session(self, s: Session) -> bool:
+        inserted = await self.conn.fetchval(
+            "INSERT INTO training_sessions"
+            " (session_id, institution, master_teacher_id, region, mode, held_on, language)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1",
+            s.session_id,
+            s.institution,
+            s.master_teacher_id,
+            s.region,
+            s.mode,
+            s.held_on,
+            s.language,
+        )
+        return inserted is not None
+
+    async def session(self, session_id: str) -> Session | None:
+        row = await self.conn.fetchrow(
+            "SELECT session_id, institution, master_teacher_id, region, mode, held_on, language"
+            " FROM training_sessions WHERE session_id = $1",
+            session_id,
+        )
+        return Session(**dict(row)) if row else None
+
+    async def add_attendance(self, session_id: str, educator_id: str, institution: str, event_id: str) -> bool:
+        inserted = await self.conn.fetchval(
+            "INSERT INTO attendances (session_id, educator_id, institution, event_id) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            session_id,
+            educator_id,
+            institution,
+            event_id,
+        )
+        return inserted is not None
+
+    async def attendances(self, session_id: str) -> list[tuple[str, str, str]]:
+        rows = await self.conn.fetch(
+            "SELECT educator_id, institution, event_id FROM attendances WHERE session_id = $1 ORDER BY educator_id",
+            session_id,
+        )
+        return [(r["educator_id"], r["institution"], r["event_id"]) for r in rows]
+
+    async def add_completion(self, educator_id: str, course_id: str) -> bool:
+        inserted = await self.conn.fetchval(
+            "INSERT INTO course_completions (educator_id, course_id) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            educator_id,
+            course_id,
+        )
+        return inserted is not None
+
+    async def add_certified(self, educator_id: str, certificate_id: str) -> bool:
+        inserted = await self.conn.fetchval(
+            "INSERT INTO certified (educator_id, certificate_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+            educator_id,
+            certificate_id,
+        )
+        return inserted is not None
+
+    async def master_teachers(self, held_until: date) -> list[str]:
+        rows = await self.conn.fetch(
+            "SELECT DISTINCT s.master_teacher_id FROM training_sessions s"
+            " JOIN attendances a ON a.session_id = s.session_id WHERE s.held_on <= $1 ORDER BY 1",
+            held_until,
+        )
+        return [r["master_teacher_id"] for r in rows]
+
+    async def digest_facts(self, master_teacher_id: str, first: date, last: date) -> dict[str, int]:
+        row = await self.conn.fetchrow(
+            "WITH mine AS (SELECT a.educator_id, s.session_id, s.held_on FROM training_sessions s"
+            "  JOIN attendances a ON a.session_id = s.session_id WHERE s.master_teacher_id = $1 AND s.held_on <= $3),"
+            " trainees AS (SELECT DISTINCT educator_id FROM mine)"
+            " SELECT (SELECT count(*) FROM trainees) AS trainees,"
+            "  (SELECT count(DISTINCT educator_id) FROM mine WHERE held_on >= $2) AS new_trainees,"
+            "  (SELECT count(*) FROM training_sessions WHERE master_teacher_id = $1 AND held_on BETWEEN $2 AND $3)"
+            "   AS sessions,"
+            "  (SELECT count(*) FROM trainees t WHERE EXISTS"
+            "   (SELECT 1 FROM course_completions c WHERE c.educator_id = t.educator_id)) AS trainees_completing,"
+            "  (SELECT count(*) FROM trainees t WHERE EXISTS"
+            "   (SELECT 1 FROM certified c WHERE c.educator_id = t.educator_id)) AS trainees_certified",
+            master_teacher_id,
+            first,
+            last,
+        )
+        assert row is not None
+        return {key: int(value) for key, value in dict(row).items()}
+
+    async def claim_digest(self, master_teacher_id: str, month: str) -> bool:
+        inserted = await self.conn.fetchval(
+            "INSERT INTO digests (educator_id, month) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+            master_teacher_id,
+            month,
+        )
+        return inserted is not None
+
+    async def forget(self, educator_id: str) -> None:
+        for table in ("attendances", "course_completions", "certified"):
+            await self.conn.execute(f"DELETE FROM {table} WHERE educator_id = $1", educator_id)
+
+
+@dataclass(frozen=True)
 class PgRepositories:
     inbox: PgInbox
     contacts: PgContacts
@@ -350,6 +509,8 @@ class PgRepositories:
     mail: PgMailQueue
     webhooks: PgWebhooks
     deliveries: PgDeliveries
+    erasures: PgErasures
+    cascade: PgCascade
 
 
 class PostgresUnitOfWork:
@@ -373,4 +534,6 @@ class PostgresUnitOfWork:
                 PgMailQueue(conn),
                 PgWebhooks(conn),
                 PgDeliveries(conn),
+                PgErasures(conn),
+                PgCascade(conn),
             )

@@ -23,6 +23,7 @@ import httpx
 
 from services.notifications.domain import retry_delays
 from services.notifications.ports import DeliveryResult
+from services.notifications.targets import Target
 
 __all__ = ["DeliveryResult", "HttpWebhookPoster", "deliver", "generate_secret", "retry_delays", "sign", "verify"]
 
@@ -133,22 +134,32 @@ async def deliver(
     timeout: float = 10.0,
     *,
     now: float | None = None,
+    target: Target | None = None,
 ) -> DeliveryResult:
     """POST one signed webhook; 2xx is success, anything else (including redirects) is a failure.
 
     Timeouts and connection errors come back as `DeliveryResult(error=...)` rather than exceptions, so
     the caller's retry loop has a single path. Redirects are not followed: a signed delivery should go
-    only to the URL the partner registered.
+    only to the URL the partner registered. With a checked `target` the connection goes to its address
+    (no second DNS lookup); `Host` and TLS SNI/certificate checks still use the registered host name.
     """
     headers = webhook_headers(secret, msg_id, body, time.time() if now is None else now)
     headers["user-agent"] = USER_AGENT
+    extensions: dict[str, str] = {}
+    if target is not None:
+        url, host_header = pinned_url(url, target)
+        headers["host"] = host_header
+        if target.scheme == "https":
+            extensions["sni_hostname"] = target.host
     started = time.perf_counter()
 
     def elapsed() -> float:
         return round((time.perf_counter() - started) * 1000, 3)
 
     try:
-        response = await client.post(url, content=body, headers=headers, timeout=timeout, follow_redirects=False)
+        response = await client.post(
+            url, content=body, headers=headers, timeout=timeout, follow_redirects=False, extensions=extensions
+        )
     except httpx.TimeoutException as exc:
         return DeliveryResult(None, f"timeout after {timeout:g}s: {type(exc).__name__}", False, elapsed())
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -158,15 +169,26 @@ async def deliver(
     return DeliveryResult(response.status_code, error, ok, elapsed())
 
 
+def pinned_url(url: str, target: Target) -> tuple[str, str]:
+    """The URL with its host replaced by the checked address, and the `Host` header to send."""
+    parsed = httpx.URL(url)
+    default = {"http": 80, "https": 443}[target.scheme]
+    host_header = target.host if target.port == default else f"{target.host}:{target.port}"
+    return str(parsed.copy_with(host=target.address)), host_header
+
+
 class HttpWebhookPoster:
-    """The `WebhookPoster` port over one pooled httpx client, open for as long as the senders run."""
+    """The `WebhookPoster` port over one pooled httpx client, open for as long as the senders run.
+
+    `trust_env=False`: no proxy (or CA bundle) from the environment, so a webhook goes straight to the
+    address the target policy checked."""
 
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> HttpWebhookPoster:
-        self._client = httpx.AsyncClient()
+        self._client = httpx.AsyncClient(trust_env=False)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -174,6 +196,6 @@ class HttpWebhookPoster:
             await self._client.aclose()
             self._client = None
 
-    async def post(self, url: str, secret: str, msg_id: str, body: bytes) -> DeliveryResult:
+    async def post(self, target: Target, secret: str, msg_id: str, body: bytes) -> DeliveryResult:
         assert self._client is not None, "use the poster as an async context manager"
-        return await deliver(self._client, url, secret, msg_id, body, self._timeout)
+        return await deliver(self._client, target.url, secret, msg_id, body, self._timeout, target=target)

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from iioe.runtime.dlq import dead_letter
 from iioe.runtime.logging import get_logger
 from iioe.subjects import EVENTS_STREAM
+from services.notifications.domain import scrub_addresses
 from services.notifications.ports import ClaimedDelivery
 
 log = get_logger(__name__)
@@ -47,7 +48,7 @@ class PollLoop:
             try:
                 did = await self._step()
             except Exception as exc:
-                log.error("worker iteration failed", worker=self.name, error=repr(exc))
+                log.error("worker iteration failed", worker=self.name, error=scrub_addresses(repr(exc)))
                 did = 0
             if not did:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that

@@ -73,6 +73,7 @@ def settings_for(infra: Any, database_url: str, ref: str, smtp_port: int | None,
         "send_lease_seconds": 10.0,
         "retry_backoff_seconds": (0.2,),
         "ack_wait_seconds": 5.0,
+        "webhook_allow": "127.0.0.1",  # the local partner receiver (private targets are refused otherwise)
     }
     if smtp_port is not None:
         values.update(smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_starttls=False)

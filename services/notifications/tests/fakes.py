@@ -14,11 +14,11 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from services.notifications.domain import Contact, Notification, NotificationStatus
+from services.notifications.domain import Contact, Notification, NotificationStatus, Session
 from services.notifications.ports import (
     ClaimedDelivery,
     ClaimedNotification,
@@ -27,6 +27,7 @@ from services.notifications.ports import (
     NewDelivery,
     NewWebhook,
 )
+from services.notifications.targets import Target, TargetPolicy
 from services.notifications.tests.servers import Receiver, SmtpCapture, http_receiver, smtp_server
 
 __all__ = ["Receiver", "SmtpCapture", "http_receiver", "smtp_server"]
@@ -70,6 +71,13 @@ class FakeState:
     notifications: dict[str, Row] = field(default_factory=dict)
     webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     deliveries: dict[str, Row] = field(default_factory=dict)
+    erasures: dict[str, datetime] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)
+    attendances: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    """(session_id, educator_id) → (institution, event_id)"""
+    completions: set[tuple[str, str]] = field(default_factory=set)
+    certified: set[tuple[str, str]] = field(default_factory=set)
+    digests: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass
@@ -101,6 +109,20 @@ class FakeContacts(_Repo):
         found = self.state.contacts.get(educator_id)
         return found[0] if found else None
 
+    async def delete(self, educator_id: str) -> bool:
+        return self.state.contacts.pop(educator_id, None) is not None
+
+
+class FakeErasures(_Repo):
+    async def add(self, educator_id: str, erased_at: datetime) -> bool:
+        if educator_id in self.state.erasures:
+            return False
+        self.state.erasures[educator_id] = erased_at
+        return True
+
+    async def erased(self, educator_id: str) -> bool:
+        return educator_id in self.state.erasures
+
 
 class FakeNotifications(_Repo):
     async def add(self, n: Notification) -> bool:
@@ -117,7 +139,25 @@ class FakeNotifications(_Repo):
         return [r.item for r in self._where(AWAITING) if r.item.educator_id == educator_id]
 
     async def overdue(self, created_before: datetime, limit: int) -> list[Notification]:
-        return [r.item for r in self._where(AWAITING) if r.created_at < created_before][:limit]
+        rows = self._where(AWAITING) + self._where(NotificationStatus.HELD)
+        return [r.item for r in sorted(rows, key=lambda r: r.created_at) if r.created_at < created_before][:limit]
+
+    async def of_certificate(self, certificate_id: str, kind: str) -> list[Notification]:
+        rows = self.state.notifications.values()
+        return [r.item for r in rows if r.item.certificate_id == certificate_id and r.item.kind == kind]
+
+    async def held(self, certificate_id: str) -> list[Notification]:
+        return [r.item for r in self._where(NotificationStatus.HELD) if r.item.certificate_id == certificate_id]
+
+    async def erase(self, educator_id: str) -> int:
+        stopped = 0
+        for row in self.state.notifications.values():
+            if row.item.educator_id != educator_id:
+                continue
+            stopped += not row.item.final
+            row.item = row.item.erase()
+            row.status, row.token, row.lease_until = str(row.item.status), None, None
+        return stopped
 
     async def save(self, n: Notification, expected: NotificationStatus) -> bool:
         row = self.state.notifications.get(n.notification_id)
@@ -128,10 +168,18 @@ class FakeNotifications(_Repo):
             row.next_attempt_at = self.clock.now
         return True
 
-    async def find(self, educator_id: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+    async def find(
+        self, educator_id: str | None, status: str | None, institution: str | None, limit: int
+    ) -> list[dict[str, Any]]:
         rows = [r.item for r in self.state.notifications.values()]
-        rows = [n for n in rows if educator_id in (None, n.educator_id) and status in (None, str(n.status))]
-        return [vars(n) for n in rows[:limit]]
+        rows = [
+            n
+            for n in rows
+            if educator_id in (None, n.educator_id)
+            and status in (None, str(n.status))
+            and institution in (None, n.institution)
+        ]
+        return [{**vars(n), "institution": n.institution} for n in rows[:limit]]
 
 
 class FakeMailQueue(_Repo):
@@ -237,6 +285,76 @@ class FakeDeliveries(_Repo):
         return [{**vars(r.item), "status": r.status, "attempts": r.attempts} for r in rows][:limit]
 
 
+class FakeCascade(_Repo):
+    async def add_session(self, session: Session) -> bool:
+        if session.session_id in self.state.sessions:
+            return False
+        self.state.sessions[session.session_id] = session
+        return True
+
+    async def session(self, session_id: str) -> Session | None:
+        return self.state.sessions.get(session_id)
+
+    async def add_attendance(self, session_id: str, educator_id: str, institution: str, event_id: str) -> bool:
+        if (session_id, educator_id) in self.state.attendances:
+            return False
+        self.state.attendances[(session_id, educator_id)] = (institution, event_id)
+        return True
+
+    async def attendances(self, session_id: str) -> list[tuple[str, str, str]]:
+        return sorted((e, *v) for (s, e), v in self.state.attendances.items() if s == session_id)
+
+    async def add_completion(self, educator_id: str, course_id: str) -> bool:
+        known = (educator_id, course_id) in self.state.completions
+        self.state.completions.add((educator_id, course_id))
+        return not known
+
+    async def add_certified(self, educator_id: str, certificate_id: str) -> bool:
+        known = (educator_id, certificate_id) in self.state.certified
+        self.state.certified.add((educator_id, certificate_id))
+        return not known
+
+    def _mine(self, teacher: str, last: date) -> list[tuple[str, date]]:
+        """(trainee, held_on) of the teacher's sessions held until `last`."""
+        sessions = self.state.sessions
+        return [
+            (educator, sessions[s].held_on)
+            for (s, educator) in self.state.attendances
+            if s in sessions and sessions[s].master_teacher_id == teacher and sessions[s].held_on <= last
+        ]
+
+    async def master_teachers(self, held_until: date) -> list[str]:
+        teachers = {s.master_teacher_id for s in self.state.sessions.values()}
+        return sorted(t for t in teachers if self._mine(t, held_until))
+
+    async def digest_facts(self, master_teacher_id: str, first: date, last: date) -> dict[str, int]:
+        mine = self._mine(master_teacher_id, last)
+        trainees = {e for e, _ in mine}
+        return {
+            "trainees": len(trainees),
+            "new_trainees": len({e for e, held_on in mine if held_on >= first}),
+            "sessions": sum(
+                1
+                for s in self.state.sessions.values()
+                if s.master_teacher_id == master_teacher_id and first <= s.held_on <= last
+            ),
+            "trainees_completing": len(trainees & {e for e, _ in self.state.completions}),
+            "trainees_certified": len(trainees & {e for e, _ in self.state.certified}),
+        }
+
+    async def claim_digest(self, master_teacher_id: str, month: str) -> bool:
+        if (master_teacher_id, month) in self.state.digests:
+            return False
+        self.state.digests.add((master_teacher_id, month))
+        return True
+
+    async def forget(self, educator_id: str) -> None:
+        state = self.state
+        state.attendances = {k: v for k, v in state.attendances.items() if k[1] != educator_id}
+        state.completions = {c for c in state.completions if c[0] != educator_id}
+        state.certified = {c for c in state.certified if c[0] != educator_id}
+
+
 @dataclass
 class FakeRepositories:
     inbox: FakeInbox
@@ -245,6 +363,8 @@ class FakeRepositories:
     mail: FakeMailQueue
     webhooks: FakeWebhooks
     deliveries: FakeDeliveries
+    erasures: FakeErasures
+    cascade: FakeCascade
 
 
 class FakeUnitOfWork:
@@ -262,7 +382,7 @@ class FakeUnitOfWork:
         try:
             yield FakeRepositories(
                 FakeInbox(s, c), FakeContacts(s, c), FakeNotifications(s, c), FakeMailQueue(s, c),
-                FakeWebhooks(s, c), FakeDeliveries(s, c),
+                FakeWebhooks(s, c), FakeDeliveries(s, c), FakeErasures(s, c), FakeCascade(s, c),
             )  # fmt: skip
         except BaseException:
             self.state.__dict__.update(snapshot.__dict__)
@@ -315,12 +435,36 @@ class FakePoster:
     def __init__(self, *statuses: int) -> None:
         self.statuses = list(statuses) or [204]
         self.calls: list[tuple[str, str]] = []
+        self.addresses: list[str] = []
 
-    async def post(self, url: str, secret: str, msg_id: str, body: bytes) -> DeliveryResult:
-        self.calls.append((url, msg_id))
+    async def post(self, target: Target, secret: str, msg_id: str, body: bytes) -> DeliveryResult:
+        self.calls.append((target.url, msg_id))
+        self.addresses.append(target.address)
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
         ok = 200 <= status < 300
         return DeliveryResult(status, None if ok else f"HTTP {status}", ok, 1.0)
+
+
+class FakeDns:
+    """A DNS the test controls: `names[host]` is what the host resolves to right now."""
+
+    def __init__(self, default: list[str] | None = None, **names: list[str]) -> None:
+        self.default = default
+        self.names: dict[str, list[str]] = {host.replace("_", "."): addrs for host, addrs in names.items()}
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        found = self.names.get(host, self.default)
+        if found is None:
+            raise OSError(f"unknown host {host}")
+        return list(found)
+
+
+def target_policy(
+    dns: FakeDns | None = None, *, allow: tuple[str, ...] = (), platform: tuple[str, ...] = ()
+) -> TargetPolicy:
+    """The real target policy on a fake DNS (every name resolves to a public address by default)."""
+    resolver = dns or FakeDns(default=["93.184.216.34"])
+    return TargetPolicy(allow=allow, platform=platform, resolver=resolver)
 
 
 class FakeDeadLetters:

@@ -30,6 +30,7 @@ from services.notifications.rendering import (
     Renderer,
     TemplateContextError,
     build_email,
+    format_month,
     format_number,
     resolve_language,
 )
@@ -45,8 +46,26 @@ FULL_CONTEXT: dict[str, Any] = {
     "reason": "The assessment record was entered twice.",
     "issued_at": datetime(2025, 3, 14, 9, 30, tzinfo=UTC),
     "revoked_at": datetime(2025, 4, 2, 11, 0, tzinfo=UTC),
+    "at": datetime(2025, 4, 3, 8, 0, tzinfo=UTC),
+    "request_id": "req-91",
+    "decision": "accepted",
+    "receiving_institution": "must",
+    "receiving_institution_name": "Mongolian University of Science and Technology",
+    "decided_at": datetime(2025, 5, 6, 10, 0, tzinfo=UTC),
+    "session_id": "sess-12",
+    "region": "Darkhan-Uul",
+    "mode": "face_to_face",
+    "held_on": "2025-03-01",
+    "session_language": "mn",
+    "month": "2025-03",
+    "trainees": 14,
+    "new_trainees": 5,
+    "sessions": 2,
+    "trainees_completing": 9,
+    "trainees_certified": 3,
     "support_email": "help@iioe.example",
 }
+CERTIFICATE_MAILS = ("certificate_issued", "certificate_revoked", "certificate_suspended", "certificate_reinstated")
 
 # A phrase each language's greeting uses, so a template filed under the wrong language is caught.
 GREETING = {"mn": "Эрхэм хүндэт", "en": "Dear", "ru": "Здравствуйте"}
@@ -78,7 +97,7 @@ def test_renders_full_context(renderer: Renderer, message: MessageName, language
     assert "IIOE" in out.text and "UNESCO-ICHEI" in out.text and "UNESCO-ICHEI" in out.html
     assert "help@iioe.example" in out.text and "mailto:help@iioe.example" in out.html
     assert f'<html lang="{language}">' in out.html
-    if message != "welcome":
+    if message in CERTIFICATE_MAILS:
         assert FULL_CONTEXT["certificate_id"] in out.text and FULL_CONTEXT["certificate_id"] in out.html
         assert FULL_CONTEXT["verify_url"] in out.text and f'href="{FULL_CONTEXT["verify_url"]}"' in out.html
     if message == "certificate_issued":
@@ -87,6 +106,15 @@ def test_renders_full_context(renderer: Renderer, message: MessageName, language
     if message == "certificate_revoked":
         assert FULL_CONTEXT["certificate_id"] in out.subject
         assert FULL_CONTEXT["reason"] in out.text and FULL_CONTEXT["reason"] in out.html
+    if message in ("certificate_suspended", "certificate_reinstated"):
+        assert FULL_CONTEXT["certificate_id"] in out.subject and FULL_CONTEXT["reason"] in out.text
+    if message == "credit_transfer_decided":
+        assert "req-91" in out.text and "Mongolian University of Science and Technology" in out.html
+        assert "ECTS" in out.text and "5" in out.text
+    if message == "session_attended":
+        assert "Darkhan-Uul" in out.text and "sess-12" in out.html and "face_to_face" not in out.text
+    if message == "monthly_digest":
+        assert "2025-03" not in out.subject and all(str(n) in out.text for n in (14, 5, 9, 3))
 
 
 @pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
@@ -262,3 +290,17 @@ def test_composer_adds_the_person_and_names_in_the_readers_language(tmp_path: Pa
     assert msg["To"] == "s@must.edu.mn" and msg[NOTIFICATION_ID_HEADER] == "ntf-1"
     assert msg["Content-Language"] == "mn" and "Хиймэл оюун" in msg["Subject"]
     assert ProgrammeNames.load(tmp_path / "missing.json").name("ai", "mn") == "ai"  # no catalogue: the id
+
+
+def test_a_rejected_credit_transfer_names_no_credits(renderer: Renderer) -> None:
+    context = {**FULL_CONTEXT, "decision": "rejected", "credits": None, "reason": "programme full"}
+    for language in SUPPORTED_LANGUAGES:
+        out = renderer.render("credit_transfer_decided", language, context)
+        assert "ECTS" not in out.text and "programme full" in out.text and "None" not in out.html
+
+
+def test_months_read_naturally_in_each_language() -> None:
+    assert format_month("2026-03", "en") == "March 2026"
+    assert format_month("2026-03", "ru") == "март 2026 г."
+    assert format_month("2026-03", "mn") == "2026 оны 3-р сар"
+    assert format_month("someday", "en") == "someday"

@@ -30,9 +30,11 @@ from services.notifications.sending import MailDelivery, WebhookDelivery
 from services.notifications.tests.fakes import (
     FakeComposer,
     FakeDeadLetters,
+    FakeDns,
     FakeMailSender,
     FakePoster,
     FakeUnitOfWork,
+    target_policy,
 )
 from services.notifications.usecases import ContactReceived, EventToNotify, NotificationUseCases, RegisterWebhook
 
@@ -41,6 +43,7 @@ REGISTRY = "urn:iioe:service:registration"
 CONTACT_WAIT = 3600.0
 LEASE = 60.0
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PUBLIC = ["93.184.216.34"]
 
 
 class CeilingRandom(random.Random):
@@ -56,9 +59,6 @@ class Platform:
     def __init__(self, *failures: DeliveryError, max_attempts: int = 5, statuses: tuple[int, ...] = (204,)) -> None:
         self.uow = FakeUnitOfWork()
         self.clock = self.uow.clock
-        self.usecases = NotificationUseCases(
-            self.uow, certification_url="https://cert.example", contact_wait_seconds=CONTACT_WAIT
-        )
         self.sender = FakeMailSender(*failures)
         self.composer = FakeComposer()
         schedule = RetrySchedule(base_seconds=1.0, cap_seconds=4.0, max_attempts=max_attempts, rng=CeilingRandom())
@@ -67,7 +67,17 @@ class Platform:
         )
         self.poster = FakePoster(*statuses)
         self.dead_letters = FakeDeadLetters()
-        self.webhooks = WebhookDelivery(self.uow, self.poster, self.dead_letters, schedule, lease_seconds=LEASE)
+        self.dns = FakeDns(default=PUBLIC)
+        self.targets = target_policy(self.dns)
+        self.usecases = NotificationUseCases(
+            self.uow,
+            certification_url="https://cert.example",
+            contact_wait_seconds=CONTACT_WAIT,
+            targets=self.targets,
+        )
+        self.webhooks = WebhookDelivery(
+            self.uow, self.poster, self.dead_letters, schedule, lease_seconds=LEASE, targets=self.targets
+        )
 
     async def contact(self, educator_id: str, language: str = "en", email: str | None = None, at: datetime = T0) -> int:
         contact = Contact(educator_id, "must", f"Name {educator_id}", email or f"{educator_id}@must.edu.mn", language)
@@ -118,7 +128,9 @@ def test_any_other_transition_is_a_clear_error(current: NotificationStatus, targ
 
 def test_the_machine_has_the_documented_shape() -> None:
     assert ("awaiting_contact", "pending") in LEGAL and ("awaiting_contact", "expired") in LEGAL
-    assert {b for a, b in LEGAL if a is S.SENDING} == {S.SENT, S.PENDING, S.FAILED, S.SENDING}
+    assert {b for a, b in LEGAL if a is S.SENDING} == {S.SENT, S.PENDING, S.FAILED, S.SENDING, S.EXPIRED}
+    assert {b for a, b in LEGAL if a is S.HELD} == {S.PENDING, S.AWAITING_CONTACT, S.EXPIRED}
+    assert {b for a, b in LEGAL if a is S.PENDING} == {S.SENDING, S.EXPIRED}  # expired: the educator was erased
     assert all(not TRANSITIONS[final] for final in (S.SENT, S.FAILED, S.EXPIRED))
     assert len(LEGAL) + len(ILLEGAL) == len(S) ** 2
 

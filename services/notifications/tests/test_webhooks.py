@@ -18,11 +18,14 @@ import httpx
 import pytest
 import uvicorn
 
+from services.notifications.targets import Target
 from services.notifications.webhooks import (
     CONTENT_TYPE,
+    HttpWebhookPoster,
     WebhookVerificationError,
     deliver,
     generate_secret,
+    pinned_url,
     retry_delays,
     sign,
     verify,
@@ -245,3 +248,29 @@ async def test_deliver_timeout_is_an_error_not_an_exception() -> None:
         result = await deliver(client, "https://partner.example/hook", generate_secret(), "ntf-t", BODY, timeout=1.5)
     assert not result.ok and result.status_code is None
     assert result.error is not None and result.error.startswith("timeout after 1.5s")
+
+
+async def test_the_poster_connects_to_the_checked_address_and_ignores_environment_proxies(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`partner.example` does not resolve here: the request can only arrive if it went to the pinned
+    address; a proxy from the environment would swallow it (port 9 discards), so it must be ignored."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    port = httpx.URL(receiver.base_url).port
+    assert port is not None
+    target = Target(f"http://partner.example:{port}/ok?x=1", "http", "partner.example", port, "127.0.0.1")
+    secret = generate_secret()
+    async with HttpWebhookPoster(5.0) as poster:
+        result = await poster.post(target, secret, "ntf-pinned", BODY)
+    assert result.ok, result.error
+    path, headers, body = receiver.requests[-1]
+    assert path == "/ok" and body == BODY and headers["host"] == f"partner.example:{port}"
+    verify(secret, headers, body)
+
+
+def test_a_pinned_url_keeps_path_query_and_port_and_brackets_ipv6() -> None:
+    v6 = Target("https://hooks.example.org:8443/in?a=1", "https", "hooks.example.org", 8443, "2001:db8::7")
+    assert pinned_url(v6.url, v6) == ("https://[2001:db8::7]:8443/in?a=1", "hooks.example.org:8443")
+    v4 = Target("http://hooks.example.org/in", "http", "hooks.example.org", 80, "93.184.216.34")
+    assert pinned_url(v4.url, v4) == ("http://93.184.216.34/in", "hooks.example.org")
