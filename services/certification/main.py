@@ -29,6 +29,8 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         load_catalogue(*settings.catalogue_files),
         dict(load_institutions(settings.institutions_file)),
         issuer=settings.issuer,
+        public_url=settings.base_url,
+        status_list_size=settings.status_list_size,
     )
     build_consumers(runtime, certification, settings.consumer_batch_size)
 

@@ -108,7 +108,9 @@ async def test_two_replicas_issue_one_certificate_per_educator(
             jwks_b = (await client.get(f"{replicas[1].base_url}/.well-known/jwks.json")).json()
             assert jwks_a == jwks_b and len(jwks_a["keys"]) == 1, "replicas started together share one key"
             for educator in educators[:3]:
-                certs = (await client.get(f"{replicas[1].base_url}/v1/educators/{educator}/certificates")).json()
+                certs = (
+                    await client.get(f"{replicas[1].base_url}/v1/educators/{educator}/certificates", headers=AUTH)
+                ).json()
                 assert len(certs["certificates"]) == 1
     finally:
         for r in replicas:
@@ -129,7 +131,7 @@ async def test_credential_verifies_with_pyjwt_and_the_cli_and_survives_key_rotat
 
         async def certificate() -> dict[str, Any]:
             async with httpx.AsyncClient() as client:
-                response = await client.get(f"{service.base_url}/v1/educators/{educator}/certificates")
+                response = await client.get(f"{service.base_url}/v1/educators/{educator}/certificates", headers=AUTH)
             certificates = response.json()["certificates"] if response.status_code == 200 else []
             return certificates[0] if certificates else {}  # an empty list until it is issued
 
