@@ -6,13 +6,16 @@ from __future__ import annotations
 import base64
 import gzip
 import itertools
+import json
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from iioe.events import CertificateIssued, CertificateReinstated, CertificateRevoked, CertificateSuspended
+from services.certification import cli
 from services.certification.credentials import (
     KeyRing,
     bit_is_set,
@@ -354,3 +357,51 @@ async def test_an_unchanged_list_signs_to_the_same_bytes_and_a_flip_changes_its_
 def test_a_list_smaller_than_the_spec_minimum_is_refused() -> None:
     with pytest.raises(ValueError):
         Certification(FakeUnitOfWork(), CATALOGUE, {}, status_list_size=1024)
+
+
+async def test_iioe_verify_checks_the_status_offline_from_cached_list_files(tmp_path: Path) -> None:
+    world = World()
+    issued = await world.certify("edu-1")
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps((await world.service.keyring()).jwks()))
+
+    async def cache_lists() -> list[str]:
+        files = []
+        for list_id in ("revocation-1", "suspension-1"):
+            path = tmp_path / f"{list_id}.jwt"
+            path.write_text((await world.service.signed_status_list(list_id)).token)
+            files.append(str(path))
+        return files
+
+    def verify(files: list[str]) -> cli.Report:
+        return cli.check(issued.credential, str(jwks_file), None, status_lists=files)
+
+    report = verify(await cache_lists())
+    assert report.status == "valid" and report.exit_code == 0
+    assert "status:      revocation: clear" in "\n".join(report.lines)
+
+    await world.service.suspend(SuspendCertificate(issued.certificate_id, "inquiry"))
+    report = verify(await cache_lists())
+    assert report.status == "suspended" and report.exit_code == 1 and report.lines[0] == "SUSPENDED (status list)"
+
+    await world.service.revoke(RevokeCertificate(issued.certificate_id, "fraud"))
+    assert verify(await cache_lists()).status == "revoked"
+
+    assert verify([str(tmp_path / "revocation-1.jwt")]).status == "revoked"
+    only_suspension = verify([str(tmp_path / "suspension-1.jwt")])  # a revocation clears the suspension bit
+    assert only_suspension.status == "valid" and only_suspension.lines[0] == "VALID signature, status partly checked"
+    assert any("revocation: not checked" in line for line in only_suspension.lines)
+
+    forged = tmp_path / "forged.jwt"
+    other_ring = KeyRing.generate(T0)
+    claims = build_status_list_claims(
+        list_url=f"{URL}/status/revocation-1",
+        purpose="revocation",
+        size=131_072,
+        set_indexes=[],
+        issuer_id=world.service.issuer.id,
+        valid_from=T0,
+    )
+    forged.write_text(sign_credential(claims, other_ring))
+    with pytest.raises(cli.CheckError, match="does not verify"):
+        verify([str(forged)])
