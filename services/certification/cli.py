@@ -113,13 +113,20 @@ def describe(verified: VerifiedCredential) -> list[str]:
     ]
 
 
-def load_status_lists(sources: list[str], jwks: dict[str, Any], issuer: str | None) -> dict[str, ListStatus]:
-    """Cached status list credentials (files holding the VC-JWT served at `/status/<list>`), by list URL."""
+def load_status_lists(
+    sources: list[str], jwks: dict[str, Any], issuer: str | None, client: httpx.Client
+) -> dict[str, ListStatus]:
+    """Status list credentials (the VC-JWT served at `/status/<list>`: a cached file, or its URL), by list URL."""
     lists: dict[str, ListStatus] = {}
     for source in sources:
         try:
-            token = Path(source).read_text(encoding="utf-8").strip()
-        except OSError as exc:
+            if source.startswith(("http://", "https://")):
+                response = client.get(source)
+                response.raise_for_status()
+                token = response.text.strip()
+            else:
+                token = Path(source).read_text(encoding="utf-8").strip()
+        except (OSError, httpx.HTTPError) as exc:
             raise CheckError(f"cannot read the status list {source}: {exc}") from None
         try:
             listed = verify_status_list(token, jwks, issuer=issuer)
@@ -172,7 +179,9 @@ def check(
             return Report("invalid", [f"INVALID ({exc.reason}): {exc.detail}"])
         lines = describe(verified)
         if status_lists:
-            listed_status, list_lines = status_from_lists(verified, load_status_lists(status_lists, jwks, issuer))
+            listed_status, list_lines = status_from_lists(
+                verified, load_status_lists(status_lists, jwks, issuer, client)
+            )
             lines += list_lines
             if listed_status != "valid":
                 return Report(listed_status, [f"{listed_status.upper()} (status list)", *lines])
@@ -262,9 +271,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         "--status-list",
         action="append",
         default=[],
-        metavar="FILE",
-        help="a cached status list credential (saved from the credential's statusListCredential URL); repeat"
-        " for the revocation and the suspension list — checked offline against the JWKS",
+        metavar="FILE_OR_URL",
+        help="a status list credential: a cached file (saved from the credential's statusListCredential URL)"
+        " or that URL; repeat for the revocation and the suspension list — checked against the JWKS",
     )
     p.set_defaults(func=run_verify)
 

@@ -8,6 +8,7 @@ import gzip
 import itertools
 import json
 import random
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -200,10 +201,10 @@ _ids = itertools.count()
 
 
 class World:
-    def __init__(self, draw: random.Random | None = None) -> None:
+    def __init__(self, draw: Callable[[int], int] | None = None) -> None:
         self.uow = FakeUnitOfWork()
-        rng = draw or random.Random(7)
-        self.service = Certification(self.uow, CATALOGUE, {"must": {}}, public_url=URL, draw_index=rng.randrange)
+        draw_index = draw or random.Random(7).randrange
+        self.service = Certification(self.uow, CATALOGUE, {"must": {}}, public_url=URL, draw_index=draw_index)
 
     async def certify(self, educator: str) -> CertificateIssued:
         from iioe.events import CourseCompleted, EducatorRegistered
@@ -262,8 +263,7 @@ async def test_every_new_credential_carries_a_revocation_and_a_suspension_entry(
 
 async def test_indexes_are_random_and_never_reused_even_when_draws_collide() -> None:
     draws = iter([5, 5, 5, 9, 5, 9, 11, 12])  # second certificate draws taken indexes first
-    world = World()
-    world.service._draw_index = lambda n: next(draws)
+    world = World(draw=lambda n: next(draws))
     a = await world.certify("edu-a")
     b = await world.certify("edu-b")
     index = {
