@@ -172,6 +172,30 @@ async def test_credential_verifies_with_pyjwt_and_the_cli_and_survives_key_rotat
         claims = await asyncio.to_thread(pyjwt_verify, token, jwks_url)  # old credential, retired key
         assert claims["jti"] == f"urn:iioe:certificate:{cert['certificate_id']}"
 
+        # suspension: seen online, and offline from status list files saved from the credential's URLs
+        status_urls = [e["statusListCredential"] for e in claims["vc"]["credentialStatus"]]
+        assert [u.rsplit("/", 1)[-1] for u in status_urls] == ["revocation-1", "suspension-1"]
+        certificate_url = f"{service.base_url}/v1/certificates/{cert['certificate_id']}"
+        async with httpx.AsyncClient() as client:
+            suspended = await client.post(f"{certificate_url}/suspend", json={"reason": "inquiry"}, headers=AUTH)
+            assert suspended.status_code == 200
+            jwks_file.write_text((await client.get(jwks_url)).text)  # lists are signed with the current key
+            lists = []
+            for n, status_url in enumerate(status_urls):
+                lists.append(tmp_path / f"list-{n}.jwt")
+                lists[-1].write_text((await client.get(status_url)).text)
+        code, out = await run_cli("verify", token, url)
+        assert code == 1 and "SUSPENDED" in out and "inquiry" in out, out
+        offline = [f"--status-list={path}" for path in lists]
+        code, out = await run_cli("verify", str(event_file), f"--jwks={jwks_file}", *offline)
+        assert code == 1 and "SUSPENDED (status list)" in out, out
+        code, out = await run_cli("verify", token, f"--jwks={jwks_url}", "--offline", f"--status-list={status_urls[1]}")
+        assert code == 1 and "suspension: SET" in out, out
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(f"{certificate_url}/reinstate", headers=AUTH)).status_code == 200
+        code, out = await run_cli("verify", token, f"--jwks={jwks_url}", "--offline", f"--status-list={status_urls[1]}")
+        assert code == 0 and "suspension: clear" in out, out
+
         async with httpx.AsyncClient() as client:
             revoked = await client.post(
                 f"{service.base_url}/v1/certificates/{cert['certificate_id']}/revoke",
