@@ -1,8 +1,9 @@
 """`iioe verify` (anyone holding a credential) and `iioe certification rotate-key` (operators).
 
 `verify` is what a receiving university runs: it checks the signature against the published JWKS (or a
-JWKS file, fully offline) and, when online, asks the issuer whether the certificate has been revoked.
-Exit codes: 0 valid, 1 invalid or revoked, 2 could not check (network, unreadable input).
+JWKS file, fully offline) and the certificate's status: from cached W3C Bitstring Status List credentials
+(`--status-list FILE`, repeatable, fully offline) and/or, when online, by asking the issuer.
+Exit codes: 0 valid, 1 invalid, suspended or revoked, 2 could not check (network, unreadable input).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import httpx
 
 from iioe.runtime.db import setup_database
 from iioe.runtime.settings import DEFAULT_DATABASE_URL
-from services.certification.credentials import CredentialError, VerifiedCredential, verify_credential
+from services.certification.credentials import (
+    CredentialError,
+    ListStatus,
+    VerifiedCredential,
+    verify_credential,
+    verify_status_list,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8002"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -33,7 +40,7 @@ class CheckError(Exception):
 
 @dataclass
 class Report:
-    status: str  # valid | revoked | invalid
+    status: str  # valid | suspended | revoked | invalid
     lines: list[str] = field(default_factory=list)
 
     @property
@@ -106,8 +113,64 @@ def describe(verified: VerifiedCredential) -> list[str]:
     ]
 
 
-def check(token: str, jwks_source: str, status_url: str | None, issuer: str | None = None) -> Report:
-    """Verify offline, then (if `status_url`) ask the issuer for the certificate's status."""
+def load_status_lists(
+    sources: list[str], jwks: dict[str, Any], issuer: str | None, client: httpx.Client
+) -> dict[str, ListStatus]:
+    """Status list credentials (the VC-JWT served at `/status/<list>`: a cached file, or its URL), by list URL."""
+    lists: dict[str, ListStatus] = {}
+    for source in sources:
+        try:
+            if source.startswith(("http://", "https://")):
+                response = client.get(source)
+                response.raise_for_status()
+                token = response.text.strip()
+            else:
+                token = Path(source).read_text(encoding="utf-8").strip()
+        except (OSError, httpx.HTTPError) as exc:
+            raise CheckError(f"cannot read the status list {source}: {exc}") from None
+        try:
+            listed = verify_status_list(token, jwks, issuer=issuer)
+        except CredentialError as exc:
+            raise CheckError(f"the status list {source} does not verify ({exc.reason}): {exc.detail}") from None
+        lists[listed.list_url] = listed
+    return lists
+
+
+def status_from_lists(verified: VerifiedCredential, lists: dict[str, ListStatus]) -> tuple[str, list[str]]:
+    """(valid | suspended | revoked, lines) from the credential's `credentialStatus` entries and the lists."""
+    entries = verified.credential.get("credentialStatus") or []
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not entries:
+        return "valid", ["status:      this credential names no status list (issued before contract 1.1)"]
+    found: set[str] = set()
+    lines = []
+    for entry in entries:
+        purpose, url = entry.get("statusPurpose"), entry.get("statusListCredential")
+        listed = lists.get(url) if isinstance(url, str) else None
+        if listed is None or listed.purpose != purpose or listed.issuer_id != verified.issuer_id:
+            lines.append(f"status:      {purpose}: not checked (no cached list {url})")
+            continue
+        try:
+            is_set = listed.is_set(int(entry.get("statusListIndex", "")))
+        except ValueError as exc:
+            raise CheckError(f"status entry {entry.get('id')}: {exc}") from None
+        when = f" (list of {listed.valid_from})" if listed.valid_from else ""
+        lines.append(f"status:      {purpose}: {'SET' if is_set else 'clear'}{when}")
+        if is_set:
+            found.add(str(purpose))
+    status = "revoked" if "revocation" in found else "suspended" if "suspension" in found else "valid"
+    return status, lines
+
+
+def check(
+    token: str,
+    jwks_source: str,
+    status_url: str | None,
+    issuer: str | None = None,
+    status_lists: list[str] | None = None,
+) -> Report:
+    """Verify offline, check cached status lists, then (if `status_url`) ask the issuer for the status."""
     with httpx.Client(timeout=10.0) as client:
         jwks = load_jwks(jwks_source, client)
         try:
@@ -115,6 +178,17 @@ def check(token: str, jwks_source: str, status_url: str | None, issuer: str | No
         except CredentialError as exc:
             return Report("invalid", [f"INVALID ({exc.reason}): {exc.detail}"])
         lines = describe(verified)
+        if status_lists:
+            listed_status, list_lines = status_from_lists(
+                verified, load_status_lists(status_lists, jwks, issuer, client)
+            )
+            lines += list_lines
+            if listed_status != "valid":
+                return Report(listed_status, [f"{listed_status.upper()} (status list)", *lines])
+            if status_url is None:
+                unchecked = [line for line in list_lines if "not checked" in line]
+                head = "VALID signature, status partly checked" if unchecked else "VALID (signature and status lists)"
+                return Report("valid", [head, *lines])
         if status_url is None:
             return Report("valid", ["VALID signature", *lines, "status:      status not checked (offline)"])
         try:
@@ -126,6 +200,10 @@ def check(token: str, jwks_source: str, status_url: str | None, issuer: str | No
     if response.status_code != 200:
         raise CheckError(f"signature valid, but the status check answered HTTP {response.status_code}")
     cert = response.json()
+    if cert.get("status") == "suspended":
+        suspension = cert.get("suspension") or {}
+        reason = f"{suspension.get('reason') or 'no reason given'} (since {suspension.get('at', '?')})"
+        return Report("suspended", [f"SUSPENDED: {reason}", *lines, f"status:      suspended — {reason}"])
     if cert.get("status") == "revoked":
         revocation = cert.get("revocation") or {}
         reason = f"{revocation.get('reason', '?')} (at {revocation.get('revoked_at', '?')})"
@@ -141,7 +219,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if online and not args.offline:
         status_url = args.url or (jwks_source.removesuffix(JWKS_PATH) if jwks_source.endswith(JWKS_PATH) else base_url)
     try:
-        report = check(read_credential(args.credential), jwks_source, status_url, args.issuer)
+        report = check(read_credential(args.credential), jwks_source, status_url, args.issuer, args.status_list)
     except CheckError as exc:
         print(f"CANNOT CHECK: {exc}", file=sys.stderr)
         return UNCHECKED
@@ -188,7 +266,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument("--jwks", help="JWKS URL or file (a file means offline); default <url>/.well-known/jwks.json")
     p.add_argument("--url", help="certification service URL (default $IIOE_CERTIFICATION_URL or :8002)")
     p.add_argument("--issuer", help="require this issuer id (`iss`)")
-    p.add_argument("--offline", action="store_true", help="do not ask the issuer about revocation")
+    p.add_argument("--offline", action="store_true", help="do not ask the issuer about the status")
+    p.add_argument(
+        "--status-list",
+        action="append",
+        default=[],
+        metavar="FILE_OR_URL",
+        help="a status list credential: a cached file (saved from the credential's statusListCredential URL)"
+        " or that URL; repeat for the revocation and the suspension list — checked against the JWKS",
+    )
     p.set_defaults(func=run_verify)
 
     c = sub.add_parser("certification", help="operate the certification service")

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,7 +21,10 @@ from services.certification.catalogue import Programme, ProgrammeCatalogue
 
 __all__ = [
     "CERTIFICATE_NAMESPACE",
+    "STATUS_LIST_MIN_SIZE",
+    "STATUS_PURPOSES",
     "Certificate",
+    "CertificateStatus",
     "CertificationError",
     "Completion",
     "CourseProgress",
@@ -29,6 +33,10 @@ __all__ = [
     "ProgrammeProgress",
     "Recognition",
     "Revocation",
+    "StatusChange",
+    "StatusEntry",
+    "StatusList",
+    "StatusPurpose",
     "best_score",
     "certificate_for",
     "certificate_id_for",
@@ -41,8 +49,13 @@ __all__ = [
     "recognition_id_for",
     "recognize",
     "record_attempt",
+    "reinstate",
     "revoke",
     "sort_pending",
+    "status_bits",
+    "status_list_id",
+    "status_list_is_full",
+    "suspend",
 ]
 
 # Never change this value: certificate ids already issued (and signed into credentials) derive from it.
@@ -106,6 +119,45 @@ class Revocation:
     certificate_id: str
     reason: str
     revoked_at: datetime
+    actor: str | None = None
+
+
+CertificateStatus = Literal["active", "suspended", "revoked"]
+StatusPurpose = Literal["revocation", "suspension"]
+STATUS_PURPOSES: tuple[StatusPurpose, ...] = ("revocation", "suspension")
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One suspension or reinstatement; `seq` numbers a certificate's changes (1, 2, …) and names its event."""
+
+    certificate_id: str
+    seq: int
+    action: Literal["suspended", "reinstated"]
+    reason: str | None
+    at: datetime
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusEntry:
+    """A certificate's position in one W3C Bitstring Status List (one entry per purpose)."""
+
+    certificate_id: str
+    purpose: StatusPurpose
+    list_id: str
+    index: int
+
+
+@dataclass(frozen=True)
+class StatusList:
+    """One published bitstring: `purpose`, `size` bits, `updated_at` = when a bit last flipped (or creation)."""
+
+    list_id: str
+    purpose: StatusPurpose
+    seq: int
+    size: int
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -120,10 +172,21 @@ class Certificate:
     kid: str
     credential: str
     revocation: Revocation | None = None
+    last_change: StatusChange | None = None
+    """The latest suspension or reinstatement, if any."""
 
     @property
-    def status(self) -> str:
-        return "revoked" if self.revocation else "active"
+    def status(self) -> CertificateStatus:
+        if self.revocation is not None:
+            return "revoked"
+        return "suspended" if self.suspension is not None else "active"
+
+    @property
+    def suspension(self) -> StatusChange | None:
+        """The suspension in force (a revocation ends it: revoked is final and says all)."""
+        if self.revocation is None and self.last_change is not None and self.last_change.action == "suspended":
+            return self.last_change
+        return None
 
 
 @dataclass(frozen=True)
@@ -319,11 +382,79 @@ def certificate_for(
 # --- revocation and recognition ---------------------------------------------------------------------------
 
 
-def revoke(certificate: Certificate, reason: str, at: datetime) -> tuple[Revocation, bool]:
-    """Revoke once: (the revocation, True) the first time; (the first revocation, False) ever after."""
+def revoke(certificate: Certificate, reason: str, at: datetime, actor: str | None = None) -> tuple[Revocation, bool]:
+    """Revoke once, from active or suspended: (the revocation, True) the first time; (the first revocation,
+    False) ever after. Revoked is final."""
     if certificate.revocation is not None:
         return certificate.revocation, False
-    return Revocation(certificate.certificate_id, reason, at), True
+    return Revocation(certificate.certificate_id, reason, at, actor), True
+
+
+def suspend(
+    certificate: Certificate, reason: str | None, at: datetime, actor: str | None = None
+) -> tuple[StatusChange, bool]:
+    """active → suspended. Suspending a suspended certificate repeats nothing: (the suspension in force, False).
+    A revoked certificate cannot be suspended (409 `certificate_revoked`)."""
+    _refuse_revoked(certificate, "suspended")
+    if certificate.suspension is not None:
+        return certificate.suspension, False
+    return _change(certificate, "suspended", reason, at, actor), True
+
+
+def reinstate(
+    certificate: Certificate, reason: str | None, at: datetime, actor: str | None = None
+) -> tuple[StatusChange, bool]:
+    """suspended → active. Repeating a reinstatement returns it again (False); reinstating a certificate that
+    was never suspended is refused (409 `certificate_not_suspended`), as is a revoked one (`certificate_revoked`)."""
+    _refuse_revoked(certificate, "reinstated")
+    last = certificate.last_change
+    if last is not None and last.action == "reinstated":
+        return last, False
+    if last is None:
+        raise CertificationError(
+            "certificate_not_suspended", f"certificate {certificate.certificate_id!r} is active, not suspended"
+        )
+    return _change(certificate, "reinstated", reason, at, actor), True
+
+
+def _refuse_revoked(certificate: Certificate, action: str) -> None:
+    if certificate.revocation is not None:
+        raise CertificationError(
+            "certificate_revoked",
+            f"certificate {certificate.certificate_id!r} is revoked (final); it cannot be {action}",
+        )
+
+
+def _change(
+    certificate: Certificate,
+    action: Literal["suspended", "reinstated"],
+    reason: str | None,
+    at: datetime,
+    actor: str | None,
+) -> StatusChange:
+    seq = certificate.last_change.seq + 1 if certificate.last_change else 1
+    return StatusChange(certificate.certificate_id, seq, action, reason, at, actor)
+
+
+def status_bits(certificate: Certificate) -> dict[StatusPurpose, bool]:
+    """The certificate's bits in its status lists: revocation set once revoked, suspension while suspended."""
+    return {"revocation": certificate.revocation is not None, "suspension": certificate.suspension is not None}
+
+
+# --- status list indexes ------------------------------------------------------------------------------------
+
+STATUS_LIST_MIN_SIZE = 131_072
+"""W3C Bitstring Status List: at least 16 KiB (131,072 entries), so one entry hides in a crowd."""
+STATUS_LIST_FILL = 0.5
+"""A list takes new entries until half full: random unused indexes stay cheap to find and sparse."""
+
+
+def status_list_id(purpose: StatusPurpose, seq: int) -> str:
+    return f"{purpose}-{seq}"
+
+
+def status_list_is_full(allocated: int, size: int) -> bool:
+    return allocated >= int(size * STATUS_LIST_FILL)
 
 
 def recognize(
@@ -342,6 +473,8 @@ def recognize(
     """
     if certificate.revocation is not None:
         raise CertificationError("certificate_revoked", f"certificate {certificate.certificate_id!r} is revoked")
+    if certificate.suspension is not None:
+        raise CertificationError("certificate_suspended", f"certificate {certificate.certificate_id!r} is suspended")
     amount = certificate.credits if credits is None else credits
     if amount > certificate.credits:
         raise CertificationError(

@@ -1,6 +1,9 @@
-"""HTTP API of the certification service: JWKS, certificates, progress, verification, operator actions.
+"""HTTP API of the certification service: JWKS, certificates, progress, verification, status lists,
+operator actions.
 
-Reads are public (a receiving university verifies without an account); writes need the operator token.
+Public without a token (contract 8): the JWKS, certificate status, verification and status lists (a receiving
+university verifies without an account). A person's progress and certificate list need a bearer token of
+their institution (or an operator's); operator actions need an operator token with the action's scope.
 """
 
 from __future__ import annotations
@@ -8,25 +11,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from iioe.events.common import InstitutionCode
-from iioe.runtime.http import ApiError, operator_auth
+from iioe.runtime.auth import audit, authenticated, check_institution_access, require_scope
+from iioe.runtime.http import ApiError
+from iioe.runtime.tokens import TokenGrant
 from iioe.subjects import MAX_EVENT_BYTES
-from services.certification.catalogue import LocalizedText, ProgrammeCatalogue
-from services.certification.domain import Certificate, CertificationError, Recognition
+from services.certification.catalogue import LocalizedText
+from services.certification.credentials import STATUS_LIST_MEDIA_TYPE
+from services.certification.domain import Certificate, CertificateStatus, CertificationError, Recognition, StatusChange
 from services.certification.settings import CertificationSettings
-from services.certification.usecases import Certification, EducatorProgress, RecognizeCredits, RevokeCertificate
+from services.certification.usecases import (
+    Certification,
+    EducatorProgress,
+    RecognizeCredits,
+    ReinstateCertificate,
+    RevokeCertificate,
+    SuspendCertificate,
+)
 
 STATUS_BY_CODE = {
     "certificate_not_found": 404,
     "educator_not_found": 404,
+    "status_list_not_found": 404,
     "certificate_revoked": 409,
+    "certificate_suspended": 409,
+    "certificate_not_suspended": 409,
     "recognition_conflict": 409,
 }
 JWKS_CACHE = "public, max-age=300"
 """Verifiers may cache the key set briefly; a rotated-in key appears within five minutes at worst."""
+STATUS_LIST_CACHE = "public, max-age=60, must-revalidate"
+"""A flipped bit reaches verifiers within a minute; revalidation with the ETag costs a 304."""
 
 # --- request and response models ----------------------------------------------------------------------
 
@@ -35,8 +53,15 @@ class VerifyRequest(BaseModel):
     credential: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EVENT_BYTES)]
 
 
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
 class RevokeRequest(BaseModel):
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    reason: Reason
+
+
+class StatusChangeRequest(BaseModel):
+    reason: Reason | None = None
 
 
 class RecognitionRequest(BaseModel):
@@ -49,6 +74,18 @@ class RevocationView(BaseModel):
     certificate_id: str
     reason: str
     revoked_at: datetime
+
+
+class StatusChangeView(BaseModel):
+    """A suspension or reinstatement; a repeated request answers the same body again."""
+
+    certificate_id: str
+    status: CertificateStatus
+    """The certificate's status after the change."""
+    action: Literal["suspended", "reinstated"]
+    seq: int
+    reason: str | None
+    at: datetime
 
 
 class RecognitionView(BaseModel):
@@ -70,8 +107,11 @@ class CertificateView(BaseModel):
     credits: float
     credit_system: str
     issued_at: datetime
-    status: Literal["active", "revoked"]
+    status: CertificateStatus
     revocation: RevocationView | None = None
+    suspension: StatusChangeView | None = None
+    """The suspension in force when `status` is `suspended`."""
+    verification_url: str
     kid: str
     credential: str
     recognitions: list[RecognitionView] = Field(default_factory=list)
@@ -82,7 +122,7 @@ class VerifyResponse(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"status": "invalid", "reason": "bad_signature"}]})
 
-    status: Literal["valid", "revoked", "invalid"]
+    status: Literal["valid", "suspended", "revoked", "invalid"]
     reason: str | None = None
     detail: str | None = None
     certificate_id: str | None = None
@@ -95,6 +135,7 @@ class VerifyResponse(BaseModel):
     issuer: str | None = None
     kid: str | None = None
     revoked_at: datetime | None = None
+    suspended_at: datetime | None = None
 
 
 class CourseProgressView(BaseModel):
@@ -111,7 +152,7 @@ class ProgrammeProgressView(BaseModel):
     tier: str
     min_score: float
     credits: float
-    status: Literal["certified", "revoked", "earned", "in_progress", "not_started"]
+    status: Literal["certified", "suspended", "revoked", "earned", "in_progress", "not_started"]
     certificate_id: str | None
     courses: list[CourseProgressView]
     completed_courses: list[str]
@@ -141,9 +182,24 @@ class KeyRotationView(BaseModel):
 # --- views ------------------------------------------------------------------------------------------
 
 
+def change_view(change: StatusChange) -> StatusChangeView:
+    status: CertificateStatus = "suspended" if change.action == "suspended" else "active"
+    return StatusChangeView(
+        certificate_id=change.certificate_id,
+        status=status,
+        action=change.action,
+        seq=change.seq,
+        reason=change.reason,
+        at=change.at,
+    )
+
+
 def certificate_view(
-    cert: Certificate, catalogue: ProgrammeCatalogue, recognitions: list[Recognition] | None = None
+    cert: Certificate,
+    certification: Certification,
+    recognitions: list[Recognition] | None = None,
 ) -> CertificateView:
+    catalogue = certification.catalogue
     programme = catalogue.get(cert.programme_id)
     revocation = cert.revocation
     return CertificateView(
@@ -156,8 +212,10 @@ def certificate_view(
         credits=cert.credits,
         credit_system=catalogue.credit_system,
         issued_at=cert.issued_at,
-        status="revoked" if revocation else "active",
+        status=cert.status,
         revocation=RevocationView(**vars(revocation)) if revocation else None,
+        suspension=change_view(cert.suspension) if cert.suspension else None,
+        verification_url=certification.verification_url(cert.certificate_id),
         kid=cert.kid,
         credential=cert.credential,
         recognitions=[RecognitionView(**vars(r)) for r in recognitions or []],
@@ -172,9 +230,9 @@ def _progress_view(certification: Certification, educator_id: str, progress: Edu
         programme = catalogue.programme(p.programme_id)
         cert = by_programme.get(p.programme_id)
         attempted = any(c.best_score is not None for c in p.courses)
-        status: Literal["certified", "revoked", "earned", "in_progress", "not_started"]
+        status: Literal["certified", "suspended", "revoked", "earned", "in_progress", "not_started"]
         if cert is not None:
-            status = "revoked" if cert.revocation else "certified"
+            status = "certified" if cert.status == "active" else cert.status
         else:
             status = "earned" if p.earned else "in_progress" if attempted else "not_started"
         programmes.append(
@@ -220,7 +278,6 @@ def _api_error(exc: CertificationError) -> ApiError:
 
 def build_router(certification: Certification, settings: CertificationSettings) -> APIRouter:
     router = APIRouter()
-    operator = [Depends(operator_auth(settings))]
     catalogue = certification.catalogue
 
     @router.get("/.well-known/jwks.json", tags=["verification"])
@@ -231,37 +288,48 @@ def build_router(certification: Certification, settings: CertificationSettings) 
 
     @router.get("/v1/certificates/{certificate_id}", response_model=CertificateView, tags=["certificates"])
     async def get_certificate(certificate_id: str) -> CertificateView:
-        """The certificate, its status (`active` | `revoked`), the signed credential and credit recognitions."""
+        """The certificate, its status (`active` | `suspended` | `revoked`, with the reason), the signed credential
+        and credit recognitions. Public: this is what verifiers check."""
         try:
             cert, recognitions = await certification.certificate(certificate_id)
         except CertificationError as exc:
             raise _api_error(exc) from None
-        return certificate_view(cert, catalogue, recognitions)
+        return certificate_view(cert, certification, recognitions)
 
     @router.get(
         "/v1/educators/{educator_id}/certificates", response_model=EducatorCertificatesView, tags=["certificates"]
     )
-    async def educator_certificates(educator_id: str) -> EducatorCertificatesView:
+    async def educator_certificates(
+        educator_id: str, grant: Annotated[TokenGrant, Depends(authenticated)]
+    ) -> EducatorCertificatesView:
+        """Every certificate of one educator (token of the educator's institution, or an operator's)."""
         try:
-            certificates = await certification.certificates_of(educator_id)
+            educator, certificates = await certification.certificates_of(educator_id)
         except CertificationError as exc:
+            _refuse_unknown_to_institutions(grant)
             raise _api_error(exc) from None
+        check_institution_access(grant, educator.institution)
         return EducatorCertificatesView(
-            educator_id=educator_id, certificates=[certificate_view(c, catalogue) for c in certificates]
+            educator_id=educator_id, certificates=[certificate_view(c, certification) for c in certificates]
         )
 
     @router.get("/v1/educators/{educator_id}/progress", response_model=EducatorProgressView, tags=["progress"])
-    async def educator_progress(educator_id: str) -> EducatorProgressView:
-        """Per programme: best scores, attempts, what is passed, what is missing, prerequisites."""
+    async def educator_progress(
+        educator_id: str, grant: Annotated[TokenGrant, Depends(authenticated)]
+    ) -> EducatorProgressView:
+        """Per programme: best scores, attempts, what is passed, what is missing, prerequisites (token of the
+        educator's institution, or an operator's)."""
         try:
             progress = await certification.progress(educator_id)
         except CertificationError as exc:
+            _refuse_unknown_to_institutions(grant)
             raise _api_error(exc) from None
+        check_institution_access(grant, progress.educator.institution)
         return _progress_view(certification, educator_id, progress)
 
     @router.post("/v1/verify", response_model=VerifyResponse, response_model_exclude_none=True, tags=["verification"])
     async def verify(body: VerifyRequest) -> VerifyResponse:
-        """Check a credential (signature, claims, revocation); 200 whatever the outcome, 422 for a bad body."""
+        """Check a credential (signature, claims, status); 200 whatever the outcome, 422 for a bad body."""
         outcome = await certification.verify(body.credential)
         cert = outcome.certificate
         if cert is None:
@@ -280,31 +348,87 @@ def build_router(certification: Certification, settings: CertificationSettings) 
             issuer=outcome.issuer_id,
             kid=outcome.kid,
             revoked_at=cert.revocation.revoked_at if cert.revocation else None,
+            suspended_at=cert.suspension.at if cert.suspension else None,
         )
 
-    @router.post(
-        "/v1/certificates/{certificate_id}/revoke",
-        response_model=RevocationView,
-        dependencies=operator,
-        tags=["operations"],
+    @router.get(
+        "/status/{list_id}",
+        tags=["verification"],
+        response_class=Response,
+        responses={200: {"content": {STATUS_LIST_MEDIA_TYPE: {}}}, 304: {"description": "not modified"}},
     )
-    async def revoke(certificate_id: str, body: RevokeRequest) -> RevocationView:
-        """Revoke (operator); emits CertificateRevoked once. Repeating returns the first revocation."""
+    async def status_list(list_id: str, request: Request) -> Response:
+        """A W3C BitstringStatusListCredential (VC-JWT) named by credentials' `statusListCredential`. Public,
+        cacheable for a minute, with an ETag (`If-None-Match` → 304)."""
         try:
-            revocation, _ = await certification.revoke(RevokeCertificate(certificate_id, body.reason))
+            signed = await certification.signed_status_list(list_id)
+        except CertificationError as exc:
+            raise _api_error(exc) from None
+        headers = {"Cache-Control": STATUS_LIST_CACHE, "ETag": signed.etag}
+        if signed.etag in _etags(request.headers.get("if-none-match")):
+            return Response(status_code=304, headers=headers)
+        return Response(signed.token, media_type=STATUS_LIST_MEDIA_TYPE, headers=headers)
+
+    @router.post("/v1/certificates/{certificate_id}/revoke", response_model=RevocationView, tags=["operations"])
+    async def revoke(
+        certificate_id: str, body: RevokeRequest, grant: Annotated[TokenGrant, Depends(require_scope("revoke"))]
+    ) -> RevocationView:
+        """Revoke (scope `revoke`), from active or suspended; final. Emits CertificateRevoked once, with the
+        actor; repeating answers the first revocation. 404 unknown certificate."""
+        audit(grant, "revoke_certificate", certificate_id=certificate_id)
+        try:
+            revocation, _ = await certification.revoke(RevokeCertificate(certificate_id, body.reason, grant.actor))
         except CertificationError as exc:
             raise _api_error(exc) from None
         return RevocationView(**vars(revocation))
+
+    @router.post("/v1/certificates/{certificate_id}/suspend", response_model=StatusChangeView, tags=["operations"])
+    async def suspend(
+        certificate_id: str,
+        grant: Annotated[TokenGrant, Depends(require_scope("revoke"))],
+        body: Annotated[StatusChangeRequest | None, Body()] = None,
+    ) -> StatusChangeView:
+        """Suspend an active certificate (scope `revoke`; body `{"reason"}` optional); emits CertificateSuspended
+        with the actor. Repeating answers the suspension in force; a revoked certificate → 409
+        `certificate_revoked`."""
+        audit(grant, "suspend_certificate", certificate_id=certificate_id)
+        reason = body.reason if body else None
+        try:
+            change, _ = await certification.suspend(SuspendCertificate(certificate_id, reason, grant.actor))
+        except CertificationError as exc:
+            raise _api_error(exc) from None
+        return change_view(change)
+
+    @router.post("/v1/certificates/{certificate_id}/reinstate", response_model=StatusChangeView, tags=["operations"])
+    async def reinstate(
+        certificate_id: str,
+        grant: Annotated[TokenGrant, Depends(require_scope("revoke"))],
+        body: Annotated[StatusChangeRequest | None, Body()] = None,
+    ) -> StatusChangeView:
+        """Lift a suspension (scope `revoke`); emits CertificateReinstated with the actor. Repeating answers the
+        same reinstatement; never suspended → 409 `certificate_not_suspended`; revoked → 409 `certificate_revoked`."""
+        audit(grant, "reinstate_certificate", certificate_id=certificate_id)
+        reason = body.reason if body else None
+        try:
+            change, _ = await certification.reinstate(ReinstateCertificate(certificate_id, reason, grant.actor))
+        except CertificationError as exc:
+            raise _api_error(exc) from None
+        return change_view(change)
 
     @router.post(
         "/v1/certificates/{certificate_id}/recognitions",
         response_model=RecognitionView,
         status_code=201,
-        dependencies=operator,
         tags=["operations"],
     )
-    async def recognize(certificate_id: str, body: RecognitionRequest, response: Response) -> RecognitionView:
-        """Record credit transfer into a receiving programme (operator); 201 new, 200 the same one again."""
+    async def recognize(
+        certificate_id: str,
+        body: RecognitionRequest,
+        response: Response,
+        grant: Annotated[TokenGrant, Depends(require_scope("recognize"))],
+    ) -> RecognitionView:
+        """Record credit transfer into a receiving programme (scope `recognize`); 201 new, 200 the same again."""
+        audit(grant, "recognize_credits", certificate_id=certificate_id)
         try:
             recognition, created = await certification.recognize(
                 RecognizeCredits(certificate_id, body.receiving_institution, body.receiving_programme, body.credits)
@@ -315,10 +439,23 @@ def build_router(certification: Certification, settings: CertificationSettings) 
             response.status_code = 200
         return RecognitionView(**vars(recognition))
 
-    @router.post("/v1/keys/rotate", response_model=KeyRotationView, dependencies=operator, tags=["operations"])
-    async def rotate_key() -> KeyRotationView:
-        """Sign new credentials with a fresh key; retired keys stay in the JWKS."""
+    @router.post("/v1/keys/rotate", response_model=KeyRotationView, tags=["operations"])
+    async def rotate_key(grant: Annotated[TokenGrant, Depends(require_scope("keys"))]) -> KeyRotationView:
+        """Sign new credentials with a fresh key (scope `keys`); retired keys stay in the JWKS."""
+        audit(grant, "rotate_signing_key")
         ring = await certification.rotate_key()
         return KeyRotationView(active_kid=ring.active_kid, kids=list(ring.kids))
 
     return router
+
+
+def _refuse_unknown_to_institutions(grant: TokenGrant) -> None:
+    """An institution token learns nothing about educators it cannot see, not even whether they exist."""
+    if grant.kind != "operator":
+        raise ApiError(403, "forbidden", "this token acts for another institution")
+
+
+def _etags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}

@@ -12,6 +12,7 @@ from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
 from services.certification.handlers import build_consumers
 from services.certification.http import build_router
+from services.certification.pages import build_pages_router
 from services.certification.reference import load_catalogue
 from services.certification.settings import CertificationSettings
 from services.certification.store import PostgresUnitOfWork
@@ -30,6 +31,8 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         dict(load_institutions(settings.institutions_file)),
         issuer=settings.issuer,
         on_issued=runtime.metrics.certificate_issued,
+        public_url=settings.base_url,
+        status_list_size=settings.status_list_size,
     )
     build_consumers(runtime, certification, settings.consumer_batch_size)
 
@@ -40,7 +43,7 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         runtime,
         title="IIOE certification service",
         description="Programmes, progress, certificates (Open Badges 3.0 VC-JWT), verification and JWKS.",
-        routers=[build_router(certification, settings)],
+        routers=[build_pages_router(certification), build_router(certification, settings)],  # `.pdf` route first
         on_start=[ensure_signing_key],
         state={"certification": certification},
     )

@@ -7,6 +7,7 @@ the outgoing events — which is what makes effects happen exactly once under at
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -21,6 +22,10 @@ from services.certification.domain import (
     PendingCompletion,
     Recognition,
     Revocation,
+    StatusChange,
+    StatusEntry,
+    StatusList,
+    StatusPurpose,
 )
 
 
@@ -66,11 +71,41 @@ class CertificateRepository(Protocol):
 
     async def add_revocation(self, revocation: Revocation) -> None: ...
 
+    async def add_status_change(self, change: StatusChange) -> None:
+        """Record a suspension or reinstatement (it becomes the certificate's `last_change`)."""
+
     async def add_recognition(self, recognition: Recognition) -> None: ...
 
     async def get_recognition(self, recognition_id: str) -> Recognition | None: ...
 
     async def recognitions_of(self, certificate_id: str) -> list[Recognition]: ...
+
+
+class StatusListRepository(Protocol):
+    """W3C Bitstring Status Lists: the lists, each certificate's entries and which bits are set."""
+
+    async def newest(self, purpose: StatusPurpose) -> StatusList | None: ...
+
+    async def create(self, status_list: StatusList) -> StatusList:
+        """Add the list (or return the one another replica created with the same purpose and seq)."""
+        ...
+
+    async def get(self, list_id: str) -> StatusList | None: ...
+
+    async def allocated(self, list_id: str) -> int: ...
+
+    async def allocate(self, entry: StatusEntry) -> bool:
+        """Claim `entry.index` in its list; False when the index is taken (draw another)."""
+        ...
+
+    async def entries_of(self, certificate_id: str) -> list[StatusEntry]: ...
+
+    async def set_bits(self, certificate_id: str, bits: Mapping[StatusPurpose, bool], at: datetime) -> None:
+        """Set or clear the certificate's bit in each of its lists; a list whose bit changed is `updated_at`."""
+
+    async def set_indexes(self, list_id: str) -> list[int]:
+        """Indexes whose bit is set."""
+        ...
 
 
 class SigningKeyRepository(Protocol):
@@ -88,8 +123,11 @@ class SigningKeyRepository(Protocol):
 class Outbox(Protocol):
     """Messages to publish if and only if the transaction commits."""
 
-    async def add_event(self, data: BaseModel, *, subject: str, event_id: str, time: datetime) -> None:
-        """Stage a domain event; its type and NATS subject follow from `data` (the event catalogue)."""
+    async def add_event(
+        self, data: BaseModel, *, subject: str, event_id: str, time: datetime, actor: str | None = None
+    ) -> None:
+        """Stage a domain event; its type and NATS subject follow from `data` (the event catalogue); `actor`
+        (who caused it) becomes the CloudEvent's `actor` extension attribute."""
 
     async def add_dead_letter(self, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime) -> None:
         """Stage the dead letter of a parked completion (its original bytes, the usual dead-letter headers)."""
@@ -112,6 +150,9 @@ class Repositories(Protocol):
 
     @property
     def keys(self) -> SigningKeyRepository: ...
+
+    @property
+    def status_lists(self) -> StatusListRepository: ...
 
     @property
     def outbox(self) -> Outbox: ...

@@ -30,6 +30,15 @@ class CertificationSettings(ServiceSettings):
     institutions_file: Path | None = Field(default=None, validation_alias="IIOE_INSTITUTIONS_FILE")
     """Extra institutions, so credit recognitions can name receiving institutions outside the pilot list."""
     consumer_batch_size: int = 100
+    public_url: str | None = None
+    """How verifiers reach this service (status list URLs in credentials, verification page, QR codes);
+    default `http://127.0.0.1:<http_port>`. Set it before issuing: credentials carry it for good."""
+    status_list_size: int = Field(default=131_072, ge=131_072, multiple_of=8)
+    """Entries per W3C Bitstring Status List (the spec's minimum, 16 KiB, is the default)."""
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://127.0.0.1:{self.http_port}").rstrip("/")
 
     @property
     def issuer(self) -> IssuerProfile:

@@ -9,7 +9,7 @@ the last guard should two writers ever bypass the per-educator lock.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +29,10 @@ from services.certification.domain import (
     PendingCompletion,
     Recognition,
     Revocation,
+    StatusChange,
+    StatusEntry,
+    StatusList,
+    StatusPurpose,
 )
 
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -66,6 +70,7 @@ class PostgresRepositories:
         self.progress = PostgresProgress(conn)
         self.certificates = PostgresCertificates(conn)
         self.keys = PostgresSigningKeys(conn)
+        self.status_lists = PostgresStatusLists(conn)
         self.outbox = PostgresOutbox(conn, source)
         self.inbox = PostgresInbox(conn)
 
@@ -171,8 +176,12 @@ class PostgresProgress:
 
 _CERTIFICATE_SELECT = (
     "SELECT c.certificate_id, c.educator_id, c.institution, c.programme_id, c.course_ids, c.credits, c.issued_at,"
-    " c.kid, c.credential, r.reason AS revocation_reason, r.revoked_at"
+    " c.kid, c.credential, r.reason AS revocation_reason, r.revoked_at, r.actor AS revocation_actor,"
+    " s.seq AS change_seq, s.action AS change_action, s.reason AS change_reason, s.at AS change_at,"
+    " s.actor AS change_actor"
     " FROM certificates c LEFT JOIN revocations r USING (certificate_id)"
+    " LEFT JOIN LATERAL (SELECT seq, action, reason, at, actor FROM status_changes sc"
+    " WHERE sc.certificate_id = c.certificate_id ORDER BY seq DESC LIMIT 1) s ON true"
 )
 _RECOGNITION_SELECT = (
     "SELECT recognition_id, certificate_id, receiving_institution, receiving_programme, credits, recognized_at"
@@ -181,8 +190,23 @@ _RECOGNITION_SELECT = (
 
 
 def _certificate(row: asyncpg.Record) -> Certificate:
+    certificate_id = row["certificate_id"]
     revocation = (
-        Revocation(row["certificate_id"], row["revocation_reason"], row["revoked_at"]) if row["revoked_at"] else None
+        Revocation(certificate_id, row["revocation_reason"], row["revoked_at"], row["revocation_actor"])
+        if row["revoked_at"]
+        else None
+    )
+    change = (
+        StatusChange(
+            certificate_id,
+            row["change_seq"],
+            row["change_action"],
+            row["change_reason"],
+            row["change_at"],
+            row["change_actor"],
+        )
+        if row["change_seq"] is not None
+        else None
     )
     return Certificate(
         certificate_id=row["certificate_id"],
@@ -195,6 +219,7 @@ def _certificate(row: asyncpg.Record) -> Certificate:
         kid=row["kid"],
         credential=row["credential"],
         revocation=revocation,
+        last_change=change,
     )
 
 
@@ -232,11 +257,24 @@ class PostgresCertificates:
 
     async def add_revocation(self, revocation: Revocation) -> None:
         await self.conn.execute(
-            "INSERT INTO revocations (certificate_id, reason, revoked_at) VALUES ($1, $2, $3)"
+            "INSERT INTO revocations (certificate_id, reason, revoked_at, actor) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (certificate_id) DO NOTHING",
             revocation.certificate_id,
             revocation.reason,
             revocation.revoked_at,
+            revocation.actor,
+        )
+
+    async def add_status_change(self, change: StatusChange) -> None:
+        await self.conn.execute(
+            "INSERT INTO status_changes (certificate_id, seq, action, reason, at, actor)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            change.certificate_id,
+            change.seq,
+            change.action,
+            change.reason,
+            change.at,
+            change.actor,
         )
 
     async def add_recognition(self, recognition: Recognition) -> None:
@@ -260,6 +298,81 @@ class PostgresCertificates:
             _RECOGNITION_SELECT + " WHERE certificate_id = $1 ORDER BY recognized_at, recognition_id", certificate_id
         )
         return [Recognition(**dict(r)) for r in rows]
+
+
+# --- status lists ------------------------------------------------------------------------------------
+
+_LIST_SELECT = "SELECT list_id, purpose, seq, size, updated_at FROM status_lists"
+
+
+@dataclass(frozen=True)
+class PostgresStatusLists:
+    conn: Conn
+
+    async def newest(self, purpose: StatusPurpose) -> StatusList | None:
+        row = await self.conn.fetchrow(_LIST_SELECT + " WHERE purpose = $1 ORDER BY seq DESC LIMIT 1", purpose)
+        return StatusList(**dict(row)) if row else None
+
+    async def create(self, status_list: StatusList) -> StatusList:
+        await self.conn.execute(
+            "INSERT INTO status_lists (list_id, purpose, seq, size, updated_at) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT DO NOTHING",
+            status_list.list_id,
+            status_list.purpose,
+            status_list.seq,
+            status_list.size,
+            status_list.updated_at,
+        )
+        row = await self.conn.fetchrow(
+            _LIST_SELECT + " WHERE purpose = $1 AND seq = $2", status_list.purpose, status_list.seq
+        )
+        assert row is not None, "inserted or already there"
+        return StatusList(**dict(row))
+
+    async def get(self, list_id: str) -> StatusList | None:
+        row = await self.conn.fetchrow(_LIST_SELECT + " WHERE list_id = $1", list_id)
+        return StatusList(**dict(row)) if row else None
+
+    async def allocated(self, list_id: str) -> int:
+        count: int = await self.conn.fetchval("SELECT count(*) FROM status_entries WHERE list_id = $1", list_id)
+        return count
+
+    async def allocate(self, entry: StatusEntry) -> bool:
+        inserted = await self.conn.fetchval(
+            "INSERT INTO status_entries (list_id, status_index, certificate_id, purpose) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            entry.list_id,
+            entry.index,
+            entry.certificate_id,
+            entry.purpose,
+        )
+        return inserted is not None
+
+    async def entries_of(self, certificate_id: str) -> list[StatusEntry]:
+        rows = await self.conn.fetch(
+            "SELECT certificate_id, purpose, list_id, status_index AS index FROM status_entries"
+            " WHERE certificate_id = $1 ORDER BY purpose",
+            certificate_id,
+        )
+        return [StatusEntry(**dict(r)) for r in rows]
+
+    async def set_bits(self, certificate_id: str, bits: Mapping[StatusPurpose, bool], at: datetime) -> None:
+        for purpose, value in bits.items():
+            await self.conn.execute(
+                "WITH flipped AS (UPDATE status_entries SET is_set = $3 WHERE certificate_id = $1 AND purpose = $2"
+                " AND is_set <> $3 RETURNING list_id)"
+                " UPDATE status_lists SET updated_at = $4 WHERE list_id IN (SELECT list_id FROM flipped)",
+                certificate_id,
+                purpose,
+                value,
+                at,
+            )
+
+    async def set_indexes(self, list_id: str) -> list[int]:
+        rows = await self.conn.fetch(
+            "SELECT status_index FROM status_entries WHERE list_id = $1 AND is_set ORDER BY status_index", list_id
+        )
+        return [r["status_index"] for r in rows]
 
 
 # --- signing keys ------------------------------------------------------------------------------------
@@ -298,8 +411,12 @@ class PostgresOutbox:
     staged: int = 0
     """Messages staged in this transaction."""
 
-    async def add_event(self, data: BaseModel, *, subject: str, event_id: str, time: datetime) -> None:
-        await enqueue_event(self.conn, data, source=self.source, subject=subject, event_id=event_id, time=time)
+    async def add_event(
+        self, data: BaseModel, *, subject: str, event_id: str, time: datetime, actor: str | None = None
+    ) -> None:
+        await enqueue_event(
+            self.conn, data, source=self.source, subject=subject, event_id=event_id, time=time, actor=actor
+        )
         self.staged += 1
 
     async def add_dead_letter(self, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime) -> None:

@@ -9,12 +9,22 @@ transaction: replicas, redeliveries and replays then all reach the same single c
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from iioe.events import CertificateIssued, CertificateRevoked, CourseCompleted, CreditRecognized, EducatorRegistered
+from iioe.events import (
+    CertificateIssued,
+    CertificateReinstated,
+    CertificateRevoked,
+    CertificateSuspended,
+    CourseCompleted,
+    CreditRecognized,
+    EducatorRegistered,
+)
 from iioe.events.common import Language
 from iioe.reasons import Reason
 from iioe.runtime.logging import get_logger
@@ -26,10 +36,14 @@ from services.certification.credentials import (
     IssuerProfile,
     KeyRing,
     build_credential_claims,
+    build_status_list_claims,
     sign_credential,
+    status_entry,
     verify_credential,
 )
 from services.certification.domain import (
+    STATUS_LIST_MIN_SIZE,
+    STATUS_PURPOSES,
     Certificate,
     CertificationError,
     Completion,
@@ -38,6 +52,10 @@ from services.certification.domain import (
     ProgrammeProgress,
     Recognition,
     Revocation,
+    StatusChange,
+    StatusEntry,
+    StatusList,
+    StatusPurpose,
     certificate_for,
     certificate_id_for,
     check_institution,
@@ -46,8 +64,13 @@ from services.certification.domain import (
     recognition_id_for,
     recognize,
     record_attempt,
+    reinstate,
     revoke,
     sort_pending,
+    status_bits,
+    status_list_id,
+    status_list_is_full,
+    suspend,
 )
 from services.certification.ports import Repositories, UnitOfWork
 
@@ -76,6 +99,22 @@ class MessageOrigin:
 class RevokeCertificate:
     certificate_id: str
     reason: str
+    actor: str | None = None
+    """Who asked (the token's actor): carried into the event and kept with the revocation."""
+
+
+@dataclass(frozen=True)
+class SuspendCertificate:
+    certificate_id: str
+    reason: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
+class ReinstateCertificate:
+    certificate_id: str
+    reason: str | None = None
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,9 +131,9 @@ class RecognizeCredits:
 
 @dataclass(frozen=True)
 class Verification:
-    """Outcome of verifying a credential: `valid`, `revoked` or `invalid` (with a reason code)."""
+    """Outcome of verifying a credential: `valid`, `suspended`, `revoked` or `invalid` (with a reason code)."""
 
-    status: Literal["valid", "revoked", "invalid"]
+    status: Literal["valid", "suspended", "revoked", "invalid"]
     reason: str | None = None
     detail: str | None = None
     certificate: Certificate | None = None
@@ -111,6 +150,15 @@ class EducatorProgress:
     pending_completions: int
 
 
+@dataclass(frozen=True)
+class SignedStatusList:
+    """A status list credential as served: the VC-JWT, its ETag and when a bit last flipped."""
+
+    status_list: StatusList
+    token: str
+    etag: str
+
+
 class Certification:
     """The service's behaviour; the consumer handlers and HTTP routes only translate to and from it."""
 
@@ -123,7 +171,14 @@ class Certification:
         issuer: IssuerProfile = DEFAULT_ISSUER,
         clock: Callable[[], datetime] = utc_now,
         on_issued: Callable[[str], None] | None = None,
+        public_url: str = "http://127.0.0.1:8002",
+        status_list_size: int = STATUS_LIST_MIN_SIZE,
+        draw_index: Callable[[int], int] = secrets.randbelow,
     ) -> None:
+        """`public_url`: where this service is reached from outside (status list and page URLs in credentials).
+        `draw_index(n)`: a random integer in [0, n), for status list indexes (unpredictable by default)."""
+        if status_list_size < STATUS_LIST_MIN_SIZE or status_list_size % 8:
+            raise ValueError(f"a status list holds at least {STATUS_LIST_MIN_SIZE} entries, a multiple of 8")
         self._uow = uow
         self._on_issued = on_issued
         """Told the programme id of each certificate issued (the composition root counts them as a metric)."""
@@ -131,6 +186,20 @@ class Certification:
         self.institutions = institutions
         self.issuer = issuer
         self._clock = clock
+        self.public_url = public_url.rstrip("/")
+        self._status_list_size = status_list_size
+        self._draw_index = draw_index
+
+    # --- public URLs ---------------------------------------------------------------------------------
+
+    def status_list_url(self, list_id: str) -> str:
+        return f"{self.public_url}/status/{list_id}"
+
+    def verification_url(self, certificate_id: str) -> str:
+        return f"{self.public_url}/verify/{certificate_id}"
+
+    def criteria_url(self, programme_id: str) -> str:
+        return f"{self.public_url}/programmes/{programme_id}/criteria"
 
     # --- events in -----------------------------------------------------------------------------------
 
@@ -213,15 +282,22 @@ class Certification:
     async def _issue(self, tx: Repositories, educator: Educator, programme: Programme, keyring: KeyRing) -> None:
         """Store the certificate; only if (educator, programme) was free, emit CertificateIssued."""
         issued_at = self._clock()
+        certificate_id = certificate_id_for(educator.educator_id, programme.id)
+        if await tx.certificates.get(certificate_id) is not None:
+            log.info("certificate already held", educator_id=educator.educator_id, programme_id=programme.id)
+            return
+        entries = [await self._allocate_status(tx, certificate_id, purpose, issued_at) for purpose in STATUS_PURPOSES]
         try:
             claims = build_credential_claims(
-                certificate_id=certificate_id_for(educator.educator_id, programme.id),
+                certificate_id=certificate_id,
                 educator_id=educator.educator_id,
                 programme=programme,
                 issued_at=issued_at,
                 issuer=self.issuer,
                 language=cast(Language, educator.language),
                 credit_system=self.catalogue.credit_system,
+                credential_status=[status_entry(self.status_list_url(e.list_id), e.purpose, e.index) for e in entries],
+                criteria_url=self.criteria_url(programme.id),
             )
         except ValueError as exc:  # e.g. an e-mail address used as educator id: never put it in a credential
             raise CertificationError(Reason.INVALID_DATA, f"cannot issue a credential: {exc}") from None
@@ -232,9 +308,8 @@ class Certification:
             kid=keyring.active_kid,
             credential=sign_credential(claims, keyring),
         )
-        if not await tx.certificates.add(certificate):
-            log.info("certificate already held", educator_id=educator.educator_id, programme_id=programme.id)
-            return
+        if not await tx.certificates.add(certificate):  # cannot happen under the educator's lock: roll back, retry
+            raise RuntimeError(f"certificate {certificate_id!r} appeared during issuance")
         await tx.outbox.add_event(
             CertificateIssued(
                 certificate_id=certificate.certificate_id,
@@ -261,16 +336,39 @@ class Certification:
         if self._on_issued is not None:
             self._on_issued(programme.id)
 
+    async def _allocate_status(
+        self, tx: Repositories, certificate_id: str, purpose: StatusPurpose, at: datetime
+    ) -> StatusEntry:
+        """A random unused index in the newest list of `purpose` (a new list once it is half full)."""
+        status_list = await tx.status_lists.newest(purpose)
+        if status_list is None or status_list_is_full(
+            await tx.status_lists.allocated(status_list.list_id), status_list.size
+        ):
+            seq = status_list.seq + 1 if status_list else 1
+            status_list = await tx.status_lists.create(
+                StatusList(status_list_id(purpose, seq), purpose, seq, self._status_list_size, at)
+            )
+        for _ in range(1000):  # at most half full: a draw fails with p <= 1/2, so 1000 failures never happen
+            entry = StatusEntry(certificate_id, purpose, status_list.list_id, self._draw_index(status_list.size))
+            if await tx.status_lists.allocate(entry):
+                return entry
+        raise RuntimeError(f"no free index found in status list {status_list.list_id!r}")
+
     # --- operator actions ----------------------------------------------------------------------------
 
     async def revoke(self, command: RevokeCertificate) -> tuple[Revocation, bool]:
-        """Revoke once and emit CertificateRevoked; a repeated revoke returns the first revocation."""
+        """Revoke once (active or suspended) and emit CertificateRevoked; a repeat returns the first revocation."""
         async with self._uow.transaction() as tx:
             certificate = await _certificate(tx, command.certificate_id, for_update=True)
-            revocation, new = revoke(certificate, command.reason, self._clock())
+            revocation, new = revoke(certificate, command.reason, self._clock(), command.actor)
             if not new:
                 return revocation, False
             await tx.certificates.add_revocation(revocation)
+            await tx.status_lists.set_bits(
+                certificate.certificate_id,
+                status_bits(replace(certificate, revocation=revocation)),
+                revocation.revoked_at,
+            )
             await tx.outbox.add_event(
                 CertificateRevoked(
                     certificate_id=certificate.certificate_id,
@@ -282,9 +380,56 @@ class Certification:
                 subject=certificate.educator_id,
                 event_id=f"certificate-revoked:{certificate.certificate_id}",
                 time=revocation.revoked_at,
+                actor=command.actor,
             )
-        log.info("certificate revoked", certificate_id=certificate.certificate_id, educator_id=certificate.educator_id)
+        log.info(
+            "certificate revoked",
+            certificate_id=certificate.certificate_id,
+            educator_id=certificate.educator_id,
+            actor=command.actor,
+        )
         return revocation, True
+
+    async def suspend(self, command: SuspendCertificate) -> tuple[StatusChange, bool]:
+        """active → suspended, emitting CertificateSuspended; suspending again returns the suspension in force."""
+        return await self._change_status(command.certificate_id, command.reason, command.actor, suspend)
+
+    async def reinstate(self, command: ReinstateCertificate) -> tuple[StatusChange, bool]:
+        """suspended → active, emitting CertificateReinstated; reinstating again returns that reinstatement."""
+        return await self._change_status(command.certificate_id, command.reason, command.actor, reinstate)
+
+    async def _change_status(
+        self,
+        certificate_id: str,
+        reason: str | None,
+        actor: str | None,
+        rule: Callable[[Certificate, str | None, datetime, str | None], tuple[StatusChange, bool]],
+    ) -> tuple[StatusChange, bool]:
+        async with self._uow.transaction() as tx:
+            certificate = await _certificate(tx, certificate_id, for_update=True)
+            change, new = rule(certificate, reason, self._clock(), actor)
+            if not new:
+                return change, False
+            await tx.certificates.add_status_change(change)
+            await tx.status_lists.set_bits(
+                certificate_id, status_bits(replace(certificate, last_change=change)), change.at
+            )
+            event = CertificateSuspended if change.action == "suspended" else CertificateReinstated
+            await tx.outbox.add_event(
+                event(
+                    certificate_id=certificate_id,
+                    educator_id=certificate.educator_id,
+                    institution=certificate.institution,
+                    reason=change.reason,
+                    at=change.at,
+                ),
+                subject=certificate.educator_id,
+                event_id=f"certificate-{change.action}:{certificate_id}:{change.seq}",
+                time=change.at,
+                actor=actor,
+            )
+        log.info(f"certificate {change.action}", certificate_id=certificate_id, seq=change.seq, actor=actor)
+        return change, True
 
     async def recognize(self, command: RecognizeCredits) -> tuple[Recognition, bool]:
         """Record that a receiving institution accepts (some of) a certificate's credits; emit CreditRecognized."""
@@ -354,10 +499,15 @@ class Certification:
             return Verification(
                 "invalid", reason="unknown_certificate", detail="signed by us, but no such certificate is on record"
             )
-        status: Literal["valid", "revoked"] = "revoked" if certificate.revocation else "valid"
+        status: Literal["valid", "suspended", "revoked"] = (
+            "valid" if certificate.status == "active" else certificate.status
+        )
+        reason = certificate.revocation.reason if certificate.revocation else None
+        if certificate.suspension is not None:
+            reason = certificate.suspension.reason
         return Verification(
             status,
-            reason=certificate.revocation.reason if certificate.revocation else None,
+            reason=reason,
             certificate=certificate,
             issuer_id=verified.issuer_id,
             kid=verified.kid,
@@ -368,12 +518,38 @@ class Certification:
             certificate = await _certificate(tx, certificate_id)
             return certificate, await tx.certificates.recognitions_of(certificate_id)
 
-    async def certificates_of(self, educator_id: str) -> list[Certificate]:
+    async def status_entries(self, certificate_id: str) -> list[StatusEntry]:
         async with self._uow.transaction() as tx:
-            certificates = await tx.certificates.of_educator(educator_id)
-            if not certificates and await tx.progress.get_educator(educator_id) is None:
+            return await tx.status_lists.entries_of(certificate_id)
+
+    async def signed_status_list(self, list_id: str) -> SignedStatusList:
+        """The list's BitstringStatusListCredential, signed now with the active key. Same bits, same time of the
+        last flip and same key give the same bytes (Ed25519 is deterministic), hence a stable ETag."""
+        async with self._uow.transaction() as tx:
+            status_list = await tx.status_lists.get(list_id)
+            if status_list is None:
+                raise CertificationError("status_list_not_found", f"no status list {list_id!r}")
+            set_indexes = await tx.status_lists.set_indexes(list_id)
+            keyring = await keys.ensure_keyring(tx.keys)
+        claims = build_status_list_claims(
+            list_url=self.status_list_url(list_id),
+            purpose=status_list.purpose,
+            size=status_list.size,
+            set_indexes=set_indexes,
+            issuer_id=self.issuer.id,
+            valid_from=status_list.updated_at,
+        )
+        token = sign_credential(claims, keyring)
+        etag = '"' + hashlib.sha256(token.encode("ascii")).hexdigest()[:32] + '"'
+        return SignedStatusList(status_list, token, etag)
+
+    async def certificates_of(self, educator_id: str) -> tuple[Educator, list[Certificate]]:
+        """The educator (whose institution decides who may see this) and every certificate issued to them."""
+        async with self._uow.transaction() as tx:
+            educator = await tx.progress.get_educator(educator_id)
+            if educator is None:
                 raise CertificationError("educator_not_found", f"no registered educator {educator_id!r}")
-            return certificates
+            return educator, await tx.certificates.of_educator(educator_id)
 
     async def progress(self, educator_id: str) -> EducatorProgress:
         async with self._uow.transaction() as tx:

@@ -174,7 +174,7 @@ def mask_email(address: str | None) -> str | None:
 
 
 def verify_url(certification_url: str, certificate_id: str) -> str:
-    return f"{certification_url.rstrip('/')}/v1/certificates/{certificate_id}"
+    return f"{certification_url.rstrip('/')}/verify/{certificate_id}"
 
 
 def event_facts(kind: MessageName, data: NotifyingEvent, certification_url: str) -> dict[str, Any]:

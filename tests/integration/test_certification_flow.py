@@ -54,7 +54,7 @@ async def test_three_ai_courses_at_80_issue_exactly_one_certificate(
         cert = (await http.get(f"/v1/certificates/{data['certificate_id']}")).json()
         assert cert["status"] == "active" and cert["credential"] == data["credential"]
         assert cert["programme_names"]["en"] == "AI in Higher Education"
-        listed = (await http.get(f"/v1/educators/{educator}/certificates")).json()
+        listed = (await http.get(f"/v1/educators/{educator}/certificates", headers=AUTH)).json()
         assert [c["certificate_id"] for c in listed["certificates"]] == [data["certificate_id"]]
         verdict = (await http.post("/v1/verify", json={"credential": data["credential"]})).json()
         assert verdict["status"] == "valid" and verdict["educator_id"] == educator
@@ -79,11 +79,11 @@ async def test_a_79_blocks_the_certificate_until_a_better_attempt(
 
         await complete(nc, educator, "teaching-with-ai", 60)  # a worse retake changes nothing
         progress = await wait_attempts(http, educator, "teaching-with-ai", 2)
-        assert (await http.get(f"/v1/educators/{educator}/certificates")).json()["certificates"] == []
+        assert (await http.get(f"/v1/educators/{educator}/certificates", headers=AUTH)).json()["certificates"] == []
 
         await complete(nc, educator, "teaching-with-ai", 81)
         await eventually(lambda: issued_on_stream(nc, educator), what="CertificateIssued after the better attempt")
-        progress = (await http.get(f"/v1/educators/{educator}/progress")).json()
+        progress = (await http.get(f"/v1/educators/{educator}/progress", headers=AUTH)).json()
         ai = next(p for p in progress["programmes"] if p["programme_id"] == "ai-in-higher-education")
         course = next(c for c in ai["courses"] if c["course_id"] == "teaching-with-ai")
         assert ai["status"] == "certified" and course == {**course, "best_score": 81, "attempts": 3, "passed": True}
@@ -116,13 +116,13 @@ async def test_replaying_the_stream_issues_no_second_certificate(
             await complete(nc, educator, course, 85)
         await eventually(lambda: issued_on_stream(nc, educator), what="CertificateIssued")
         await eventually(lambda: outbox_drained(http), what="outbox drained")
-        first = (await http.get(f"/v1/educators/{educator}/certificates")).json()["certificates"]
+        first = (await http.get(f"/v1/educators/{educator}/certificates", headers=AUTH)).json()["certificates"]
 
     async with running_app(app_for(infra, database_url, f"{ref}-replay")) as http:
         await complete(nc, educator, "future-classroom", 50)  # sentinel after the replayed history
         await wait_attempts(http, educator, "future-classroom", 2)
         await eventually(lambda: outbox_drained(http), what="outbox drained")
-        again = (await http.get(f"/v1/educators/{educator}/certificates")).json()["certificates"]
+        again = (await http.get(f"/v1/educators/{educator}/certificates", headers=AUTH)).json()["certificates"]
         assert again == first
     assert len(await issued_on_stream(nc, educator)) == 1
 
@@ -151,7 +151,7 @@ async def test_tiered_track_honours_prerequisites(infra: Infra, database_url: st
         adp = next(p for p in progress["programmes"] if p["programme_id"] == "applied-digital-pedagogy")
         assert adp["missing_courses"] == [] and adp["missing_prerequisites"] == ["digital-teaching-essentials"]
         assert adp["status"] == "in_progress"
-        assert (await http.get(f"/v1/educators/{educator}/certificates")).json()["certificates"] == []
+        assert (await http.get(f"/v1/educators/{educator}/certificates", headers=AUTH)).json()["certificates"] == []
 
         for course in foundational:
             await complete(nc, educator, course, 85)
@@ -259,6 +259,6 @@ async def test_bad_completions_are_dead_lettered_with_reasons(
             assert letter.subject == dlq_subject(durable, reason)
             assert letter.headers[H_CONSUMER] == durable
             assert letter.headers[H_SUBJECT].startswith("iioe.events.")
-        progress = (await http.get(f"/v1/educators/{early}/progress")).json()
+        progress = (await http.get(f"/v1/educators/{early}/progress", headers=AUTH)).json()
         assert progress["pending_completions"] == 0
         assert all(c["attempts"] == 0 for p in progress["programmes"] for c in p["courses"])

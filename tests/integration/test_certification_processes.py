@@ -108,7 +108,9 @@ async def test_two_replicas_issue_one_certificate_per_educator(
             jwks_b = (await client.get(f"{replicas[1].base_url}/.well-known/jwks.json")).json()
             assert jwks_a == jwks_b and len(jwks_a["keys"]) == 1, "replicas started together share one key"
             for educator in educators[:3]:
-                certs = (await client.get(f"{replicas[1].base_url}/v1/educators/{educator}/certificates")).json()
+                certs = (
+                    await client.get(f"{replicas[1].base_url}/v1/educators/{educator}/certificates", headers=AUTH)
+                ).json()
                 assert len(certs["certificates"]) == 1
     finally:
         for r in replicas:
@@ -129,7 +131,7 @@ async def test_credential_verifies_with_pyjwt_and_the_cli_and_survives_key_rotat
 
         async def certificate() -> dict[str, Any]:
             async with httpx.AsyncClient() as client:
-                response = await client.get(f"{service.base_url}/v1/educators/{educator}/certificates")
+                response = await client.get(f"{service.base_url}/v1/educators/{educator}/certificates", headers=AUTH)
             certificates = response.json()["certificates"] if response.status_code == 200 else []
             return certificates[0] if certificates else {}  # an empty list until it is issued
 
@@ -169,6 +171,30 @@ async def test_credential_verifies_with_pyjwt_and_the_cli_and_survives_key_rotat
             assert len(jwks["keys"]) == 3 and all("d" not in k for k in jwks["keys"])
         claims = await asyncio.to_thread(pyjwt_verify, token, jwks_url)  # old credential, retired key
         assert claims["jti"] == f"urn:iioe:certificate:{cert['certificate_id']}"
+
+        # suspension: seen online, and offline from status list files saved from the credential's URLs
+        status_urls = [e["statusListCredential"] for e in claims["vc"]["credentialStatus"]]
+        assert [u.rsplit("/", 1)[-1] for u in status_urls] == ["revocation-1", "suspension-1"]
+        certificate_url = f"{service.base_url}/v1/certificates/{cert['certificate_id']}"
+        async with httpx.AsyncClient() as client:
+            suspended = await client.post(f"{certificate_url}/suspend", json={"reason": "inquiry"}, headers=AUTH)
+            assert suspended.status_code == 200
+            jwks_file.write_text((await client.get(jwks_url)).text)  # lists are signed with the current key
+            lists = []
+            for n, status_url in enumerate(status_urls):
+                lists.append(tmp_path / f"list-{n}.jwt")
+                lists[-1].write_text((await client.get(status_url)).text)
+        code, out = await run_cli("verify", token, url)
+        assert code == 1 and "SUSPENDED" in out and "inquiry" in out, out
+        offline = [f"--status-list={path}" for path in lists]
+        code, out = await run_cli("verify", str(event_file), f"--jwks={jwks_file}", *offline)
+        assert code == 1 and "SUSPENDED (status list)" in out, out
+        code, out = await run_cli("verify", token, f"--jwks={jwks_url}", "--offline", f"--status-list={status_urls[1]}")
+        assert code == 1 and "suspension: SET" in out, out
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(f"{certificate_url}/reinstate", headers=AUTH)).status_code == 200
+        code, out = await run_cli("verify", token, f"--jwks={jwks_url}", "--offline", f"--status-list={status_urls[1]}")
+        assert code == 0 and "suspension: clear" in out, out
 
         async with httpx.AsyncClient() as client:
             revoked = await client.post(

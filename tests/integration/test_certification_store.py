@@ -18,7 +18,7 @@ import pytest
 
 from iioe.events import CourseCompleted, EducatorRegistered
 from iioe.runtime.db import setup_database
-from services.certification.domain import CertificationError, certificate_id_for
+from services.certification.domain import CertificationError, StatusEntry, certificate_id_for
 from services.certification.main import MIGRATIONS
 from services.certification.ports import UnitOfWork
 from services.certification.reference import builtin_catalogue
@@ -29,7 +29,9 @@ from services.certification.usecases import (
     Certification,
     MessageOrigin,
     RecognizeCredits,
+    ReinstateCertificate,
     RevokeCertificate,
+    SuspendCertificate,
 )
 
 pytestmark = pytest.mark.integration
@@ -41,7 +43,7 @@ T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # register | complete | revoke | recognize
+    kind: str  # register | complete | revoke | recognize | suspend | reinstate
     event_id: str
     educator: str
     institution: str = "must"
@@ -54,7 +56,7 @@ class Step:
 
 def history(seed: int) -> list[Step]:
     """A random history of a few educators: early completions, retakes, duplicates, replays, other institutions,
-    revocations and recognitions."""
+    suspensions, reinstatements, revocations and recognitions."""
     rng = random.Random(seed)
     steps: list[Step] = []
     for n in range(3):
@@ -79,6 +81,8 @@ def history(seed: int) -> list[Step]:
             for _ in range(2):
                 credits = rng.choice((None, 1, 3, 9))
                 mine.append(Step("recognize", "", educator, programme=programme, credits=credits))
+                for _ in range(rng.randint(0, 3)):
+                    mine.append(Step(rng.choice(("suspend", "reinstate")), "", educator, programme=programme))
                 if rng.random() < 0.3:
                     mine.append(Step("revoke", "", educator, programme=programme))
         steps += mine
@@ -87,7 +91,8 @@ def history(seed: int) -> list[Step]:
 
 async def play(uow: UnitOfWork, steps: list[Step]) -> list[str]:
     """Run the steps through the use cases; returns the outcome of each (the refusal code, if any)."""
-    service = Certification(uow, CATALOGUE, {"must": {}, "num": {}})
+    draws = random.Random(len(steps))  # the same "random" status list indexes on both sides
+    service = Certification(uow, CATALOGUE, {"must": {}, "num": {}}, draw_index=draws.randrange)
     outcomes = []
     for seq, step in enumerate(steps):
         try:
@@ -115,7 +120,11 @@ async def _apply(service: Certification, step: Step, seq: int) -> None:
         origin = MessageOrigin("iioe.events.must.course_completed.v1", b"{}", "t-progress", "IIOE_EVENTS", seq)
         await service.on_course_completed(step.event_id, completion, origin)
     elif step.kind == "revoke":
-        await service.revoke(RevokeCertificate(certificate_id_for(step.educator, step.programme), "test"))
+        await service.revoke(RevokeCertificate(certificate_id_for(step.educator, step.programme), "test", "ops"))
+    elif step.kind == "suspend":
+        await service.suspend(SuspendCertificate(certificate_id_for(step.educator, step.programme), None, "ops"))
+    elif step.kind == "reinstate":
+        await service.reinstate(ReinstateCertificate(certificate_id_for(step.educator, step.programme), "ok", "ops"))
     else:
         certificate_id = certificate_id_for(step.educator, step.programme)
         await service.recognize(RecognizeCredits(certificate_id, "num", "MEd", credits=step.credits))
@@ -128,16 +137,32 @@ async def snapshot(uow: UnitOfWork, educators: set[str]) -> dict[str, Any]:
         for educator in sorted(educators):
             certificates = await tx.certificates.of_educator(educator)
             recognitions = []
+            entries = []
             for certificate in certificates:
                 recognitions += await tx.certificates.recognitions_of(certificate.certificate_id)
+                entries += await tx.status_lists.entries_of(certificate.certificate_id)
             state[educator] = {
                 "registered": await tx.progress.get_educator(educator) is not None,
                 "completions": await tx.progress.completions(educator),
                 "pending": await tx.progress.count_pending(educator),
-                "certificates": sorted((c.programme_id, c.credits, c.course_ids, c.status) for c in certificates),
+                "certificates": sorted(
+                    (c.programme_id, c.credits, c.course_ids, c.status, c.last_change and c.last_change.seq)
+                    for c in certificates
+                ),
+                "status_bits": sorted(await _bits(tx, entries)),
                 "recognitions": sorted((r.recognition_id, r.credits) for r in recognitions),
             }
     return state
+
+
+async def _bits(tx: Any, entries: list[StatusEntry]) -> list[tuple[str, str, bool]]:
+    """(certificate, purpose, bit) — not the index itself: the database is shared by all seeds, so an index
+    drawn earlier may be taken there and not in the fake."""
+    out: list[tuple[str, str, bool]] = []
+    for entry in entries:
+        set_indexes = set(await tx.status_lists.set_indexes(entry.list_id))
+        out.append((entry.certificate_id, entry.purpose, entry.index in set_indexes))
+    return out
 
 
 @pytest.fixture
@@ -172,8 +197,21 @@ async def test_the_generated_histories_exercise_every_rule() -> None:
     for seed in range(12):
         outcomes |= set(await play(fake, history(seed)))
     kinds = {type(e.data).__name__ for e in fake.state.events}
-    assert {"CertificateIssued", "CertificateRevoked", "CreditRecognized"} <= kinds
-    assert {"ok", "certificate_not_found", "certificate_revoked", "credits_exceed_certificate"} <= outcomes
+    assert {
+        "CertificateIssued",
+        "CertificateRevoked",
+        "CreditRecognized",
+        "CertificateSuspended",
+        "CertificateReinstated",
+    } <= kinds
+    assert {
+        "ok",
+        "certificate_not_found",
+        "certificate_revoked",
+        "credits_exceed_certificate",
+        "certificate_suspended",
+        "certificate_not_suspended",
+    } <= outcomes
     assert fake.state.dead_letters and fake.state.pending
     attempts = [c.attempts for per in fake.state.completions.values() for c in per.values()]
     assert max(attempts) > 1

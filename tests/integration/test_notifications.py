@@ -186,7 +186,7 @@ async def test_certificate_mail_has_programme_credits_and_a_working_verification
         body = text_of(cert)
         assert "AI in Higher Education" in cert["Subject"]  # the catalogue's display name, not the id
         assert "ECTS credits: 3" in body and certificate_id in body
-        link = f"{receiver.base_url}/v1/certificates/{certificate_id}"
+        link = f"{receiver.base_url}/verify/{certificate_id}"
         assert link in body
         async with httpx.AsyncClient() as client:
             answer = await client.get(link)

@@ -95,7 +95,9 @@ async def wait_attempts(http: httpx.AsyncClient, educator_id: str, course_id: st
     """Wait until the service has counted `attempts` attempts of a course (so earlier events are processed)."""
 
     async def probe() -> dict[str, Any]:
-        response = await http.get(f"/v1/educators/{educator_id}/progress")
+        response = await http.get(
+            f"/v1/educators/{educator_id}/progress", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        )
         if response.status_code != 200:
             return {}
         body: dict[str, Any] = response.json()

@@ -8,6 +8,7 @@ third parties, so it never carries a name or an e-mail address. A later status-l
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -79,11 +80,15 @@ def build_credential_claims(
     issuer: IssuerProfile = DEFAULT_ISSUER,
     language: Language = "en",
     credit_system: str = "ECTS",
+    credential_status: Sequence[Mapping[str, str]] = (),
+    criteria_url: str | None = None,
 ) -> dict[str, Any]:
     """VC-JWT claims (`iss`, `sub`, `jti`, `iat`, `nbf`, `vc`) of the credential for one earned programme.
 
     Deliberately takes no e-mail or name: the educator appears only as `urn:iioe:educator:<id>`.
     `language` picks the plain `name`/`description`; all languages are in the `*Localized` fields.
+    `credential_status`: W3C Bitstring Status List entries (`status_list.status_entry`), from contract 1.1 on.
+    `criteria_url`: the programme's public criteria page, the achievement's `criteria.id`.
     """
     if issued_at.tzinfo is None:
         raise ValueError("issued_at must be timezone-aware")
@@ -103,11 +108,13 @@ def build_credential_claims(
             "id": sub,
             "type": ["AchievementSubject"],
             "creditsEarned": programme.credits,
-            "achievement": _achievement(programme, language, credit_system),
+            "achievement": _achievement(programme, language, credit_system, criteria_url),
         },
         "credentialSchema": [{"id": OB_SCHEMA, "type": "1EdTechJsonSchemaValidator2019"}],
         "certificateId": certificate_id,
     }
+    if credential_status:
+        credential["credentialStatus"] = [dict(entry) for entry in credential_status]
     return {"iss": issuer.id, "sub": sub, "jti": jti, "iat": timestamp, "nbf": timestamp, "vc": credential}
 
 
@@ -123,7 +130,12 @@ def _localized(text: LocalizedText) -> list[dict[str, str]]:
     return [{"@value": value, "@language": lang} for lang, value in text.items()]
 
 
-def _achievement(programme: Programme, language: Language, credit_system: str) -> dict[str, Any]:
+def _achievement(
+    programme: Programme, language: Language, credit_system: str, criteria_url: str | None
+) -> dict[str, Any]:
+    criteria: dict[str, str] = {"narrative": _criteria_narrative(programme, language)}
+    if criteria_url:
+        criteria = {"id": criteria_url, **criteria}
     return {
         "id": programme_urn(programme.id),
         "type": ["Achievement"],
@@ -133,7 +145,7 @@ def _achievement(programme: Programme, language: Language, credit_system: str) -
         "description": programme.description.get(language),
         "descriptionLocalized": _localized(programme.description),
         "inLanguage": language,
-        "criteria": {"narrative": _criteria_narrative(programme, language)},
+        "criteria": criteria,
         "creditsAvailable": programme.credits,
         "creditSystem": credit_system,
         "alignment": [_alignment(programme)],

@@ -21,7 +21,14 @@ from joserfc.jwk import OKPKey
 from services.certification.credentials.claims import CERTIFICATE_URN, CREDENTIAL_TYPE, EDUCATOR_URN, PROGRAMME_URN
 from services.certification.credentials.signing import ALGORITHM, CURVE, REGISTRY
 
-__all__ = ["DEFAULT_LEEWAY", "CredentialError", "CredentialErrorReason", "VerifiedCredential", "verify_credential"]
+__all__ = [
+    "DEFAULT_LEEWAY",
+    "CredentialError",
+    "CredentialErrorReason",
+    "VerifiedCredential",
+    "verify_credential",
+    "verify_signature",
+]
 
 DEFAULT_LEEWAY = timedelta(seconds=60)
 
@@ -75,15 +82,21 @@ def verify_credential(
 
     `issuer`, when given, must equal `iss`; `now` defaults to the current time (for `nbf`/`exp`).
     """
+    kid, header, claims = verify_signature(token, jwks)
+    checked = _check_claims(claims, issuer, now or datetime.now(UTC), leeway)
+    return VerifiedCredential(kid=kid, header=header, claims=claims, **checked)
+
+
+def verify_signature(token: str, jwks: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(kid, header, claims) of an EdDSA compact JWS whose signature checks out against the JWKS; the claims
+    are the caller's to check (a status list credential says other things than a certificate)."""
     obj = _extract(token)
     header = obj.headers()
     kid = _check_header(header)
     key = _find_key(jwks, kid)
     if not _signature_ok(obj, key):
         raise CredentialError(CredentialErrorReason.BAD_SIGNATURE, f"signature does not verify with key {kid!r}")
-    claims = _payload(obj.payload)
-    checked = _check_claims(claims, issuer, now or datetime.now(UTC), leeway)
-    return VerifiedCredential(kid=kid, header=dict(header), claims=claims, **checked)
+    return kid, dict(header), _payload(obj.payload)
 
 
 def _malformed(detail: str) -> CredentialError:

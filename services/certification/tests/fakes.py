@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -24,6 +24,10 @@ from services.certification.domain import (
     PendingCompletion,
     Recognition,
     Revocation,
+    StatusChange,
+    StatusEntry,
+    StatusList,
+    StatusPurpose,
 )
 
 
@@ -33,6 +37,7 @@ class StagedEvent:
     subject: str
     event_id: str
     time: datetime
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ class FakeState:
     pending: dict[str, PendingCompletion] = field(default_factory=dict)
     certificates: dict[str, Certificate] = field(default_factory=dict)
     recognitions: dict[str, Recognition] = field(default_factory=dict)
+    status_lists: dict[str, StatusList] = field(default_factory=dict)
+    status_entries: dict[tuple[str, int], StatusEntry] = field(default_factory=dict)
+    set_bits: set[tuple[str, int]] = field(default_factory=set)
     keys: list[KeyRecord] = field(default_factory=list)
     events: list[StagedEvent] = field(default_factory=list)
     dead_letters: list[StagedDeadLetter] = field(default_factory=list)
@@ -118,6 +126,12 @@ class FakeCertificates:
         if certificate.revocation is None:
             self._s.certificates[revocation.certificate_id] = replace(certificate, revocation=revocation)
 
+    async def add_status_change(self, change: StatusChange) -> None:
+        certificate = self._s.certificates[change.certificate_id]
+        expected = certificate.last_change.seq + 1 if certificate.last_change else 1
+        assert change.seq == expected, "status changes are numbered 1, 2, … (primary key)"
+        self._s.certificates[change.certificate_id] = replace(certificate, last_change=change)
+
     async def add_recognition(self, recognition: Recognition) -> None:
         assert recognition.certificate_id in self._s.certificates
         self._s.recognitions.setdefault(recognition.recognition_id, recognition)
@@ -128,6 +142,54 @@ class FakeCertificates:
     async def recognitions_of(self, certificate_id: str) -> list[Recognition]:
         mine = [r for r in self._s.recognitions.values() if r.certificate_id == certificate_id]
         return sorted(mine, key=lambda r: (r.recognized_at, r.recognition_id))
+
+
+class FakeStatusLists:
+    def __init__(self, state: FakeState) -> None:
+        self._s = state
+
+    async def newest(self, purpose: StatusPurpose) -> StatusList | None:
+        mine = [sl for sl in self._s.status_lists.values() if sl.purpose == purpose]
+        return max(mine, key=lambda sl: sl.seq, default=None)
+
+    async def create(self, status_list: StatusList) -> StatusList:
+        for existing in self._s.status_lists.values():
+            if (existing.purpose, existing.seq) == (status_list.purpose, status_list.seq):
+                return existing
+        return self._s.status_lists.setdefault(status_list.list_id, status_list)
+
+    async def get(self, list_id: str) -> StatusList | None:
+        return self._s.status_lists.get(list_id)
+
+    async def allocated(self, list_id: str) -> int:
+        return sum(1 for key in self._s.status_entries if key[0] == list_id)
+
+    async def allocate(self, entry: StatusEntry) -> bool:
+        assert entry.list_id in self._s.status_lists, "entries reference a list (foreign key)"
+        assert 0 <= entry.index < self._s.status_lists[entry.list_id].size
+        key = (entry.list_id, entry.index)
+        if key in self._s.status_entries:
+            return False
+        self._s.status_entries[key] = entry
+        return True
+
+    async def entries_of(self, certificate_id: str) -> list[StatusEntry]:
+        mine = [e for e in self._s.status_entries.values() if e.certificate_id == certificate_id]
+        return sorted(mine, key=lambda e: e.purpose)
+
+    async def set_bits(self, certificate_id: str, bits: Mapping[StatusPurpose, bool], at: datetime) -> None:
+        for entry in await self.entries_of(certificate_id):
+            key = (entry.list_id, entry.index)
+            if bits[entry.purpose] == (key in self._s.set_bits):
+                continue
+            if bits[entry.purpose]:
+                self._s.set_bits.add(key)
+            else:
+                self._s.set_bits.discard(key)
+            self._s.status_lists[entry.list_id] = replace(self._s.status_lists[entry.list_id], updated_at=at)
+
+    async def set_indexes(self, list_id: str) -> list[int]:
+        return sorted(index for lst, index in self._s.set_bits if lst == list_id)
 
 
 class FakeSigningKeys:
@@ -148,9 +210,11 @@ class FakeOutbox:
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
-    async def add_event(self, data: BaseModel, *, subject: str, event_id: str, time: datetime) -> None:
+    async def add_event(
+        self, data: BaseModel, *, subject: str, event_id: str, time: datetime, actor: str | None = None
+    ) -> None:
         if all(e.event_id != event_id for e in self._s.events):  # ON CONFLICT (event_id) DO NOTHING
-            self._s.events.append(StagedEvent(data, subject, event_id, time))
+            self._s.events.append(StagedEvent(data, subject, event_id, time, actor))
 
     async def add_dead_letter(self, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime) -> None:
         self._s.dead_letters.append(StagedDeadLetter(pending, reason, detail))
@@ -172,6 +236,7 @@ class FakeRepositories:
         self.progress = FakeProgress(state)
         self.certificates = FakeCertificates(state)
         self.keys = FakeSigningKeys(state)
+        self.status_lists = FakeStatusLists(state)
         self.outbox = FakeOutbox(state)
         self.inbox = FakeInbox(state)
 

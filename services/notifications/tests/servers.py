@@ -101,7 +101,7 @@ def receiver_app(receiver: Receiver, slow_seconds: float) -> FastAPI:
                 receiver.in_flight -= 1
         return Response(status_code=204)
 
-    @app.get("/v1/certificates/{certificate_id}")
+    @app.get("/verify/{certificate_id}")
     async def certificate(certificate_id: str) -> dict[str, str]:
         return {"certificate_id": certificate_id, "status": "active"}
 

@@ -320,7 +320,7 @@ async def test_certificate_facts_are_recorded_for_the_template() -> None:
     p = Platform()
     recorded = await p.usecases.record_event(issued("edu-13"))
     context = p.uow.notification(recorded.notification_id).context
-    assert context["verify_url"] == "https://cert.example/v1/certificates/cert-edu-13"
+    assert context["verify_url"] == "https://cert.example/verify/cert-edu-13"
     assert context["credits"] == 3 and context["programme_id"] == "ai-in-higher-education"
     assert "full_name" not in context and "email" not in context  # personal data is read at send time
 
