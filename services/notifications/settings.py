@@ -27,7 +27,7 @@ class NotificationsSettings(ServiceSettings):
             "certification_url", "IIOE_NOTIFICATIONS_CERTIFICATION_URL", "IIOE_CERTIFICATION_URL"
         ),
     )
-    """Base of the public verification link `<base>/verify/<id>` (the public verification page) printed in certificate e-mails."""
+    """Base of the link `<base>/verify/<id>` (the public verification page) in certificate e-mails."""
     programmes_file: Path | None = DEFAULT_PROGRAMMES_FILE
     """Programme catalogue (reference data, read-only) for display names; missing → the programme id."""
     institutions_file: Path | None = Field(default=None, validation_alias="IIOE_INSTITUTIONS_FILE")
