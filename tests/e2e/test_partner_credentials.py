@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -207,3 +208,9 @@ def test_partner_onboarding_against_a_running_platform(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+    # personal data never reaches a log: no e-mail address in any service's log of this whole run
+    email = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[a-z]{2,}")
+    logs = sorted((data_dir / "logs").glob("*.log"))
+    assert len(logs) == 4
+    leaks = [(log.name, m.group(0)) for log in logs for m in email.finditer(log.read_text(errors="replace"))]
+    assert leaks == []
