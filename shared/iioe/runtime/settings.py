@@ -49,7 +49,8 @@ class ServiceSettings(BaseSettings):
     max_deliver: int = 5
     ack_wait_seconds: float = 30.0
     retry_backoff_seconds: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0)
-    outbox_poll_seconds: float = 0.5
+    outbox_poll_seconds: float = 5.0
+    """The relay wakes on LISTEN/NOTIFY; this slow poll is only its safety net."""
     outbox_relay_enabled: bool = True
     """Off only to run the relay elsewhere (or, in tests, to stop a process between commit and publish)."""
     max_body_bytes: int = 64 * 1024
