@@ -27,9 +27,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy shared/iioe services iioe_tools tests bench conftest.py
 
-bench: $(STAMP)  ## throughput measurements (not pass/fail)
-	$(BIN)/python bench/bench.py
-	$(BIN)/python bench/bench_analytics.py
+BENCH_ARGS ?=
+bench: $(STAMP)  ## one run against the broker's ceilings: docs/bench/results.{json,md,png} (BENCH_ARGS=--quick)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 asyncapi: $(STAMP)
 	$(BIN)/iioe asyncapi --out docs/asyncapi
