@@ -513,6 +513,7 @@ def load_relay_class(path: str | None) -> type[Any]:
     spec = importlib.util.spec_from_file_location("bench_relay_under_test", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     relay: type[Any] = module.OutboxRelay
     return relay
