@@ -84,7 +84,7 @@ FULL = Sizes(
     relay_rows=50_000,
     e2e_educators=5_000,
     http_registrations=3_000,
-    latency_seconds=10,
+    latency_seconds=5,
     events=1_000_000,
 )
 
@@ -172,7 +172,7 @@ async def quiesce(
         if calm >= 2:
             return time.perf_counter() - started
         await asyncio.sleep(0.25)
-    raise TimeoutError(f"consumers still busy after {timeout:.0f}s")
+    return float("nan")  # still busy: the next phase starts anyway (its figures then include the backlog)
 
 
 class CertificateWatch:
@@ -385,7 +385,7 @@ async def phase_latency(run: Run, watch: CertificateWatch) -> None:
     # the first two courses ahead of time (not timed), so each timed completion finishes a programme
     preload = [completion_payload(e, c, 1) for group in groups.values() for e in group for c in COURSES[:2]]
     await publish_all(run.js, preload)
-    await quiesce(run.js)
+    await quiesce(run.js, timeout=1800)
     for rate, group in groups.items():
         items = [completion_payload(e, COURSES[2], 1) for e in group]
         sent_at: dict[str, float] = {}
@@ -405,7 +405,7 @@ async def phase_latency(run: Run, watch: CertificateWatch) -> None:
         first = time.perf_counter()
         await paced(rate, len(items), send)
         await asyncio.gather(*futures)
-        await watch.wait_for(list(sent_at), timeout=120)
+        await watch.wait_for(list(sent_at), timeout=120 + len(items) / 10)  # a backlog drains at ≥ 10/s
         latencies = [watch.seen[e] - t for e, t in sent_at.items() if e in watch.seen]
         last = max((watch.seen[e] for e in sent_at if e in watch.seen), default=time.perf_counter())
         raw = run.results.raw_latency.get(rate, (float("nan"), float("nan")))
