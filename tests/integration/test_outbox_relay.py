@@ -137,3 +137,21 @@ async def test_failed_publish_is_retried_with_backoff_until_it_succeeds(pool: as
             assert (await js.stream_info(f"PERF_{ref}")).state.messages == 1
         finally:
             await js.delete_stream(f"PERF_{ref}")
+
+
+async def test_relay_listens_again_after_its_connection_is_killed(pool: asyncpg.Pool, nc: NATS, ref: str) -> None:
+    relay = OutboxRelay(pool, nc.jetstream(), poll_seconds=60)
+    async with running(relay):
+        await eventually(lambda: asyncio.sleep(0, relay.listening), what="the relay to LISTEN")
+        channel = f"iioe_outbox_outbox_{ref}"
+        killed = await pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE pid <> pg_backend_pid() AND query ILIKE $1",
+            f"%LISTEN%{channel}%",
+        )
+        assert killed == 1
+        await eventually(lambda: asyncio.sleep(0, not relay.listening), what="the relay to notice")
+        await eventually(lambda: asyncio.sleep(0, relay.listening), what="the relay to LISTEN again")
+        await asyncio.sleep(0.3)
+        await stage(pool, ref, [f"{ref}-after"])
+        await eventually(lambda: drained(pool), timeout=5, what="the NOTIFY on the new connection")
