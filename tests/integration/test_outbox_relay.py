@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -155,3 +156,26 @@ async def test_relay_listens_again_after_its_connection_is_killed(pool: asyncpg.
         await asyncio.sleep(0.3)
         await stage(pool, ref, [f"{ref}-after"])
         await eventually(lambda: drained(pool), timeout=5, what="the NOTIFY on the new connection")
+
+
+class StalledJetStream:
+    """A JetStream whose PubAcks never come (a broker that went quiet mid-batch)."""
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    async def publish_async(self, subject: str, payload: bytes, headers: dict[str, str]) -> asyncio.Future[Any]:
+        self.published += 1
+        return asyncio.get_running_loop().create_future()
+
+
+async def test_stopping_the_relay_hands_in_flight_rows_back_at_once(pool: asyncpg.Pool, ref: str) -> None:
+    await stage(pool, ref, [f"{ref}-{i}" for i in range(10)])
+    js = StalledJetStream()
+    relay = OutboxRelay(pool, js, publish_timeout=30, listen=False)  # type: ignore[arg-type]
+    async with running(relay):
+        await eventually(lambda: asyncio.sleep(0, js.published == 10), what="the batch in flight")
+        leased = await pool.fetchval("SELECT count(*) FROM outbox WHERE next_attempt_at > now()")
+        assert leased == 10
+    due = await pool.fetchval("SELECT count(*) FROM outbox WHERE next_attempt_at <= now() AND attempts = 1")
+    assert due == 10 and await pending_count(pool) == 10

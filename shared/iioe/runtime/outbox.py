@@ -57,6 +57,7 @@ _CLAIM_SQL = (
     " RETURNING seq, event_id, subject, payload, headers, attempts"
 )
 _MARK_SENT_SQL = "UPDATE outbox SET published_at = now(), last_error = NULL WHERE seq = ANY($1::bigint[])"
+_RELEASE_SQL = "UPDATE outbox SET next_attempt_at = now() WHERE seq = ANY($1::bigint[]) AND published_at IS NULL"
 _BACKOFF_SQL = (
     "UPDATE outbox SET last_error = $2,"
     " next_attempt_at = now() + make_interval(secs => least(power(2, greatest(attempts - 1, 0)), $3))"
@@ -157,10 +158,10 @@ class OutboxRelay:
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen(), name="outbox-listen") if self._listen_enabled else None
         slots = asyncio.Semaphore(self._batches_in_flight)
-        batches: set[asyncio.Task[int]] = set()
+        batches: dict[asyncio.Task[int], list[int]] = {}
 
         def finished(task: asyncio.Task[int]) -> None:
-            batches.discard(task)
+            batches.pop(task, None)
             slots.release()
 
         try:
@@ -179,17 +180,28 @@ class OutboxRelay:
                     await self._wait_for_work()
                     continue
                 task = asyncio.create_task(self._publish(rows))
-                batches.add(task)
+                batches[task] = [r.seq for r in rows]
                 task.add_done_callback(finished)
                 if len(rows) < self._batch:  # nothing more pending right now
                     await self._wait_for_work()
         finally:
+            unfinished = [seq for seqs in batches.values() for seq in seqs]
             for task in list(batches):
                 task.cancel()
+            if unfinished:
+                await self._release(unfinished)
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await listener
+
+    async def _release(self, seqs: list[int]) -> None:
+        """On stop: hand claimed but unacknowledged rows back now, not when their lease runs out.
+
+        Some of them may have reached JetStream already; re-sent, they are dropped as duplicates and,
+        being no longer first claims, raise no alarm."""
+        with contextlib.suppress(*_DB_ERRORS, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._pool.execute(_RELEASE_SQL, seqs)), 2.0)
 
     async def publish_pending(self) -> int:
         """Claim and publish one batch of due rows; returns how many were published and marked."""
