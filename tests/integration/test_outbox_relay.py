@@ -179,3 +179,15 @@ async def test_stopping_the_relay_hands_in_flight_rows_back_at_once(pool: asyncp
         assert leased == 10
     due = await pool.fetchval("SELECT count(*) FROM outbox WHERE next_attempt_at <= now() AND attempts = 1")
     assert due == 10 and await pending_count(pool) == 10
+
+
+async def test_a_row_marked_unsent_again_is_due_at_once_not_after_a_lease(
+    pool: asyncpg.Pool, nc: NATS, ref: str
+) -> None:
+    await stage(pool, ref, [f"{ref}-again"])
+    relay = OutboxRelay(pool, nc.jetstream(), poll_seconds=0.1, lease_seconds=600)
+    async with running(relay):
+        await eventually(lambda: drained(pool), what="the first publish")
+        await pool.execute("UPDATE outbox SET published_at = NULL")  # as after a crash before marking
+        await eventually(lambda: drained(pool), timeout=5, what="the re-send, long before the 600 s lease")
+        assert relay.duplicate_alarms == 0

@@ -56,7 +56,10 @@ _CLAIM_SQL = (
     " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)"
     " RETURNING seq, event_id, subject, payload, headers, attempts"
 )
-_MARK_SENT_SQL = "UPDATE outbox SET published_at = now(), last_error = NULL WHERE seq = ANY($1::bigint[])"
+_MARK_SENT_SQL = (
+    "UPDATE outbox SET published_at = now(), last_error = NULL, next_attempt_at = now()"  # the lease is over
+    " WHERE seq = ANY($1::bigint[])"
+)
 _RELEASE_SQL = "UPDATE outbox SET next_attempt_at = now() WHERE seq = ANY($1::bigint[]) AND published_at IS NULL"
 _BACKOFF_SQL = (
     "UPDATE outbox SET last_error = $2,"
