@@ -30,9 +30,10 @@ typecheck: $(STAMP)
 faults: $(STAMP)  ## chaos suite (3–5 min): faults injected into a running platform; results into docs/reliability.md
 	IIOE_FAULTS=1 $(BIN)/python -m pytest tests/faults -p no:cacheprovider
 
-bench: $(STAMP)  ## throughput measurements (not pass/fail)
-	$(BIN)/python bench/bench.py
-	$(BIN)/python bench/bench_analytics.py
+
+BENCH_ARGS ?=
+bench: $(STAMP)  ## one run against the broker's ceilings: docs/bench/results.{json,md,png} (BENCH_ARGS=--quick)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 asyncapi: $(STAMP)
 	$(BIN)/iioe asyncapi --out docs/asyncapi

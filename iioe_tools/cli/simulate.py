@@ -25,19 +25,18 @@ from iioe_tools.simulation.compare import (
     AnalyticsSummary,
     AnalyticsUnreachable,
     Comparison,
-    expected_delta,
+    adjusted_to_baseline,
     render_table,
     stable_baseline,
     wait_until_equal,
 )
-from iioe_tools.simulation.driver import DriveError, DriveOptions, DriveResult, drive
+from iioe_tools.simulation.driver import DriveError, DriveOptions, DriveResult, drive_scaled
 from iioe_tools.simulation.scenario import (
     LEAD_INSTITUTION,
     LEAD_MONTHS,
     REAL_EDUCATORS,
     GroundTruth,
-    Scenario,
-    build_scenario,
+    ScaledScenario,
 )
 
 DEFAULT_ANALYTICS_URL = "http://127.0.0.1:8003"
@@ -54,6 +53,7 @@ class MonthRanking(BaseModel):
 
 class DryRun(BaseModel):
     seed: int
+    scale: int = 1
     educators: int
     ground_truth: GroundTruth
     months: list[MonthRanking]
@@ -66,6 +66,7 @@ class SimulationReport(BaseModel):
     ok: bool
     exit_code: int
     seed: int
+    scale: int = 1
     educators: int
     ground_truth: GroundTruth
     expected_delta: GroundTruth
@@ -76,7 +77,7 @@ class SimulationReport(BaseModel):
     converge_seconds: float
 
 
-def month_rankings(scenario: Scenario) -> list[MonthRanking]:
+def month_rankings(scenario: ScaledScenario) -> list[MonthRanking]:
     out = []
     for month, counts in scenario.monthly_registrations().items():
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -85,22 +86,25 @@ def month_rankings(scenario: Scenario) -> list[MonthRanking]:
     return out
 
 
-def _dry_run(scenario: Scenario, as_json: bool) -> int:
+def _dry_run(scenario: ScaledScenario, as_json: bool) -> int:
     truth = scenario.ground_truth()
+    _, duplicates = scenario.totals()
     report = DryRun(
         seed=scenario.seed,
-        educators=len(scenario.educators),
+        scale=scenario.scale,
+        educators=scenario.total_educators,
         ground_truth=truth,
         months=month_rankings(scenario),
-        duplicate_deliveries=len(scenario.duplicate_event_ids),
+        duplicate_deliveries=duplicates,
     )
     if as_json:
         print(report.model_dump_json(indent=2))
         return EXIT_OK
-    print(f"scenario seed {scenario.seed}: ground truth on an empty platform")
+    scale = f", scale {scenario.scale}" if scenario.scale > 1 else ""
+    print(f"scenario seed {scenario.seed}{scale}: ground truth on an empty platform")
     for metric, value in truth.model_dump(exclude={"by_institution"}).items():
         print(f"  {metric:<40} {value:>6,}")
-    print(f"  {'duplicate deliveries (must not count)':<40} {len(scenario.duplicate_event_ids):>6,}")
+    print(f"  {'duplicate deliveries (must not count)':<40} {duplicates:>6,}")
     print("\nregistrations per institution (top 10):")
     for row in truth.by_institution[:10]:
         print(
@@ -129,10 +133,14 @@ def _progress_bars(enabled: bool) -> tuple[Callable[[str, int], None], Callable[
     def update(phase: str, n: int) -> None:
         if not enabled:
             return
-        if phase not in bars:
-            for other in bars.values():
-                other.close()
-            bars[phase] = tqdm(total=totals.get(phase), desc=labels.get(phase, phase), unit="msg", file=sys.stderr)
+        if phase not in bars:  # bars stay open: a scaled run alternates the phases shard by shard
+            bars[phase] = tqdm(
+                total=totals.get(phase),
+                desc=labels.get(phase, phase),
+                unit="msg",
+                file=sys.stderr,
+                position=len(bars),
+            )
         bars[phase].update(n)
 
     def close() -> None:
@@ -151,14 +159,15 @@ async def run_simulation(args: argparse.Namespace, http: httpx.AsyncClient | Non
 
 
 async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
-    scenario = build_scenario(args.seed, args.educators)
+    scenario = ScaledScenario(args.seed, args.educators, getattr(args, "scale", 1))
     truth = scenario.ground_truth()
     say: Callable[[str], None] = (lambda _m: None) if args.json else (lambda m: print(m, flush=True))
-    n_events = sum(len(e.attempts) for e in scenario.educators)
+    n_events, n_duplicates = scenario.totals()
+    scale = f" ×{scenario.scale} (shards of {scenario.educators:,})" if scenario.scale > 1 else ""
     say(
-        f"iioe simulate: seed {scenario.seed}, {truth.educators_registered:,} educators at "
+        f"iioe simulate: seed {scenario.seed}{scale}, {truth.educators_registered:,} educators at "
         f"{truth.institutions_active} institutions, {n_events:,} course completions "
-        f"(+{len(scenario.duplicate_event_ids)} duplicate deliveries)"
+        f"(+{n_duplicates} duplicate deliveries)"
     )
 
     try:
@@ -183,21 +192,22 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
         print(f"error: NATS at {nats_url} is unreachable ({exc!r}); nothing was sent.", file=sys.stderr)
         return EXIT_UNREACHABLE
     update, close, totals = _progress_bars(not args.quiet and not args.json and sys.stderr.isatty())
-    totals.update(register=len(scenario.educators), publish=n_events + len(scenario.duplicate_event_ids))
+    totals.update(register=scenario.total_educators, publish=n_events + n_duplicates)
     try:
-        result = await drive(scenario, nc, DriveOptions(concurrency=args.concurrency), progress=update)
+        driven = await drive_scaled(scenario, nc, DriveOptions(concurrency=args.concurrency), progress=update)
     except DriveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:
         close()
         await nc.close()
-    _say_drive(say, scenario, result)
+    result = driven.result
+    _say_drive(say, result)
 
-    expected = expected_delta(scenario, result.new_keys, before)
+    expected = adjusted_to_baseline(driven.new_truth, before)
     if not result.new_keys and not result.failures:
         say(
-            f"all {len(scenario.educators):,} educators were already registered by an earlier run of seed "
+            f"all {scenario.total_educators:,} educators were already registered by an earlier run of seed "
             f"{scenario.seed}: their events were counted then, so the expected delta is 0 everywhere"
         )
     say(f"waiting up to {args.timeout:g} s for analytics to count it …")
@@ -205,7 +215,13 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
     started = loop.time()
     try:
         comparison, after = await wait_until_equal(
-            http, args.analytics_url, expected, before, timeout=args.timeout, settle=args.settle
+            http,
+            args.analytics_url,
+            expected,
+            before,
+            timeout=args.timeout,
+            settle=args.settle,
+            extend_on_progress=scenario.scale > 1,
         )
     except AnalyticsUnreachable as exc:
         print(f"error: the analytics service stopped answering ({exc})", file=sys.stderr)
@@ -219,7 +235,8 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
             ok=ok,
             exit_code=code,
             seed=scenario.seed,
-            educators=len(scenario.educators),
+            scale=scenario.scale,
+            educators=scenario.total_educators,
             ground_truth=truth,
             expected_delta=expected,
             drive=result.model_dump(exclude={"educator_ids", "new_keys"}) | {"new_registrations": len(result.new_keys)},
@@ -242,7 +259,7 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
     return code
 
 
-def _say_drive(say: Callable[[str], None], scenario: Scenario, result: DriveResult) -> None:
+def _say_drive(say: Callable[[str], None], result: DriveResult) -> None:
     say(
         f"registered {len(result.new_keys):,} new, {result.already_registered:,} already registered"
         f"{' (earlier run of this seed)' if result.already_registered else ''}, {len(result.failures)} failed "
@@ -259,12 +276,12 @@ def _say_drive(say: Callable[[str], None], scenario: Scenario, result: DriveResu
 
 
 def _main(args: argparse.Namespace) -> int:
-    if args.educators < 1:
-        print("error: --educators must be at least 1", file=sys.stderr)
+    if args.educators < 1 or args.scale < 1:
+        print("error: --educators and --scale must be at least 1", file=sys.stderr)
         return EXIT_MISMATCH
     configure_logging("iioe-simulate", "WARNING")
     if args.dry_run:
-        return _dry_run(build_scenario(args.seed, args.educators), args.json)
+        return _dry_run(ScaledScenario(args.seed, args.educators, args.scale), args.json)
     return asyncio.run(run_simulation(args))
 
 
@@ -286,7 +303,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         default=REAL_EDUCATORS,
         help=f"pilot size; every count scales in proportion (default: the real {REAL_EDUCATORS:,})",
     )
-    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for analytics to converge")
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="run SCALE independent pilots of --educators each, shard by shard in bounded memory "
+        "(--scale 100: ≈205,000 educators, ≈600,000 completions)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        help="seconds to wait for analytics to converge (with --scale > 1: seconds without any progress)",
+    )
     p.add_argument("--settle", type=float, default=3.0, help="seconds a match must hold before it counts")
     p.add_argument("--concurrency", type=int, default=32, help="registration requests in flight")
     p.add_argument("--json", action="store_true", help="print a machine-readable result")

@@ -91,7 +91,11 @@ class Comparison(BaseModel):
 
 def expected_delta(scenario: Scenario, new_keys: Sequence[str], baseline: AnalyticsSummary) -> GroundTruth:
     """The ground truth of the newly registered educators; an institution only becomes active once."""
-    truth = scenario.ground_truth(set(new_keys))
+    return adjusted_to_baseline(scenario.ground_truth(set(new_keys)), baseline)
+
+
+def adjusted_to_baseline(truth: GroundTruth, baseline: AnalyticsSummary) -> GroundTruth:
+    """`truth` of newly registered educators as a delta: institutions active before do not become active again."""
     already_active = {r.institution for r in baseline.by_institution if (r.educators_registered or 0) > 0}
     truth.institutions_active = sum(
         1 for r in truth.by_institution if r.educators_registered and r.institution not in already_active
@@ -190,11 +194,14 @@ async def wait_until_equal(
     timeout: float,
     interval: float = 1.0,
     settle: float = 3.0,
+    extend_on_progress: bool = False,
 ) -> tuple[Comparison, AnalyticsSummary]:
     """Poll until the delta equals the ground truth (and still does `settle` seconds later) or `timeout` passes.
 
     The settle check matters for a delta of 0 (a re-run), which holds before the platform has
-    seen anything; raises AnalyticsUnreachable only if no poll at all succeeded.
+    seen anything. `extend_on_progress`: `timeout` counts from the last change of the summary (a large
+    run converges for as long as analytics keeps counting). Raises AnalyticsUnreachable only if no poll
+    at all succeeded.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -207,6 +214,8 @@ async def wait_until_equal(
         except AnalyticsUnreachable as exc:
             error = exc
         else:
+            if extend_on_progress and (last is None or _counts(after) != _counts(last[1])):
+                deadline = max(deadline, loop.time() + timeout)  # still counting: `timeout` is a stall limit
             last = (compare(expected, before, after), after)
             if not last[0].ok:
                 matched_at = None

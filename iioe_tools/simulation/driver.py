@@ -23,7 +23,7 @@ from iioe.envelope import CloudEvent, event_headers, make_event
 from iioe.events import COURSE_COMPLETED, CourseCompleted
 from iioe.runtime.logging import get_logger
 from iioe.subjects import EVENTS_STREAM, command_subject
-from iioe_tools.simulation.scenario import Attempt, Scenario, SimEducator
+from iioe_tools.simulation.scenario import Attempt, GroundTruth, ScaledScenario, Scenario, SimEducator, merge_truths
 
 log = get_logger(__name__)
 
@@ -236,3 +236,48 @@ async def _publish(js: Any, subject: str, payload: bytes, headers: dict[str, str
                 raise DriveError(f"JetStream did not acknowledge {subject}: {exc!r}") from exc
             log.debug("publish retry", subject=subject, attempt=attempt)
             await _backoff(attempt)
+
+
+@dataclass
+class ScaledDrive:
+    """A scaled run driven shard by shard: the summed result and the ground truth of what it newly registered."""
+
+    result: DriveResult
+    new_truth: GroundTruth
+
+
+async def drive_scaled(
+    scaled: ScaledScenario,
+    nc: NATS,
+    options: DriveOptions | None = None,
+    progress: Callable[[str, int], Any] | None = None,
+) -> ScaledDrive:
+    """`drive` one shard after the other; memory holds one shard's people and events at a time.
+
+    Per-educator ids are kept only for an unscaled run (scale 1); the counts, the failures and the
+    ground truth of the newly registered educators are summed over the shards."""
+    total: DriveResult | None = None
+    truths: list[GroundTruth] = []
+    for shard in scaled.shards():
+        result = await drive(shard, nc, options, progress)
+        truths.append(shard.ground_truth(set(result.new_keys)))
+        if total is None:
+            total = result
+            continue
+        total = DriveResult(
+            seed=scaled.seed,
+            educator_ids={},
+            new_keys=total.new_keys + result.new_keys,
+            already_registered=total.already_registered + result.already_registered,
+            registered_after_retry=total.registered_after_retry + result.registered_after_retry,
+            failures=total.failures + result.failures,
+            events_published=total.events_published + result.events_published,
+            events_already_stored=total.events_already_stored + result.events_already_stored,
+            duplicates_sent=total.duplicates_sent + result.duplicates_sent,
+            duplicates_dropped=total.duplicates_dropped + result.duplicates_dropped,
+            registration_seconds=round(total.registration_seconds + result.registration_seconds, 3),
+            publish_seconds=round(total.publish_seconds + result.publish_seconds, 3),
+        )
+        del shard
+    assert total is not None
+    return ScaledDrive(total, merge_truths(truths))

@@ -12,7 +12,7 @@ import hashlib
 import random
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -183,24 +183,104 @@ class Scenario:
         return dict(sorted(out.items()))
 
 
+def merge_truths(truths: Iterable[GroundTruth]) -> GroundTruth:
+    """The ground truth of the union of disjoint sets of educators (e.g. the shards of a scaled run)."""
+    per: dict[str, InstitutionTruth] = {}
+    for truth in truths:
+        for row in truth.by_institution:
+            into = per.setdefault(row.institution, InstitutionTruth(institution=row.institution))
+            for metric in _INSTITUTION_COUNTS:
+                setattr(into, metric, getattr(into, metric) + getattr(row, metric))
+    rows = sorted(per.values(), key=lambda r: (-r.educators_registered, r.institution))
+    return GroundTruth(
+        institutions_active=sum(1 for r in rows if r.educators_registered),
+        by_institution=rows,
+        **{metric: sum(getattr(r, metric) for r in rows) for metric in _INSTITUTION_COUNTS},
+    )
+
+
+_INSTITUTION_COUNTS = (
+    "educators_registered",
+    "course_completions",
+    "educators_completed_programme_courses",
+    "certificates_issued",
+    "master_teachers",
+)
+
+
+@dataclass(frozen=True)
+class ScaledScenario:
+    """`scale` independent pilots of `educators` people each (`iioe simulate --scale`), built one shard at a
+    time so a run of 100× the pilot never holds more than one shard in memory. Every shard has the pilot's
+    exact proportions, so the whole has them too; shard 0 is the unscaled scenario of `seed`."""
+
+    seed: int = 2025
+    educators: int = REAL_EDUCATORS
+    scale: int = 1
+
+    def __post_init__(self) -> None:
+        if self.scale < 1:
+            raise ValueError("scale must be at least 1")
+
+    @property
+    def total_educators(self) -> int:
+        return self.educators * self.scale
+
+    def shard(self, k: int) -> Scenario:
+        return build_scenario(self.seed, self.educators, shard=k)
+
+    def shards(self) -> Iterator[Scenario]:
+        for k in range(self.scale):
+            yield self.shard(k)
+
+    def ground_truth(self) -> GroundTruth:
+        return merge_truths(s.ground_truth() for s in self.shards())
+
+    def totals(self) -> tuple[int, int]:
+        """(course completion events, duplicate deliveries) over all shards."""
+        events = duplicates = 0
+        for s in self.shards():
+            events += sum(len(e.attempts) for e in s.educators)
+            duplicates += len(s.duplicate_event_ids)
+        return events, duplicates
+
+    def monthly_registrations(self) -> dict[str, Counter[str]]:
+        out: dict[str, Counter[str]] = defaultdict(Counter)
+        for s in self.shards():
+            for month, counts in s.monthly_registrations().items():
+                out[month].update(counts)
+        return dict(sorted(out.items()))
+
+
 # --- generation ------------------------------------------------------------------------------
 
 
+def shard_seed(seed: int, shard: int) -> int:
+    """The random seed of shard `shard` of a scaled scenario; shard 0 is the unscaled scenario itself."""
+    return seed if shard == 0 else int.from_bytes(hashlib.sha256(f"{seed}/shard/{shard}".encode()).digest()[:8])
+
+
 def build_scenario(
-    seed: int = 2025, educators: int = REAL_EDUCATORS, institutions: Sequence[str] | None = None
+    seed: int = 2025, educators: int = REAL_EDUCATORS, institutions: Sequence[str] | None = None, *, shard: int = 0
 ) -> Scenario:
-    """The pilot scaled to `educators` people; every count scales in proportion to the real one."""
+    """The pilot scaled to `educators` people; every count scales in proportion to the real one.
+
+    `shard` > 0 builds another, independent pilot of the same size and distributions for a scaled run
+    (`ScaledScenario`): other random draws, and keys, e-mails and event ids that cannot collide with any
+    other shard's (they carry the shard number). Shard 0 is the scenario of `seed`, unchanged."""
     if educators < 1:
         raise ValueError("a scenario needs at least one educator")
+    if shard < 0:
+        raise ValueError("shards are numbered from 0")
     if institutions is None:
         institutions = list(load_institutions())
     codes = list(institutions)
-    rng = random.Random(seed)
+    rng = random.Random(shard_seed(seed, shard))
 
     sizes = _institution_sizes(rng, codes, educators)
     homes = [code for code, size in zip(codes, sizes, strict=True) for _ in range(size)]
     months = _registration_months(rng, homes)
-    people = _people(rng, seed, homes, months)
+    people = _people(rng, seed, homes, months, shard)
 
     order = rng.sample(range(educators), educators)
     n_completed = scaled(REAL_COMPLETED_ALL, educators)
@@ -278,9 +358,13 @@ def _registration_months(rng: random.Random, homes: Sequence[str]) -> list[int]:
     return months
 
 
-def _people(rng: random.Random, seed: int, homes: Sequence[str], months: Sequence[int]) -> list[SimEducator]:
+def _people(
+    rng: random.Random, seed: int, homes: Sequence[str], months: Sequence[int], shard: int = 0
+) -> list[SimEducator]:
     used: set[str] = set()
     people = []
+    key_prefix = f"s{seed}-" if shard == 0 else f"s{seed}-k{shard}-"
+    shard_tag = "" if shard == 0 else f".k{shard}"
     for idx, (home, month) in enumerate(zip(homes, months, strict=True)):
         given = rng.choice(GIVEN_NAMES)
         patronymic, father = rng.choice(PATRONYMICS)
@@ -289,7 +373,7 @@ def _people(rng: random.Random, seed: int, homes: Sequence[str], months: Sequenc
         salt = 0
         while True:
             tag = hashlib.sha256(f"{seed}/{idx}/{salt}".encode()).hexdigest()[:5]
-            email = f"{latin(given)}.{latin(father)}.{tag}@{domain}"
+            email = f"{latin(given)}.{latin(father)}.{tag}{shard_tag}@{domain}"
             if email not in used:
                 break
             salt += 1
@@ -305,7 +389,7 @@ def _people(rng: random.Random, seed: int, homes: Sequence[str], months: Sequenc
         )
         people.append(
             SimEducator(
-                key=f"s{seed}-e{idx:05d}",
+                key=f"{key_prefix}e{idx:05d}",
                 institution=home,
                 full_name=f"{patronymic} {given}",
                 email=email,

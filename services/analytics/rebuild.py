@@ -168,7 +168,7 @@ async def rebuild(
     if not await guard.fetchval("SELECT pg_try_advisory_lock($1)", store.REBUILD_LOCK):
         await guard.close()
         raise RebuildError("another analytics rebuild is running on this database")
-    nc = await connect(settings.nats_url, "iioe-analytics-rebuild")
+    nc = await connect(settings.nats_url, "iioe-analytics-rebuild", auth=settings.nats_auth())
     pool: asyncpg.Pool | None = None
     swapped = False
     try:

@@ -1,16 +1,32 @@
 """The transactional outbox and its relay to JetStream.
 
-`enqueue` writes the outgoing event in the caller's transaction. `OutboxRelay` publishes
-pending rows with `Nats-Msg-Id` = event id and marks them sent: a crash between commit and
-publish loses nothing (the row is still pending), a crash after publish but before marking
-is absorbed by JetStream's duplicate window. A row that fails to publish is retried with
-exponential backoff (capped at a minute) for as long as it takes: nothing is abandoned.
+`enqueue` writes the outgoing event in the caller's transaction and `NOTIFY`s the relay (delivered
+by PostgreSQL at commit, to every relay of the service's schema, in any process). `OutboxRelay`
+publishes pending rows with `Nats-Msg-Id` = event id, many in flight at once (nats-py
+`publish_async`), and marks a row sent only after its PubAck:
+
+* a crash between commit and publish loses nothing (the row is still pending);
+* rows are *claimed* before publishing (`attempts + 1` and a lease in `next_attempt_at`,
+  committed, `SKIP LOCKED`), so replicas never publish the same batch at once, and a relay that
+  died mid-batch leaves its rows to be claimed again when the lease runs out; a crash after
+  publish but before marking is absorbed by JetStream's duplicate window;
+* a row that fails to publish is retried with exponential backoff (capped at a minute) for as
+  long as it takes: nothing is abandoned;
+* a PubAck saying "duplicate" for a row's *first* claim means someone else published that event
+  id (a second relay outside the lease, a copied database, an id collision): it is logged as an
+  error and counted (`duplicate_publish_alarms()`), and the row is marked sent.
+
+Order per subject is not preserved across concurrent batches; the contract does not require it
+(consumers are idempotent and order-insensitive). The relay wakes on `LISTEN`/`NOTIFY` and on
+in-process `wake()`; a slow poll (`poll_seconds`) remains as a safety net for lost notifications,
+expired leases and backoff retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +43,38 @@ from iioe.runtime.tracing import inject as with_trace_context  # observability h
 
 log = get_logger(__name__)
 MAX_RETRY_DELAY_SECONDS = 60
+NOTIFY_CHANNEL_PREFIX = "iioe_outbox_"
+"""`LISTEN` channel of a schema's outbox: `iioe_outbox_<schema>`."""
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_STAGE_SQL = (
+    "WITH staged AS ("
+    " INSERT INTO outbox (event_id, subject, payload, headers) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING 1)"
+    f" SELECT pg_notify('{NOTIFY_CHANNEL_PREFIX}' || current_schema(), '') FROM staged"
+)
+_CLAIM_SQL = (
+    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)"
+    " WHERE seq IN (SELECT seq FROM outbox WHERE published_at IS NULL AND next_attempt_at <= now()"
+    " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING seq, event_id, subject, payload, headers, attempts"
+)
+_MARK_SENT_SQL = (
+    "UPDATE outbox SET published_at = now(), last_error = NULL, next_attempt_at = now()"  # the lease is over
+    " WHERE seq = ANY($1::bigint[])"
+)
+_RELEASE_SQL = "UPDATE outbox SET next_attempt_at = now() WHERE seq = ANY($1::bigint[]) AND published_at IS NULL"
+_BACKOFF_SQL = (
+    "UPDATE outbox SET last_error = $2,"
+    " next_attempt_at = now() + make_interval(secs => least(power(2, greatest(attempts - 1, 0)), $3))"
+    " WHERE seq = $1"
+)
+
+_alarms = {"duplicate_first_publish": 0}
+
+
+def duplicate_publish_alarms() -> int:
+    """First publishes of this process that JetStream acknowledged as duplicates (should stay 0)."""
+    return _alarms["duplicate_first_publish"]
 
 
 async def enqueue(conn: Conn, event: CloudEvent[Any], subject: str) -> None:
@@ -60,28 +108,38 @@ async def enqueue_event(
 
 
 async def enqueue_raw(conn: Conn, message_id: str, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-    """Stage a message that is not a CloudEvent of ours (e.g. a dead letter that must exist iff we commit)."""
-    await conn.execute(
-        "INSERT INTO outbox (event_id, subject, payload, headers) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        message_id,
-        subject,
-        payload,
-        with_trace_context(headers),  # observability hook: the traceparent travels with the row
-    )
+    """Stage a message that is not a CloudEvent of ours (e.g. a dead letter that must exist iff we commit).
+
+    One statement: the insert and, if a row was inserted, the `NOTIFY` PostgreSQL delivers at commit."""
+    # observability hook: the traceparent travels with the row
+    await conn.execute(_STAGE_SQL, message_id, subject, payload, with_trace_context(headers))
+
+
+@dataclass(frozen=True)
+class _Row:
+    seq: int
+    event_id: str
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+    attempts: int
+    """Claims so far, this one included: 1 on a row's first publish."""
 
 
 class OutboxRelay:
-    """Publishes outbox rows; several replicas may run, `SKIP LOCKED` keeps them apart."""
+    """Publishes outbox rows; several replicas may run, claims with `SKIP LOCKED` keep them apart."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         js: JetStreamContext,
         *,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = 5.0,
         batch_size: int = 500,
+        max_in_flight: int = 2000,
         publish_timeout: float = 5.0,
+        lease_seconds: float | None = None,
+        listen: bool = True,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self.metrics = metrics or ServiceMetrics("outbox")  # observability hook
@@ -89,68 +147,185 @@ class OutboxRelay:
         self._js = js
         self._poll = poll_seconds
         self._batch = batch_size
+        self._batches_in_flight = max(1, max_in_flight // batch_size)
         self._timeout = publish_timeout
+        self._lease = lease_seconds if lease_seconds is not None else 2 * publish_timeout + 5
+        self._listen_enabled = listen
         self._wake = asyncio.Event()
+        self._retry_due: float | None = None
+        self.published = 0
+        """Rows published and marked by this relay."""
+        self.duplicate_alarms = 0
+        """First publishes JetStream acknowledged as duplicates (see the module docstring)."""
+        self.listening = False
 
     def wake(self) -> None:
         """Tell the relay that a transaction with outbox rows just committed."""
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            try:
-                sent = await self.publish_pending()
-            except Exception as exc:  # any failed pass (database or NATS away, a timeout) is retried, never fatal
-                log.warning("outbox relay pass failed, will retry", error=repr(exc))
-                sent = 0
-            if sent == self._batch:
-                continue  # more may be waiting
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+        listener = asyncio.create_task(self._listen(), name="outbox-listen") if self._listen_enabled else None
+        slots = asyncio.Semaphore(self._batches_in_flight)
+        batches: dict[asyncio.Task[int], list[int]] = {}
+
+        def finished(task: asyncio.Task[int]) -> None:
+            batches.pop(task, None)
+            slots.release()
+
+        try:
+            while True:
+                await slots.acquire()
+                self._wake.clear()
+                try:
+                    rows = await self._claim()
+                except _DB_ERRORS as exc:
+                    slots.release()
+                    log.warning("outbox claim failed, will retry", error=str(exc))
+                    await self._wait_for_work(max_wait=1.0)
+                    continue
+                if not rows:
+                    slots.release()
+                    await self._wait_for_work()
+                    continue
+                task = asyncio.create_task(self._publish(rows))
+                batches[task] = [r.seq for r in rows]
+                task.add_done_callback(finished)
+                if len(rows) < self._batch:  # nothing more pending right now
+                    await self._wait_for_work()
+        finally:
+            unfinished = [seq for seqs in batches.values() for seq in seqs]
+            for task in list(batches):
+                task.cancel()
+            if unfinished:
+                await self._release(unfinished)
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listener
+
+    async def _release(self, seqs: list[int]) -> None:
+        """On stop: hand claimed but unacknowledged rows back now, not when their lease runs out.
+
+        Some of them may have reached JetStream already; re-sent, they are dropped as duplicates and,
+        being no longer first claims, raise no alarm."""
+        with contextlib.suppress(*_DB_ERRORS, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._pool.execute(_RELEASE_SQL, seqs)), 2.0)
 
     async def publish_pending(self) -> int:
-        """Publish one batch of pending rows; returns how many were published."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT seq, event_id, subject, payload, headers FROM outbox"
-                " WHERE published_at IS NULL AND next_attempt_at <= now()"
-                " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
-                self._batch,
-            )
-            if not rows:
-                return 0
-            results = await asyncio.gather(
-                *(
-                    self._js.publish(r["subject"], bytes(r["payload"]), headers=r["headers"], timeout=self._timeout)
-                    for r in rows
-                ),
-                return_exceptions=True,
-            )
-            sent = [r["seq"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
-            failed = [(r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
+        """Claim and publish one batch of due rows; returns how many were published and marked."""
+        rows = await self._claim()
+        return await self._publish(rows) if rows else 0
+
+    async def _wait_for_work(self, max_wait: float | None = None) -> None:
+        timeout = self._poll if max_wait is None else min(self._poll, max_wait)
+        if self._retry_due is not None:
+            timeout = max(0.0, min(timeout, self._retry_due - asyncio.get_running_loop().time()))
+            self._retry_due = None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _claim(self) -> list[_Row]:
+        records = await self._pool.fetch(_CLAIM_SQL, self._batch, self._lease)
+        rows = [_Row(r["seq"], r["event_id"], r["subject"], r["payload"], r["headers"], r["attempts"]) for r in records]
+        rows.sort(key=lambda r: r.seq)
+        return rows
+
+    async def _publish(self, rows: list[_Row]) -> int:
+        """Publish `rows` with every PubAck awaited together, then mark the acknowledged ones."""
+        acks: list[asyncio.Future[Any]] = []
+        for row in rows:
+            try:
+                # no `wait_stall`: with a timeout nats-py wraps every semaphore wait in a task; the relay's
+                # own bound (batches in flight x batch size) stays below nats-py's pending limit anyway
+                acks.append(await self._js.publish_async(row.subject, row.payload, headers=row.headers))
+            except Exception as exc:  # the connection is down, the buffer full, …: this row is retried
+                failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                failed.set_exception(exc)
+                acks.append(failed)
+        if acks:
+            _, late = await asyncio.wait(acks, timeout=self._timeout)  # one timer for the whole batch
+            for ack in late:
+                ack.cancel()
+        results: list[Any] = [
+            ack.exception() or ack.result() if not ack.cancelled() else TimeoutError("no PubAck in time")
+            for ack in acks
+        ]
+        sent: list[int] = []
+        failures: list[tuple[int, str, str]] = []
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                failures.append((row.seq, row.event_id, repr(result)))
+                continue
+            sent.append(row.seq)
+            if result.duplicate and row.attempts == 1:
+                self._alarm(row, result)
+        try:
             if sent:
-                await conn.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", sent)
-            self.metrics.outbox_published.inc(len(sent))  # observability hook
-            self.metrics.outbox_publish_failed.inc(len(failed))  # observability hook
-            for row, error in failed:
-                log.warning(
-                    "outbox publish failed",
-                    event_id=row["event_id"],
-                    subject=row["subject"],
-                    error=repr(error),
+                await self._pool.execute(_MARK_SENT_SQL, sent)
+            if failures:
+                await self._pool.executemany(
+                    _BACKOFF_SQL, [(seq, error[:1000], MAX_RETRY_DELAY_SECONDS) for seq, _, error in failures]
                 )
-                await conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2,"
-                    " next_attempt_at = now() + make_interval(secs => least(power(2, attempts), $3))"
-                    " WHERE seq = $1",
-                    row["seq"],
-                    repr(error)[:1000],
-                    MAX_RETRY_DELAY_SECONDS,
-                )
-        if sent:
-            log.debug("outbox published", count=len(sent))
+        except _DB_ERRORS as exc:  # the lease brings the rows back; JetStream drops the re-sent ids
+            log.warning("outbox could not mark published rows, they will be re-sent", error=str(exc))
+            return 0
+        if failures:
+            log.warning(
+                "outbox publishes failed, will retry with backoff",
+                count=len(failures),
+                event_id=failures[0][1],
+                error=failures[0][2],
+            )
+            due = asyncio.get_running_loop().time() + 1.0
+            self._retry_due = due if self._retry_due is None else min(self._retry_due, due)
+        self.published += len(sent)
+        self.metrics.outbox_published.inc(len(sent))  # observability hook
+        self.metrics.outbox_publish_failed.inc(len(failures))  # observability hook
+        log.debug("outbox published", count=len(sent), failed=len(failures))
         return len(sent)
+
+    def _alarm(self, row: _Row, ack: Any) -> None:
+        self.duplicate_alarms += 1
+        _alarms["duplicate_first_publish"] += 1
+        log.error(
+            "outbox first publish acknowledged as a duplicate: another publisher sent this event id",
+            event_id=row.event_id,
+            subject=row.subject,
+            stream=ack.stream,
+            stream_seq=ack.seq,
+        )
+
+    async def _listen(self) -> None:
+        """Hold one connection that `LISTEN`s on the schema's channel; reconnect when it drops."""
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    channel = await conn.fetchval(f"SELECT '{NOTIFY_CHANNEL_PREFIX}' || current_schema()")
+                    lost = asyncio.Event()
+
+                    def on_lost(_conn: Any, lost: asyncio.Event = lost) -> None:
+                        lost.set()
+
+                    conn.add_termination_listener(on_lost)
+                    await conn.add_listener(channel, self._on_notify)
+                    self.listening = True
+                    self._wake.set()  # rows committed while nobody listened
+                    try:
+                        while not lost.is_set() and not conn.is_closed():
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(lost.wait(), self._poll)
+                    finally:
+                        self.listening = False
+                        conn.remove_termination_listener(on_lost)
+                        if not conn.is_closed():
+                            with contextlib.suppress(*_DB_ERRORS):
+                                await conn.remove_listener(channel, self._on_notify)
+            except _DB_ERRORS as exc:
+                log.warning("outbox LISTEN connection lost, polling until it is back", error=str(exc))
+            await asyncio.sleep(1.0)
+
+    def _on_notify(self, *_args: Any) -> None:
+        self._wake.set()
 
 
 async def pending_count(pool: asyncpg.Pool) -> int:

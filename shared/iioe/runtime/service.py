@@ -18,7 +18,7 @@ from iioe.runtime.db import setup_database
 from iioe.runtime.logging import get_logger
 from iioe.runtime.metrics import ServiceMetrics  # observability hook
 from iioe.runtime.nats import connect
-from iioe.runtime.outbox import OutboxRelay, pending_count
+from iioe.runtime.outbox import OutboxRelay, duplicate_publish_alarms, pending_count
 from iioe.runtime.settings import ServiceSettings
 from iioe.runtime.tokens import OPERATOR_SCOPES, TokenGrant, TokenRegistry
 
@@ -190,6 +190,7 @@ class ServiceRuntime:
             "database": "ok" if db_ok else "unreachable",
             "nats": "ok" if nats_ok else "disconnected",
             "outbox_pending": pending,
+            "outbox_duplicate_alarms": duplicate_publish_alarms(),
             "consumers": {
                 c.spec.durable: {"processed": c.processed, "dead_lettered": c.dead_lettered} for c in self.consumers
             },

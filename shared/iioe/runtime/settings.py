@@ -68,7 +68,8 @@ class ServiceSettings(BaseSettings):
     nats_ping_interval_seconds: float = 10.0
     nats_max_outstanding_pings: int = 3
     """A silent NATS server is given up after ping interval × this many unanswered pings."""
-    outbox_poll_seconds: float = 0.5
+    outbox_poll_seconds: float = 5.0
+    """The relay wakes on LISTEN/NOTIFY; this slow poll is only its safety net."""
     outbox_relay_enabled: bool = True
     """Off only to run the relay elsewhere (or, in tests, to stop a process between commit and publish)."""
     max_body_bytes: int = 64 * 1024
