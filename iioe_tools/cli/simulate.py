@@ -30,7 +30,10 @@ from iioe_tools.simulation.compare import (
     stable_baseline,
     wait_until_equal,
 )
+from iioe_tools.simulation.compare_programme import fetch_cascade, programme_check, with_promotions
 from iioe_tools.simulation.driver import DriveError, DriveOptions, DriveResult, drive
+from iioe_tools.simulation.programme_activity import ProgrammeTruth, build_programme_activity
+from iioe_tools.simulation.programme_driver import ProgrammeDriveError, ProgrammeDriveResult, drive_programme
 from iioe_tools.simulation.scenario import (
     LEAD_INSTITUTION,
     LEAD_MONTHS,
@@ -58,6 +61,8 @@ class DryRun(BaseModel):
     ground_truth: GroundTruth
     months: list[MonthRanking]
     duplicate_deliveries: int
+    programme: ProgrammeTruth | None = None
+    """Contract §10: the cascade, teaching practice and course ratings."""
 
 
 class SimulationReport(BaseModel):
@@ -70,6 +75,8 @@ class SimulationReport(BaseModel):
     ground_truth: GroundTruth
     expected_delta: GroundTruth
     drive: dict[str, Any]
+    programme_expected_delta: ProgrammeTruth | None = None
+    programme_drive: dict[str, Any] | None = None
     comparison: Comparison
     before: AnalyticsSummary
     after: AnalyticsSummary
@@ -86,13 +93,15 @@ def month_rankings(scenario: Scenario) -> list[MonthRanking]:
 
 
 def _dry_run(scenario: Scenario, as_json: bool) -> int:
-    truth = scenario.ground_truth()
+    programme = build_programme_activity(scenario).ground_truth()
+    truth = with_promotions(scenario.ground_truth(), programme)
     report = DryRun(
         seed=scenario.seed,
         educators=len(scenario.educators),
         ground_truth=truth,
         months=month_rankings(scenario),
         duplicate_deliveries=len(scenario.duplicate_event_ids),
+        programme=programme,
     )
     if as_json:
         print(report.model_dump_json(indent=2))
@@ -115,7 +124,20 @@ def _dry_run(scenario: Scenario, as_json: bool) -> int:
         leaders = ", ".join(f"{code} {n}" for code, n in m.leaders)
         mark = f"  ← {LEAD_INSTITUTION} rank {m.lead_rank}" if m.month in lead_months else ""
         print(f"  {m.month}  {m.registrations:>5}  ({leaders}){mark}")
+    _print_programme(programme)
     return EXIT_OK
+
+
+def _print_programme(programme: ProgrammeTruth) -> None:
+    print(f"\nthe programme (contract §10); {programme.promoted} of the master teachers above are promoted trainees:")
+    for metric, value in programme.model_dump(exclude={"cascade", "cascade_totals", "promoted_by_institution"}).items():
+        print(f"  {metric:<40} {value:>6,}")
+    print("  cascade per master teacher (sessions / trainees / completed / certified / second generation):")
+    for m in sorted(programme.cascade, key=lambda m: (-m.trainees, m.educator_key))[:10]:
+        print(
+            f"    {m.educator_key:<14} {m.institution:<10} {m.sessions:>3} {m.trainees:>5} {m.trainees_completed:>5}"
+            f" {m.trainees_certified:>5} {m.second_generation_reach:>5}"
+        )
 
 
 def _progress_bars(enabled: bool) -> tuple[Callable[[str, int], None], Callable[[], None], dict[str, int]]:
@@ -124,7 +146,7 @@ def _progress_bars(enabled: bool) -> tuple[Callable[[str, int], None], Callable[
 
     bars: dict[str, Any] = {}
     totals: dict[str, int] = {}
-    labels = {"register": "registering", "publish": "publishing"}
+    labels = {"register": "registering", "publish": "publishing", "promote": "promoting", "programme": "programme"}
 
     def update(phase: str, n: int) -> None:
         if not enabled:
@@ -152,13 +174,15 @@ async def run_simulation(args: argparse.Namespace, http: httpx.AsyncClient | Non
 
 async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
     scenario = build_scenario(args.seed, args.educators)
-    truth = scenario.ground_truth()
+    activity = build_programme_activity(scenario)
+    truth = with_promotions(scenario.ground_truth(), activity.ground_truth())
     say: Callable[[str], None] = (lambda _m: None) if args.json else (lambda m: print(m, flush=True))
     n_events = sum(len(e.attempts) for e in scenario.educators)
     say(
         f"iioe simulate: seed {scenario.seed}, {truth.educators_registered:,} educators at "
         f"{truth.institutions_active} institutions, {n_events:,} course completions "
-        f"(+{len(scenario.duplicate_event_ids)} duplicate deliveries)"
+        f"(+{len(scenario.duplicate_event_ids)} duplicate deliveries); then {len(activity.promotions)} promotions "
+        f"and {activity.event_count():,} programme events (+{len(activity.duplicate_event_ids)} duplicates)"
     )
 
     try:
@@ -175,6 +199,11 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
         f"analytics baseline: {before.educators_registered or 0:,} educators, "
         f"{before.course_completions or 0:,} completions, {before.certificates_issued or 0:,} certificates"
     )
+    try:
+        cascade_before = await fetch_cascade(http, args.analytics_url)
+    except AnalyticsUnreachable as exc:
+        print(f"error: the analytics service stopped answering ({exc}); nothing was sent.", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
     try:
         nats_url, auth = operator_connection(args.nats_url)
@@ -184,17 +213,22 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
         return EXIT_UNREACHABLE
     update, close, totals = _progress_bars(not args.quiet and not args.json and sys.stderr.isatty())
     totals.update(register=len(scenario.educators), publish=n_events + len(scenario.duplicate_event_ids))
+    totals.update(promote=len(activity.promotions), programme=activity.event_count())
     try:
         result = await drive(scenario, nc, DriveOptions(concurrency=args.concurrency), progress=update)
-    except DriveError as exc:
+        programme = await drive_programme(activity, nc, result.educator_ids, progress=update)
+    except (DriveError, ProgrammeDriveError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:
         close()
         await nc.close()
     _say_drive(say, scenario, result)
+    _say_programme(say, programme)
 
-    expected = expected_delta(scenario, result.new_keys, before)
+    programme_expected = activity.ground_truth(set(result.new_keys))
+    expected = with_promotions(expected_delta(scenario, result.new_keys, before), programme_expected)
+    check = programme_check(http, args.analytics_url, programme_expected, result.educator_ids, before, cascade_before)
     if not result.new_keys and not result.failures:
         say(
             f"all {len(scenario.educators):,} educators were already registered by an earlier run of seed "
@@ -205,14 +239,14 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
     started = loop.time()
     try:
         comparison, after = await wait_until_equal(
-            http, args.analytics_url, expected, before, timeout=args.timeout, settle=args.settle
+            http, args.analytics_url, expected, before, timeout=args.timeout, settle=args.settle, extend=check
         )
     except AnalyticsUnreachable as exc:
         print(f"error: the analytics service stopped answering ({exc})", file=sys.stderr)
         return EXIT_UNREACHABLE
     converge = round(loop.time() - started, 1)
 
-    ok = comparison.ok and not result.failures
+    ok = comparison.ok and not result.failures and not programme.promotion_failures
     code = EXIT_OK if ok else EXIT_MISMATCH
     if args.json:
         report = SimulationReport(
@@ -223,6 +257,8 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
             ground_truth=truth,
             expected_delta=expected,
             drive=result.model_dump(exclude={"educator_ids", "new_keys"}) | {"new_registrations": len(result.new_keys)},
+            programme_expected_delta=programme_expected,
+            programme_drive=programme.model_dump(),
             comparison=comparison,
             before=before,
             after=after,
@@ -235,8 +271,11 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
     print()
     if ok:
         print(f"OK: analytics matches the ground truth ({converge:g} s after the last event was sent)")
-    elif result.failures:
-        print(f"FAILED: {len(result.failures)} registrations were rejected; see above")
+    elif result.failures or programme.promotion_failures:
+        print(
+            f"FAILED: {len(result.failures)} registrations and {len(programme.promotion_failures)} role changes "
+            "were rejected; see above"
+        )
     else:
         print(f"MISMATCH: analytics still differs from the ground truth after {args.timeout:g} s")
     return code
@@ -256,6 +295,17 @@ def _say_drive(say: Callable[[str], None], scenario: Scenario, result: DriveResu
         f"published {result.events_published:,} CourseCompleted events + {result.duplicates_sent} duplicate "
         f"deliveries ({result.duplicates_dropped} dropped by JetStream) in {result.publish_seconds:.1f} s"
     )
+
+
+def _say_programme(say: Callable[[str], None], programme: ProgrammeDriveResult) -> None:
+    say(
+        f"promoted {programme.promotions_changed} trainees to master teacher ({programme.promotions_unchanged} "
+        f"already were), {len(programme.promotion_failures)} failed; published {programme.events_published:,} "
+        f"programme events + {programme.duplicates_sent} duplicate deliveries "
+        f"({programme.duplicates_dropped} dropped by JetStream) in {programme.seconds:.1f} s"
+    )
+    for failure in programme.promotion_failures[:10]:
+        say(f"  change_role {failure.educator_key} at {failure.institution}: {failure.code}: {failure.message}")
 
 
 def _main(args: argparse.Namespace) -> int:
