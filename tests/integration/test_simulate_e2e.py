@@ -15,16 +15,16 @@ from iioe.subjects import EVENTS_STREAM, event_filter, event_subject
 from iioe_tools.cli.simulate import run_simulation
 from iioe_tools.simulation import build_scenario
 from iioe_tools.simulation.driver import DriveOptions, drive
-from iioe_tools.simulation.programme_activity import CASCADE_METRICS, SUMMARY_METRICS, build_programme_activity
+from iioe_tools.simulation.programme_activity import build_programme_activity
 from iioe_tools.simulation.programme_driver import drive_programme
 from services.analytics.main import create_app as create_analytics
-from services.analytics.models import Summary as AnalyticsSummaryModel
 from services.analytics.settings import AnalyticsSettings
 from services.certification.main import create_app as create_certification
 from services.certification.settings import CertificationSettings
 from services.registration.main import create_app
 from services.registration.settings import RegistrationSettings
 from tests.support.helpers import Infra, StoredMessage, eventually, running_app, stream_messages
+from tests.support.simulation import ANALYTICS_HAS_PROGRAMME, PENDING_REASON, unmatched_rows
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +36,6 @@ PROGRAMME_TYPES = (
     "portfolio_entry_added",
     "practice_integration_reported",
     "course_evaluated",
-)
-ANALYTICS_HAS_PROGRAMME = "training_sessions" in AnalyticsSummaryModel.model_fields
-"""Contract §10 (the programme figures, `GET /v1/analytics/cascade`, master teachers by role change) is
-being added to the analytics service on another branch; until it is merged here, only these rows may fail."""
-PENDING_ANALYTICS_ROWS = frozenset(
-    {"master_teachers", "by_institution.master_teachers", *SUMMARY_METRICS, "cascade.master_teachers"}
-    | {f"cascade.{m}" for m in CASCADE_METRICS}
-    | {f"cascade.totals.{m}" for m in ("sessions", "trainees", "trainees_certified")}
 )
 
 
@@ -214,7 +206,7 @@ async def test_simulate_end_to_end_with_certification_and_analytics(
     ):
         code = await run_simulation(args, http=analytics)
         report = last_json(capsys.readouterr().out)
-        pending = _check_rows(report, code)
+        pending = unmatched_rows(report, code)
         scenario = build_scenario(seed, 60)
         truth = scenario.ground_truth()
         programme = build_programme_activity(scenario).ground_truth()
@@ -236,21 +228,4 @@ async def test_simulate_end_to_end_with_certification_and_analytics(
             assert again["programme_expected_delta"]["training_sessions"] == 0
             assert again["programme_drive"]["promotions_unchanged"] == programme.promoted
     if pending:
-        pytest.xfail(
-            "the analytics service of this branch lacks contract §10 (summary programme figures, "
-            f"GET /v1/analytics/cascade, role changes in master_teachers); not yet matching: {sorted(pending)}"
-        )
-
-
-def _check_rows(report: Any, code: int) -> set[str]:
-    """Every row must match, except — while analytics lacks §10 — the rows of PENDING_ANALYTICS_ROWS.
-    Returns the rows that did not match (all of them pending)."""
-    rows = {r["metric"]: r for r in report["comparison"]["rows"]}
-    assert PENDING_ANALYTICS_ROWS <= set(rows)  # the programme rows are in the table
-    failed = {m for m, r in rows.items() if not r["ok"]}
-    if ANALYTICS_HAS_PROGRAMME:
-        assert code == 0 and not failed, report["comparison"]
-        return set()
-    assert failed <= PENDING_ANALYTICS_ROWS, {m: rows[m] for m in failed - PENDING_ANALYTICS_ROWS}
-    assert code == (1 if failed else 0)
-    return failed
+        pytest.xfail(f"{PENDING_REASON}; not yet matching: {sorted(pending)}")
