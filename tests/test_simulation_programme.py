@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import date
 from typing import Any
@@ -435,3 +438,27 @@ async def test_wait_until_equal_polls_the_cascade_through_the_hook(activity: Pro
     assert comparison.ok, render_table(comparison)
     assert "cascade.second_generation_reach" in render_table(comparison)
     assert polls["/v1/analytics/cascade"] >= 2
+
+
+DRY_RUN_SIZE = ("--educators", "120", "--seed", "5")
+
+
+def test_dry_run_shows_the_programme_the_same_in_every_process() -> None:
+    """Deterministic across processes (string hashing is randomised per process; nothing may depend on it)."""
+    outs = []
+    for hash_seed in ("1", "2"):
+        run = subprocess.run(
+            [sys.executable, "-m", "iioe_tools.cli.main", *("simulate", "--dry-run", "--json"), *DRY_RUN_SIZE],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=os.environ | {"PYTHONHASHSEED": hash_seed},
+        )
+        assert run.returncode == 0, run.stderr
+        outs.append(json.loads(run.stdout))
+    assert outs[0]["programme"] == outs[1]["programme"]
+    scenario = build_scenario(5, 120)
+    programme = build_programme_activity(scenario).ground_truth()
+    assert outs[0]["programme"] == programme.model_dump()
+    assert outs[0]["ground_truth"]["master_teachers"] == scenario.ground_truth().master_teachers + programme.promoted
