@@ -30,7 +30,10 @@ from iioe_tools.simulation.compare import (
     stable_baseline,
     wait_until_equal,
 )
+from iioe_tools.simulation.compare_programme import fetch_cascade, programme_check, with_promotions
 from iioe_tools.simulation.driver import DriveError, DriveOptions, DriveResult, drive_scaled
+from iioe_tools.simulation.programme_activity import ProgrammeActivity, ProgrammeTruth, build_programme_activity
+from iioe_tools.simulation.programme_driver import ProgrammeDriveError, ProgrammeDriveResult, drive_programme
 from iioe_tools.simulation.scenario import (
     LEAD_INSTITUTION,
     LEAD_MONTHS,
@@ -58,6 +61,8 @@ class DryRun(BaseModel):
     ground_truth: GroundTruth
     months: list[MonthRanking]
     duplicate_deliveries: int
+    programme: ProgrammeTruth | None = None
+    """Contract §10: the cascade, teaching practice and course ratings (played at scale 1)."""
 
 
 class SimulationReport(BaseModel):
@@ -75,6 +80,8 @@ class SimulationReport(BaseModel):
     before: AnalyticsSummary
     after: AnalyticsSummary
     converge_seconds: float
+    programme_expected_delta: ProgrammeTruth | None = None
+    programme_drive: dict[str, Any] | None = None
 
 
 def month_rankings(scenario: ScaledScenario) -> list[MonthRanking]:
@@ -86,8 +93,17 @@ def month_rankings(scenario: ScaledScenario) -> list[MonthRanking]:
     return out
 
 
+def programme_of(scenario: ScaledScenario) -> ProgrammeActivity | None:
+    """The programme's activity (cascade, portfolio, practice, ratings) is played on an unscaled run."""
+    return build_programme_activity(scenario.shard(0)) if scenario.scale == 1 else None
+
+
 def _dry_run(scenario: ScaledScenario, as_json: bool) -> int:
+    activity = programme_of(scenario)
+    programme = activity.ground_truth() if activity is not None else None
     truth = scenario.ground_truth()
+    if programme is not None:
+        truth = with_promotions(truth, programme)
     _, duplicates = scenario.totals()
     report = DryRun(
         seed=scenario.seed,
@@ -96,6 +112,7 @@ def _dry_run(scenario: ScaledScenario, as_json: bool) -> int:
         ground_truth=truth,
         months=month_rankings(scenario),
         duplicate_deliveries=duplicates,
+        programme=programme,
     )
     if as_json:
         print(report.model_dump_json(indent=2))
@@ -119,7 +136,21 @@ def _dry_run(scenario: ScaledScenario, as_json: bool) -> int:
         leaders = ", ".join(f"{code} {n}" for code, n in m.leaders)
         mark = f"  ← {LEAD_INSTITUTION} rank {m.lead_rank}" if m.month in lead_months else ""
         print(f"  {m.month}  {m.registrations:>5}  ({leaders}){mark}")
+    if programme is not None:
+        _print_programme(programme)
     return EXIT_OK
+
+
+def _print_programme(programme: ProgrammeTruth) -> None:
+    print(f"\nthe programme (contract §10); {programme.promoted} of the master teachers above are promoted trainees:")
+    for metric, value in programme.model_dump(exclude={"cascade", "cascade_totals", "promoted_by_institution"}).items():
+        print(f"  {metric:<40} {value:>6,}")
+    print("  cascade per master teacher (sessions / trainees / completed / certified / second generation):")
+    for m in sorted(programme.cascade, key=lambda m: (-m.trainees, m.educator_key))[:10]:
+        print(
+            f"    {m.educator_key:<14} {m.institution:<10} {m.sessions:>3} {m.trainees:>5} {m.trainees_completed:>5}"
+            f" {m.trainees_certified:>5} {m.second_generation_reach:>5}"
+        )
 
 
 def _progress_bars(enabled: bool) -> tuple[Callable[[str, int], None], Callable[[], None], dict[str, int]]:
@@ -128,7 +159,7 @@ def _progress_bars(enabled: bool) -> tuple[Callable[[str, int], None], Callable[
 
     bars: dict[str, Any] = {}
     totals: dict[str, int] = {}
-    labels = {"register": "registering", "publish": "publishing"}
+    labels = {"register": "registering", "publish": "publishing", "promote": "promoting", "programme": "programme"}
 
     def update(phase: str, n: int) -> None:
         if not enabled:
@@ -160,7 +191,10 @@ async def run_simulation(args: argparse.Namespace, http: httpx.AsyncClient | Non
 
 async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
     scenario = ScaledScenario(args.seed, args.educators, getattr(args, "scale", 1))
+    activity = programme_of(scenario)
     truth = scenario.ground_truth()
+    if activity is not None:
+        truth = with_promotions(truth, activity.ground_truth())
     say: Callable[[str], None] = (lambda _m: None) if args.json else (lambda m: print(m, flush=True))
     n_events, n_duplicates = scenario.totals()
     scale = f" ×{scenario.scale} (shards of {scenario.educators:,})" if scenario.scale > 1 else ""
@@ -168,6 +202,12 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
         f"iioe simulate: seed {scenario.seed}{scale}, {truth.educators_registered:,} educators at "
         f"{truth.institutions_active} institutions, {n_events:,} course completions "
         f"(+{n_duplicates} duplicate deliveries)"
+        + (
+            f"; then {len(activity.promotions)} promotions and {activity.event_count():,} programme events"
+            f" (+{len(activity.duplicate_event_ids)} duplicates)"
+            if activity is not None
+            else ""
+        )
     )
 
     try:
@@ -179,6 +219,11 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
             "nothing was sent.",
             file=sys.stderr,
         )
+        return EXIT_UNREACHABLE
+    try:
+        cascade_before = await fetch_cascade(http, args.analytics_url) if activity is not None else None
+    except AnalyticsUnreachable as exc:
+        print(f"error: the analytics service stopped answering ({exc}); nothing was sent.", file=sys.stderr)
         return EXIT_UNREACHABLE
     say(
         f"analytics baseline: {before.educators_registered or 0:,} educators, "
@@ -193,9 +238,14 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
         return EXIT_UNREACHABLE
     update, close, totals = _progress_bars(not args.quiet and not args.json and sys.stderr.isatty())
     totals.update(register=scenario.total_educators, publish=n_events + n_duplicates)
+    if activity is not None:
+        totals.update(promote=len(activity.promotions), programme=activity.event_count())
+    programme: ProgrammeDriveResult | None = None
     try:
         driven = await drive_scaled(scenario, nc, DriveOptions(concurrency=args.concurrency), progress=update)
-    except DriveError as exc:
+        if activity is not None:
+            programme = await drive_programme(activity, nc, driven.result.educator_ids, progress=update)
+    except (DriveError, ProgrammeDriveError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:
@@ -203,8 +253,18 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
         await nc.close()
     result = driven.result
     _say_drive(say, result)
+    if programme is not None:
+        _say_programme(say, programme)
 
     expected = adjusted_to_baseline(driven.new_truth, before)
+    programme_expected: ProgrammeTruth | None = None
+    check = None
+    if activity is not None:
+        programme_expected = activity.ground_truth(set(result.new_keys))
+        expected = with_promotions(expected, programme_expected)
+        check = programme_check(
+            http, args.analytics_url, programme_expected, result.educator_ids, before, cascade_before
+        )
     if not result.new_keys and not result.failures:
         say(
             f"all {scenario.total_educators:,} educators were already registered by an earlier run of seed "
@@ -222,13 +282,15 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
             timeout=args.timeout,
             settle=args.settle,
             extend_on_progress=scenario.scale > 1,
+            extend=check,
         )
     except AnalyticsUnreachable as exc:
         print(f"error: the analytics service stopped answering ({exc})", file=sys.stderr)
         return EXIT_UNREACHABLE
     converge = round(loop.time() - started, 1)
 
-    ok = comparison.ok and not result.failures
+    promotion_failures = programme.promotion_failures if programme is not None else []
+    ok = comparison.ok and not result.failures and not promotion_failures
     code = EXIT_OK if ok else EXIT_MISMATCH
     if args.json:
         report = SimulationReport(
@@ -244,6 +306,8 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
             before=before,
             after=after,
             converge_seconds=converge,
+            programme_expected_delta=programme_expected,
+            programme_drive=programme.model_dump() if programme is not None else None,
         )
         print(report.model_dump_json(indent=2))
         return code
@@ -252,8 +316,11 @@ async def _run(args: argparse.Namespace, http: httpx.AsyncClient) -> int:
     print()
     if ok:
         print(f"OK: analytics matches the ground truth ({converge:g} s after the last event was sent)")
-    elif result.failures:
-        print(f"FAILED: {len(result.failures)} registrations were rejected; see above")
+    elif result.failures or promotion_failures:
+        print(
+            f"FAILED: {len(result.failures)} registrations and {len(promotion_failures)} role changes "
+            "were rejected; see above"
+        )
     else:
         print(f"MISMATCH: analytics still differs from the ground truth after {args.timeout:g} s")
     return code
@@ -273,6 +340,17 @@ def _say_drive(say: Callable[[str], None], result: DriveResult) -> None:
         f"published {result.events_published:,} CourseCompleted events + {result.duplicates_sent} duplicate "
         f"deliveries ({result.duplicates_dropped} dropped by JetStream) in {result.publish_seconds:.1f} s"
     )
+
+
+def _say_programme(say: Callable[[str], None], programme: ProgrammeDriveResult) -> None:
+    say(
+        f"promoted {programme.promotions_changed} trainees to master teacher ({programme.promotions_unchanged} "
+        f"already were), {len(programme.promotion_failures)} failed; published {programme.events_published:,} "
+        f"programme events + {programme.duplicates_sent} duplicate deliveries "
+        f"({programme.duplicates_dropped} dropped by JetStream) in {programme.seconds:.1f} s"
+    )
+    for failure in programme.promotion_failures[:10]:
+        say(f"  change_role {failure.educator_key} at {failure.institution}: {failure.code}: {failure.message}")
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ comparison is a delta against a baseline taken before driving.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -195,13 +195,15 @@ async def wait_until_equal(
     interval: float = 1.0,
     settle: float = 3.0,
     extend_on_progress: bool = False,
+    extend: Callable[[Comparison, AnalyticsSummary], Awaitable[Comparison]] | None = None,
 ) -> tuple[Comparison, AnalyticsSummary]:
     """Poll until the delta equals the ground truth (and still does `settle` seconds later) or `timeout` passes.
 
     The settle check matters for a delta of 0 (a re-run), which holds before the platform has
     seen anything. `extend_on_progress`: `timeout` counts from the last change of the summary (a large
-    run converges for as long as analytics keeps counting). Raises AnalyticsUnreachable only if no poll
-    at all succeeded.
+    run converges for as long as analytics keeps counting). `extend` adds rows to each poll's comparison
+    (the programme figures, `compare_programme.programme_check`). Raises AnalyticsUnreachable only if no
+    poll at all succeeded.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -211,12 +213,15 @@ async def wait_until_equal(
     while True:
         try:
             after = await fetch_summary(client, base_url)
+            comparison = compare(expected, before, after)
+            if extend is not None:
+                comparison = await extend(comparison, after)
         except AnalyticsUnreachable as exc:
             error = exc
         else:
             if extend_on_progress and (last is None or _counts(after) != _counts(last[1])):
                 deadline = max(deadline, loop.time() + timeout)  # still counting: `timeout` is a stall limit
-            last = (compare(expected, before, after), after)
+            last = (comparison, after)
             if not last[0].ok:
                 matched_at = None
             elif matched_at is None:
