@@ -120,6 +120,9 @@ def test_shipped_server_configs_include_accounts_and_tls(secrets_dir: Path, tmp_
         text = conf.read_text()
         assert re.search(r"^include (\.\./)?accounts\.conf$", text, flags=re.M), conf.name
         assert re.search(r"^tls \{", text, flags=re.M), conf.name
+        if conf.parent.name == "cluster":  # routes: mutual TLS, the peer's certificate verified
+            cluster = text[text.index("\ncluster {") :]
+            assert re.search(r"tls \{[^}]*ca_file:[^}]*verify: true", cluster), conf.name
         result = check_config(conf, env)
         assert result.returncode == 0, f"{conf.name}: {result.stderr}"
         assert check_config(conf, {}).returncode != 0, f"{conf.name} starts without the passwords"
