@@ -277,3 +277,23 @@ def test_make_secrets_covers_every_variable_and_keeps_values(tmp_path: Path) -> 
     subprocess.run([str(MAKE_SECRETS), str(directory)], check=True, capture_output=True, timeout=60)
     assert env_file(directory / "compose.env") == first
     assert (directory / "tls" / "tls.crt").read_bytes() == cert
+
+
+def test_cli_checks_drift_and_lists_the_variables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iioe_tools.cli.main import main
+
+    monkeypatch.setenv("IIOE_DATA_DIR", str(tmp_path / "no-platform"))  # no embedded platform to reach
+
+    assert main(["deploy-config", "accounts", "--check"]) == 0
+    partners_file = tmp_path / "partners.txt"
+    partners_file.write_text("# comment\nmust\nnum  # trailing comment\n")
+    out = tmp_path / "accounts.conf"
+    assert main(["deploy-config", "accounts", "--partners", str(partners_file), "--out", str(out), "--check"]) == 1
+    assert main(["deploy-config", "accounts", "--partners", str(partners_file), "--out", str(out)]) == 0
+    assert "$IIOE_NATS_PASSWORD_PARTNER_NUM" in out.read_text()
+    capsys.readouterr()
+    assert main(["deploy-config", "variables", "--partners", str(partners_file)]) == 0
+    listed = capsys.readouterr().out.split()
+    assert "IIOE_NATS_PASSWORD_PARTNER_NUM" in listed and "IIOE_DB_PASSWORD_ANALYTICS" in listed
