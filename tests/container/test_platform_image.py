@@ -23,7 +23,7 @@ import httpx
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from iioe.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from iioe_tools.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 
 from .conftest import IMAGE
 
