@@ -297,3 +297,16 @@ def test_cli_checks_drift_and_lists_the_variables(
     assert main(["deploy-config", "variables", "--partners", str(partners_file)]) == 0
     listed = capsys.readouterr().out.split()
     assert "IIOE_NATS_PASSWORD_PARTNER_NUM" in listed and "IIOE_DB_PASSWORD_ANALYTICS" in listed
+
+
+def test_deployments_grant_exactly_what_the_embedded_server_grants(tmp_path: Path) -> None:
+    from iioe_tools.deploy_config import deploy_users
+    from iioe_tools.nats_auth import ACCOUNT, NatsAuth, render_account
+
+    embedded = NatsAuth(tmp_path / "nats", host="127.0.0.1", port=4222)
+    embedded.ensure_platform_users()
+    embedded.add_partner("must")
+    config = json.loads(embedded.config_path.read_text())
+    granted = {u["user"]: u["permissions"] for u in config["accounts"][ACCOUNT]["users"]}
+    shipped = render_account([(name, "-", role) for name, role in deploy_users(["must"])])
+    assert {u["user"]: u["permissions"] for u in shipped["users"]} == granted
