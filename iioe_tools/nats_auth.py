@@ -62,7 +62,8 @@ def _write_private(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _permissions_of(user: str, role: dict[str, str]) -> Permissions:
+def permissions_of(user: str, role: dict[str, str]) -> Permissions:
+    """The permissions of a user from its role (`{"kind": "service", "service": ...}` etc.)."""
     kind = role["kind"]
     if kind == "service":
         return service_permissions(role["service"])
@@ -75,7 +76,8 @@ def _permissions_of(user: str, role: dict[str, str]) -> Permissions:
     raise ValueError(f"user {user!r} has an unknown role {kind!r}")
 
 
-def _render_user(user: str, password: str, perms: Permissions) -> dict[str, Any]:
+def render_user(user: str, password: Any, perms: Permissions) -> dict[str, Any]:
+    """One user of a nats-server `users` list (`password` is whatever the writer renders as a value)."""
     rendered: dict[str, Any] = {
         "publish": {"allow": list(perms.publish)},
         "subscribe": {"allow": list(perms.subscribe)},
@@ -83,6 +85,17 @@ def _render_user(user: str, password: str, perms: Permissions) -> dict[str, Any]
     if perms.allow_responses:
         rendered["allow_responses"] = True
     return {"user": user, "password": password, "permissions": rendered}
+
+
+def render_account(users: list[tuple[str, Any, dict[str, str]]]) -> dict[str, Any]:
+    """The `IIOE` account: JetStream on, every (user, password, role) with the permissions of `iioe.access`.
+
+    Shared by the embedded server's configuration and the shipped deploy configs
+    (`iioe_tools.deploy_config`), so both grant exactly the same subjects."""
+    return {
+        "jetstream": "enabled",
+        "users": [render_user(name, password, permissions_of(name, role)) for name, password, role in users],
+    }
 
 
 class NatsAuth:
@@ -137,7 +150,7 @@ class NatsAuth:
         users = self._users()
         if user not in users:
             raise KeyError(user)
-        perms = _permissions_of(user, users[user]["role"])
+        perms = permissions_of(user, users[user]["role"])
         return NatsCredentials(user, users[user]["password"], perms.inbox_prefix)
 
     def add_partner(self, institution: str) -> tuple[NatsCredentials, bool]:
@@ -182,13 +195,9 @@ class NatsAuth:
             "jetstream": {"store_dir": str(self.dir / "jetstream")},
             "ping_interval": "20s",
             "accounts": {
-                ACCOUNT: {
-                    "jetstream": "enabled",
-                    "users": [
-                        _render_user(name, entry["password"], _permissions_of(name, entry["role"]))
-                        for name, entry in sorted(users.items())
-                    ],
-                }
+                ACCOUNT: render_account(
+                    [(name, entry["password"], entry["role"]) for name, entry in sorted(users.items())]
+                )
             },
         }
         _write_private(self.config_path, json.dumps(config, indent=2))

@@ -3,6 +3,8 @@
 # PostgreSQL, provision and the four services — on the host's loopback with free ports
 # (deploy/compose/host-network.yml), local stand-in images where the official ones cannot be
 # pulled; waits for every /readyz, runs tests/container/compose_smoke.py, tears down.
+# Authentication and TLS as shipped: fresh secrets (deploy/scripts/make-secrets.sh) in a
+# temporary directory; the smoke also proves that NATS refuses anonymous clients.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-.venv/bin}
@@ -13,7 +15,15 @@ timeout 20 docker info >/dev/null 2>&1 || skip "no Docker engine answers"
 
 started=$(date +%s)
 export IIOE_IMAGE=${IMAGE:-iioe-platform:local}
-"$DOCKER" image inspect "$IIOE_IMAGE" >/dev/null 2>&1 || IMAGE=$IIOE_IMAGE deploy/scripts/build-image.sh >/dev/null
+# Always (re)build: an image left from older code would test that code (layers are cached, < 10 s).
+# COMPOSE_TEST_NO_BUILD=1 uses $IMAGE as it is.
+if [ "${COMPOSE_TEST_NO_BUILD:-0}" = 1 ] && "$DOCKER" image inspect "$IIOE_IMAGE" >/dev/null 2>&1; then
+  :
+else
+  IMAGE=$IIOE_IMAGE deploy/scripts/build-image.sh >/tmp/iioe-compose-build.$$.log 2>&1 \
+    || { tail -n 30 /tmp/iioe-compose-build.$$.log; echo "compose-test: image build failed"; exit 1; }
+  rm -f /tmp/iioe-compose-build.$$.log
+fi
 have_or_pull() { "$DOCKER" image inspect "$1" >/dev/null 2>&1 || timeout 60 "$DOCKER" pull -q "$1" >/dev/null 2>&1; }
 if [ -z "${NATS_IMAGE:-}" ] || [ -z "${POSTGRES_IMAGE:-}" ]; then
   if have_or_pull nats:2.12-alpine && have_or_pull postgres:17; then
@@ -37,16 +47,18 @@ export HOSTNET_NATS_1_CLUSTER_PORT=${ports[3]} HOSTNET_NATS_2_CLUSTER_PORT=${por
 export HOSTNET_NATS_1_MONITOR_PORT=${ports[6]} HOSTNET_NATS_2_MONITOR_PORT=${ports[7]} HOSTNET_NATS_3_MONITOR_PORT=${ports[8]}
 export HOSTNET_POSTGRES_PORT=${ports[9]} HOSTNET_REGISTRATION_PORT=${ports[10]} HOSTNET_CERTIFICATION_PORT=${ports[11]}
 export HOSTNET_ANALYTICS_PORT=${ports[12]} HOSTNET_NOTIFICATIONS_PORT=${ports[13]}
-POSTGRES_PASSWORD=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-IIOE_OPERATOR_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-export POSTGRES_PASSWORD IIOE_OPERATOR_TOKEN
+IIOE_SECRETS_DIR=$(mktemp -d /tmp/iioe-compose-secrets.XXXXXX)
+export IIOE_SECRETS_DIR
+trap 'rm -rf "$IIOE_SECRETS_DIR"' EXIT
+deploy/scripts/make-secrets.sh "$IIOE_SECRETS_DIR" >/dev/null || { echo "compose-test: make-secrets.sh failed"; exit 1; }
+secret() { sed -n "s/^$1=//p" "$IIOE_SECRETS_DIR/compose.env"; }
 
 project=iioe-compose-test-$$
 # docker-compose 1.x refuses published ports with network_mode: host and merges (never
 # replaces) `ports` across files, so the merged configuration is resolved once and its
 # published ports, meaningless on the host network, are dropped.
 resolved=$(mktemp /tmp/iioe-compose.XXXXXX.yml)
-docker-compose -f docker-compose.yml -f deploy/compose/host-network.yml config \
+docker-compose --env-file "$IIOE_SECRETS_DIR/compose.env" -f docker-compose.yml -f deploy/compose/host-network.yml config \
   | "$BIN/python" -c '
 import sys, yaml
 config = yaml.safe_load(sys.stdin)
@@ -57,7 +69,7 @@ compose=(docker-compose -p "$project" -f "$resolved" --project-directory "$PWD")
 teardown() {
   [ "${status:-1}" = 0 ] || "${compose[@]}" logs --no-color --tail=30 2>&1 | tail -n 150
   "${compose[@]}" down -v --remove-orphans -t 20 >/dev/null 2>&1
-  rm -f "$resolved"
+  rm -rf "$resolved" "$IIOE_SECRETS_DIR"
 }
 trap teardown EXIT
 
@@ -91,7 +103,9 @@ echo "compose-test: every service ready $(( $(date +%s) - up_started )) s after 
   --registration-url "http://127.0.0.1:${HOSTNET_REGISTRATION_PORT}" \
   --certification-url "http://127.0.0.1:${HOSTNET_CERTIFICATION_PORT}" \
   --analytics-url "http://127.0.0.1:${HOSTNET_ANALYTICS_PORT}" \
-  --token "$IIOE_OPERATOR_TOKEN"
+  --token "$(secret IIOE_OPERATOR_TOKEN)" \
+  --nats-tls-ca "$IIOE_SECRETS_DIR/tls/ca.crt" --nats-user partner-must \
+  --nats-password "$(secret IIOE_NATS_PASSWORD_PARTNER_MUST)"
 status=$?
 # The three nodes must have formed one cluster (each pair is connected by route connections).
 routes=$("$BIN/python" -c 'import json, sys, urllib.request as r; z = json.load(r.urlopen(sys.argv[1], timeout=5)); print(len({x.get("remote_name") or x.get("remote_id") for x in z["routes"]}))' \

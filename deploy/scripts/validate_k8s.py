@@ -8,7 +8,8 @@
   PodDisruptionBudget whose selector matches its pods (and, with minAvailable, more replicas
   than it keeps, so a node can still be drained);
 - every Job container has requests and limits;
-- the NATS Helm values ask for a 3-replica JetStream cluster with sync_interval: always.
+- the NATS Helm values ask for a 3-replica JetStream cluster with sync_interval: always,
+  TLS on the client port, the generated accounts included and their passwords from a Secret.
 
     python deploy/scripts/validate_k8s.py [--kubernetes-version 1.33]
 """
@@ -92,6 +93,14 @@ def check_nats_values(path: Path) -> list[str]:
         errors.append(f"{path.name}: config.jetstream.enabled must be true")
     if config.get("jetstream", {}).get("merge", {}).get("sync_interval") != "always":
         errors.append(f"{path.name}: config.jetstream.merge.sync_interval must be 'always'")
+    tls = config.get("nats", {}).get("tls", {})
+    if not (tls.get("enabled") and tls.get("secretName")):
+        errors.append(f"{path.name}: config.nats.tls must be enabled with a secretName")
+    if not str(config.get("merge", {}).get("$include", "")).endswith("accounts.conf"):
+        errors.append(f"{path.name}: config.merge.$include must include the generated accounts.conf")
+    env_from = values.get("container", {}).get("merge", {}).get("envFrom", [])
+    if not any(item.get("secretRef", {}).get("name") == "iioe-nats-passwords" for item in env_from):
+        errors.append(f"{path.name}: container.merge.envFrom must read the Secret iioe-nats-passwords")
     return errors
 
 

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from iioe_tools import deploy_config
 from iioe_tools.cli import asyncapi, credentials, dlq, educators, provision, simulate, status, up
 from iioe_tools.operator import operator_environment
 from services.analytics import cli as analytics_cli
@@ -28,6 +29,7 @@ COMMAND_MODULES = (
     certification_cli,
     analytics_cli,
     simulate,
+    deploy_config,
 )
 
 

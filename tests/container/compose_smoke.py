@@ -1,11 +1,15 @@
 """Smoke test of a running compose deployment (deploy/scripts/compose-test.sh runs it).
 
-Registers one educator over HTTP, publishes the three CourseCompleted events of the
-`ai-in-higher-education` programme (score >= 80) as a partner LMS would, and waits for the
-certificate: on the certification API (status active) and in the analytics summary.
+Checks first that the NATS servers refuse a client without credentials (and a wrong
+password), then registers one educator over HTTP, publishes the three CourseCompleted events
+of the `ai-in-higher-education` programme (score >= 80) as the partner LMS of `must` would
+(its own NATS user, over TLS), checks that this partner cannot publish for another
+institution, and waits for the certificate: on the certification API (status active) and in
+the analytics summary.
 
     python tests/container/compose_smoke.py --nats-url ... --registration-url ... \
-        --certification-url ... --analytics-url ... [--token ...]
+        --certification-url ... --analytics-url ... [--token ...] \
+        [--nats-tls-ca CA --nats-user USER --nats-password PASSWORD]
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ import secrets
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
+from nats.errors import Error as NatsError
 
-from iioe.runtime.nats import connect
+from iioe.runtime.nats import connect, server_list
+from iioe.runtime.settings import NatsAuthOptions
 
 COURSES = ("genai-fundamentals", "teaching-with-ai", "future-classroom")
 INSTITUTION = "must"
@@ -57,7 +65,43 @@ async def poll(what: str, probe: Any, timeout: float) -> Any:
     raise SystemExit(f"compose smoke: FAILED: no {what} after {timeout:g} s")
 
 
+async def refused(args: argparse.Namespace, what: str, **credentials: str) -> None:
+    """A connection with these credentials (over TLS, so that TLS is not why) must be refused."""
+    tls = NatsAuthOptions(tls_ca_file=args.nats_tls_ca).connect_kwargs() if args.nats_tls_ca else {}
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    try:
+        nc = await nats.connect(
+            server_list(args.nats_url)[:1],
+            allow_reconnect=False,
+            connect_timeout=5,
+            error_cb=on_error,
+            **tls,
+            **credentials,
+        )
+    except (NatsError, OSError) as exc:
+        errors.append(exc)
+    else:
+        await nc.close()
+        raise SystemExit(f"compose smoke: FAILED: NATS accepted {what}")
+    reason = " ".join(str(e) for e in errors).lower()
+    assert "authorization" in reason, f"{what}: refused for another reason: {errors!r}"
+    print(f"compose smoke: NATS refuses {what} (authorization violation)")
+
+
 async def smoke(args: argparse.Namespace) -> None:
+    if args.nats_user:
+        await refused(args, "an anonymous client")
+        await refused(args, "a wrong password", user=args.nats_user, password="wrong-" + secrets.token_hex(4))
+    auth = NatsAuthOptions(
+        user=args.nats_user or None,
+        password=args.nats_password or None,
+        inbox_prefix=f"_INBOX_{args.nats_user}" if args.nats_user else None,
+        tls_ca_file=args.nats_tls_ca,
+    )
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     async with httpx.AsyncClient(timeout=10, headers=headers) as http:
         analytics_before = (await http.get(f"{args.analytics_url}/v1/analytics/summary")).json()
@@ -70,9 +114,18 @@ async def smoke(args: argparse.Namespace) -> None:
         educator_id = reply.json()["educator_id"]
         print(f"compose smoke: registered educator {educator_id} over HTTP")
 
-        nc = await connect(args.nats_url, "compose-smoke", connect_attempts=5)
+        nc = await connect(args.nats_url, "compose-smoke", connect_attempts=5, auth=auth)
         try:
             js = nc.jetstream()
+            if args.nats_user:
+                # the partner of `must` may not speak for another institution: no PubAck, ever
+                other = course_completed(educator_id, COURSES[0], 99)
+                try:
+                    await js.publish("iioe.events.other.course_completed.v1", json.dumps(other).encode(), timeout=2)
+                except NatsError:
+                    print("compose smoke: the partner cannot publish for another institution")
+                else:
+                    raise SystemExit("compose smoke: FAILED: partner published for another institution")
             for course, score in zip(COURSES, (91, 85, 80), strict=True):
                 event = course_completed(educator_id, course, score)
                 ack = await js.publish(
@@ -109,6 +162,9 @@ def main() -> int:
     for name in ("nats", "registration", "certification", "analytics"):
         parser.add_argument(f"--{name}-url", required=True)
     parser.add_argument("--token", default="")
+    parser.add_argument("--nats-tls-ca", type=Path, default=None, help="CA certificate of the NATS servers")
+    parser.add_argument("--nats-user", default="", help="a partner user (partner-<institution>)")
+    parser.add_argument("--nats-password", default="")
     parser.add_argument("--timeout", type=float, default=60)
     asyncio.run(smoke(parser.parse_args()))
     return 0

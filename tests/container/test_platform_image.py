@@ -1,5 +1,6 @@
 """The platform image as production runs it: four service containers on the host network
-against a real NATS and PostgreSQL on loopback (the project's embedded servers, free ports),
+against a real NATS and PostgreSQL on loopback (the project's embedded servers, free ports;
+NATS with authentication, each container connecting as its own user),
 non-root, read-only root file system, ready on /readyz, healthy by the image's HEALTHCHECK,
 the pilot simulation end to end, and a clean stop on SIGTERM within 10 s.
 """
@@ -23,7 +24,9 @@ import httpx
 import pytest
 from testcontainers.core.container import DockerContainer
 
+from iioe.access import OPERATOR_USER, service_user
 from iioe_tools.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from iioe_tools.nats_auth import NatsAuth
 from tests.support.simulation import ANALYTICS_HAS_PROGRAMME, PENDING_REASON, unmatched_rows
 
 from .conftest import IMAGE
@@ -40,6 +43,7 @@ class Platform:
     nats_url: str
     ports: dict[str, int]
     containers: dict[str, DockerContainer]
+    operator_env: dict[str, str]
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -81,13 +85,18 @@ def _wait_ready(url: str, container: DockerContainer, timeout: float = 90.0) -> 
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     client = docker.from_env()
     client.images.get(IMAGE)  # must exist locally (`make image`); never pulled
-    nats = EmbeddedNats(tmp_path_factory.mktemp("nats"), free_port()).start()
+    nats_port = free_port()
+    auth = NatsAuth(tmp_path_factory.mktemp("nats"), host="127.0.0.1", port=nats_port)
+    auth.ensure_platform_users()  # anonymous clients are refused, as in every deployment
+    nats = EmbeddedNats(auth.dir, nats_port, config=auth.config_path).start()
+    operator_env = auth.credentials(OPERATOR_USER).env()
     pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), free_port()).start()
     containers: dict[str, DockerContainer] = {}
     try:
         provision = client.containers.run(
             IMAGE,
             ["iioe", "provision", "--nats-url", nats.url],
+            environment=operator_env,
             network_mode="host",
             read_only=True,
             tmpfs={"/tmp": "mode=1777"},
@@ -106,12 +115,16 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             **{f"IIOE_{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()},
         }
         for name in SERVICES:
-            env = common | {
-                f"IIOE_{name.upper()}_HTTP_HOST": "127.0.0.1",
-                f"IIOE_{name.upper()}_HTTP_PORT": str(ports[name]),
-            }
+            env = (
+                common
+                | auth.credentials(service_user(name)).env()
+                | {
+                    f"IIOE_{name.upper()}_HTTP_HOST": "127.0.0.1",
+                    f"IIOE_{name.upper()}_HTTP_PORT": str(ports[name]),
+                }
+            )
             containers[name] = _container(["python", "-m", f"services.{name}"], env).start()
-        platform = Platform(nats.url, ports, containers)
+        platform = Platform(nats.url, ports, containers, operator_env)
         for name in SERVICES:
             _wait_ready(platform.url(name), containers[name])
         yield platform
@@ -158,7 +171,7 @@ def test_pilot_simulation_end_to_end(platform: Platform) -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        env=os.environ | {"NO_COLOR": "1"},
+        env=os.environ | platform.operator_env | {"NO_COLOR": "1"},
     )  # fmt: skip
     out = run.stdout
     assert run.returncode in (0, 1), f"iioe simulate exited {run.returncode}:\n{out[-3000:]}\n{run.stderr[-3000:]}"
