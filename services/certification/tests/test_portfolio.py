@@ -9,13 +9,14 @@ from datetime import UTC, date, datetime
 import pytest
 
 from iioe.events import CourseCompleted, EducatorRegistered, PortfolioEntryAdded, PracticeIntegrationReported
-from services.certification.credentials import certificate_urn, educator_urn, verify_signature
+from services.certification.credentials import build_credential_claims, certificate_urn, educator_urn, verify_signature
 from services.certification.domain import CertificationError, certificate_id_for
 from services.certification.portfolio import PortfolioEntry, evidence_of
 from services.certification.portfolio_usecases import Portfolios, new_share_id
 from services.certification.reference import builtin_catalogue
 from services.certification.tests.fake_portfolio import FakePortfolioUnitOfWork
 from services.certification.tests.fakes import FakeUnitOfWork
+from services.certification.tests.test_open_badges_schema import errors as ob_errors
 from services.certification.usecases import Certification, MessageOrigin, RevokeCertificate
 
 AI = "ai-in-higher-education"
@@ -269,3 +270,22 @@ def test_evidence_names_the_entries_added_by_the_issuance_day_newest_first() -> 
         {"type": ["Evidence"], "name": "Entry b", "genre": "Reflection"},
         {"id": "https://lms.test/a", "type": ["Evidence"], "name": "Entry a", "genre": "Reflection"},
     ]
+
+
+def test_a_credential_built_with_portfolio_evidence_carries_it_and_stays_a_valid_achievement_credential() -> None:
+    entry = PortfolioEntry(
+        "edu-1", "e-1", "must", "lesson_plan", "Lab", "https://lms.test/e-1", date(2025, 3, 1), PARTNER, "e-1"
+    )
+    programme = CATALOGUE.programme(AI)
+
+    with_evidence = build_credential_claims(
+        certificate_id="c-1", educator_id="edu-1", programme=programme, issued_at=T0, evidence=evidence_of([entry], T0)
+    )["vc"]
+    without = build_credential_claims(certificate_id="c-1", educator_id="edu-1", programme=programme, issued_at=T0)[
+        "vc"
+    ]
+
+    assert with_evidence["evidence"] == [
+        {"id": "https://lms.test/e-1", "type": ["Evidence"], "name": "Lab", "genre": "Lesson plan"}
+    ]
+    assert "evidence" not in without and ob_errors(with_evidence) == []
