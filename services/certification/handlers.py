@@ -12,13 +12,14 @@ from iioe.runtime.consumer import ConsumerSpec, Handler, ReceivedEvent, Unproces
 from iioe.runtime.service import ServiceRuntime
 from iioe.subjects import EVENTS_STREAM, event_filter
 from services.certification.domain import CertificationError
+from services.certification.portfolio_usecases import PORTFOLIO_EVENTS, Portfolios
 from services.certification.usecases import Certification, MessageOrigin
 
 CONSUMER_NAME = "progress"
 """One durable for both types: a single replica then sees a registration before later completions."""
 
 
-def event_handler(certification: Certification, durable: str) -> Handler:
+def event_handler(certification: Certification, durable: str, portfolios: Portfolios | None = None) -> Handler:
     """The consumer's handler; a refused event (a `CertificationError`) is dead-lettered with its code."""
 
     async def on_event(received: ReceivedEvent) -> None:
@@ -28,6 +29,8 @@ def event_handler(certification: Certification, durable: str) -> Handler:
             elif received.spec is COURSE_COMPLETED:
                 data = cast(CourseCompleted, received.event.data)
                 await certification.on_course_completed(received.id, data, origin_of(received, durable))
+            elif portfolios is not None and received.spec in PORTFOLIO_EVENTS:
+                await portfolios.on_event(received.source, received.id, received.event.data)
         except CertificationError as exc:
             raise Unprocessable(exc.code, exc.message) from None
 
@@ -45,7 +48,11 @@ def origin_of(received: ReceivedEvent, durable: str) -> MessageOrigin:
     )
 
 
-def build_consumers(runtime: ServiceRuntime, certification: Certification, batch_size: int) -> list[ConsumerSpec]:
+def build_consumers(
+    runtime: ServiceRuntime, certification: Certification, batch_size: int, portfolios: Portfolios | None = None
+) -> list[ConsumerSpec]:
     filters = [event_filter(EDUCATOR_REGISTERED.name), event_filter(COURSE_COMPLETED.name)]
-    handler = event_handler(certification, runtime.durable(CONSUMER_NAME))
+    if portfolios is not None:  # the Faculty AI Portfolio read model (portfolio_usecases.py)
+        filters += [event_filter(spec.name) for spec in PORTFOLIO_EVENTS]
+    handler = event_handler(certification, runtime.durable(CONSUMER_NAME), portfolios)
     return [runtime.add_consumer(CONSUMER_NAME, EVENTS_STREAM, filters, handler, batch_size=batch_size)]

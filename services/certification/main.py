@@ -13,9 +13,12 @@ from iioe.runtime.service import ServiceRuntime
 from services.certification.handlers import build_consumers
 from services.certification.http import build_router
 from services.certification.pages import build_pages_router
+from services.certification.portfolio_http import build_portfolio_router
+from services.certification.portfolio_usecases import Portfolios
 from services.certification.reference import load_catalogue
 from services.certification.settings import CertificationSettings
 from services.certification.store import PostgresUnitOfWork
+from services.certification.store_portfolio import PostgresPortfolioUnitOfWork
 from services.certification.usecases import Certification
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -34,7 +37,8 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         public_url=settings.base_url,
         status_list_size=settings.status_list_size,
     )
-    build_consumers(runtime, certification, settings.consumer_batch_size)
+    portfolios = Portfolios(PostgresPortfolioUnitOfWork(lambda: runtime.pool), certification)
+    build_consumers(runtime, certification, settings.consumer_batch_size, portfolios)
 
     async def ensure_signing_key() -> None:
         await certification.keyring()  # first start creates the key (under a lock shared by replicas)
@@ -43,7 +47,11 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         runtime,
         title="IIOE certification service",
         description="Programmes, progress, certificates (Open Badges 3.0 VC-JWT), verification and JWKS.",
-        routers=[build_pages_router(certification), build_router(certification, settings)],  # `.pdf` route first
+        routers=[
+            build_pages_router(certification),  # `.pdf` route first
+            build_router(certification, settings),
+            build_portfolio_router(portfolios, certification),
+        ],
         on_start=[ensure_signing_key],
         state={"certification": certification},
     )

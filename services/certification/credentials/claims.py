@@ -82,6 +82,7 @@ def build_credential_claims(
     credit_system: str = "ECTS",
     credential_status: Sequence[Mapping[str, str]] = (),
     criteria_url: str | None = None,
+    evidence: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """VC-JWT claims (`iss`, `sub`, `jti`, `iat`, `nbf`, `vc`) of the credential for one earned programme.
 
@@ -89,6 +90,7 @@ def build_credential_claims(
     `language` picks the plain `name`/`description`; all languages are in the `*Localized` fields.
     `credential_status`: W3C Bitstring Status List entries (`status_list.status_entry`), from contract 1.1 on.
     `criteria_url`: the programme's public criteria page, the achievement's `criteria.id`.
+    `evidence`: OB 3.0 `Evidence` objects (e.g. `portfolio.evidence_of(entries, issued_at)`), omitted when empty.
     """
     if issued_at.tzinfo is None:
         raise ValueError("issued_at must be timezone-aware")
@@ -115,6 +117,8 @@ def build_credential_claims(
     }
     if credential_status:
         credential["credentialStatus"] = [dict(entry) for entry in credential_status]
+    if evidence:
+        credential["evidence"] = [dict(item) for item in evidence]
     return {"iss": issuer.id, "sub": sub, "jti": jti, "iat": timestamp, "nbf": timestamp, "vc": credential}
 
 

@@ -14,7 +14,7 @@ EntryKind = Literal["lesson_plan", "syllabus_change", "teaching_artefact", "refl
 # .. event_type: org.iioe.portfolio.entry_added.v1   (contract v1.1; subject name portfolio_entry_added)
 # .. subject: iioe.events.<institution>.portfolio_entry_added.v1 (stream IIOE_EVENTS)
 # .. producer: partners, platform
-# .. consumers: analytics
+# .. consumers: analytics, certification (Faculty AI Portfolio read model)
 # .. personal_data: none — a title and a link, never the entry's content
 class PortfolioEntryAdded(EventData):
     """An educator added an entry to their teaching portfolio."""
@@ -31,7 +31,7 @@ class PortfolioEntryAdded(EventData):
 # .. event_type: org.iioe.portfolio.practice_integration_reported.v1   (contract v1.1)
 # .. subject: iioe.events.<institution>.practice_integration_reported.v1 (stream IIOE_EVENTS)
 # .. producer: partners, platform
-# .. consumers: analytics (educators integrating AI: the latest report counts)
+# .. consumers: analytics (educators integrating AI: the latest report counts), certification (portfolio)
 # .. personal_data: none
 class PracticeIntegrationReported(EventData):
     """An educator reported whether their teaching practice integrates AI."""
