@@ -24,10 +24,12 @@ def event_handler(certification: Certification, durable: str) -> Handler:
     async def on_event(received: ReceivedEvent) -> None:
         try:
             if received.spec is EDUCATOR_REGISTERED:
-                await certification.on_educator_registered(received.id, cast(EducatorRegistered, received.event.data))
+                data = cast(EducatorRegistered, received.event.data)
+                await certification.on_educator_registered(received.id, data, source=received.event.source)
             elif received.spec is COURSE_COMPLETED:
-                data = cast(CourseCompleted, received.event.data)
-                await certification.on_course_completed(received.id, data, origin_of(received, durable))
+                completed = cast(CourseCompleted, received.event.data)
+                origin = origin_of(received, durable)
+                await certification.on_course_completed(received.id, completed, origin, source=received.event.source)
         except CertificationError as exc:
             raise Unprocessable(exc.code, exc.message) from None
 

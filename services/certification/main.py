@@ -25,7 +25,12 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
     settings = settings or CertificationSettings(**overrides)
     runtime = ServiceRuntime(settings, MIGRATIONS)
     certification = Certification(
-        PostgresUnitOfWork(lambda: runtime.pool, source=settings.source, after_outbox=lambda: _wake_relay(runtime)),
+        PostgresUnitOfWork(
+            lambda: runtime.pool,
+            source=settings.source,
+            after_outbox=lambda: _wake_relay(runtime),
+            vault=settings.key_vault(),
+        ),
         load_catalogue(*settings.catalogue_files),
         dict(load_institutions(settings.institutions_file)),
         issuer=settings.issuer,
@@ -34,6 +39,7 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
     build_consumers(runtime, certification, settings.consumer_batch_size)
 
     async def ensure_signing_key() -> None:
+        await certification.seal_plaintext_keys()  # upgrade path: keys stored before #9 are sealed now
         await certification.keyring()  # first start creates the key (under a lock shared by replicas)
 
     return build_service(

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from services.certification.credentials import KeyRecord
+from services.certification.credentials import KeyRecord, PublicKeyRecord
 from services.certification.domain import (
     Certificate,
     Completion,
@@ -84,6 +84,22 @@ class SigningKeyRepository(Protocol):
     async def replace_active(self, record: KeyRecord) -> None:
         """Retire the active key (it stays published) and make `record` the one active key."""
 
+    async def public_keys(self) -> list[PublicKeyRecord]:
+        """The public halves (for the JWKS), read without opening any private key."""
+        ...
+
+    async def add_retired(self, record: KeyRecord) -> bool:
+        """Store a key (from a backup) as retired; False when its kid is already stored."""
+        ...
+
+    async def mark_compromised(self, kid: str, since: datetime) -> bool:
+        """Retire `kid` as compromised from `since` (an earlier time wins); False for an unknown kid."""
+        ...
+
+    async def seal_plaintext(self) -> int:
+        """Seal keys still stored in plaintext (the upgrade path); how many were sealed."""
+        ...
+
 
 class Outbox(Protocol):
     """Messages to publish if and only if the transaction commits."""
@@ -96,8 +112,9 @@ class Outbox(Protocol):
 
 
 class Inbox(Protocol):
-    async def claim(self, event_id: str) -> bool:
-        """True the first time this service processes `event_id`; False for a duplicate or replay."""
+    async def claim(self, event_id: str, *, source: str = "") -> bool:
+        """True the first time this service processes the CloudEvent `(source, event_id)`; False for a duplicate
+        or replay. `source` '' is the id-only key of rows recorded before the inbox knew sources."""
         ...
 
 

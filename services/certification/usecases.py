@@ -29,6 +29,7 @@ from services.certification.credentials import (
     sign_credential,
     verify_credential,
 )
+from services.certification.credentials.verification import compromised_since
 from services.certification.domain import (
     Certificate,
     CertificationError,
@@ -134,11 +135,13 @@ class Certification:
 
     # --- events in -----------------------------------------------------------------------------------
 
-    async def on_educator_registered(self, event_id: str, data: EducatorRegistered) -> None:
-        """Record the educator, then apply (or reject) completions that arrived before, and issue what is earned."""
+    async def on_educator_registered(self, event_id: str, data: EducatorRegistered, *, source: str = "") -> None:
+        """Record the educator, then apply (or reject) completions that arrived before, and issue what is earned.
+
+        `source` + `event_id` are the CloudEvent's identity (the inbox key)."""
         async with self._uow.transaction() as tx:
             await tx.progress.lock(data.educator_id)
-            if not await tx.inbox.claim(event_id):
+            if not await tx.inbox.claim(event_id, source=source):
                 return
             educator = Educator(data.educator_id, data.institution, data.language, data.role, data.registered_at)
             if not await tx.progress.add_educator(educator):
@@ -163,7 +166,9 @@ class Certification:
                 await tx.progress.save_completion(educator.educator_id, completions[course_id])
             await self._issue_earned(tx, educator, completions)
 
-    async def on_course_completed(self, event_id: str, data: CourseCompleted, origin: MessageOrigin) -> None:
+    async def on_course_completed(
+        self, event_id: str, data: CourseCompleted, origin: MessageOrigin, *, source: str = ""
+    ) -> None:
         """Keep the best attempt; park it if the educator is not registered yet; issue what becomes earned."""
         if not self.catalogue.is_known_course(data.course_id):
             raise CertificationError(
@@ -171,7 +176,7 @@ class Certification:
             )
         async with self._uow.transaction() as tx:
             await tx.progress.lock(data.educator_id)
-            if not await tx.inbox.claim(event_id):
+            if not await tx.inbox.claim(event_id, source=source):
                 return
             educator = await tx.progress.get_educator(data.educator_id)
             if educator is None:
@@ -330,6 +335,30 @@ class Certification:
         async with self._uow.transaction() as tx:
             return await keys.rotate_key(tx.keys)
 
+    # --- signing keys at rest (key_vault.py, keys.py) ----------------------------------------------------
+
+    async def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The published JWKS, from the stored public halves; creates the first key if there is none."""
+        async with self._uow.transaction() as tx:
+            if not any(r.active for r in await tx.keys.public_keys()):
+                await keys.ensure_keyring(tx.keys)
+            return await keys.public_jwks(tx.keys)
+
+    async def seal_plaintext_keys(self) -> int:
+        async with self._uow.transaction() as tx:
+            await tx.keys.lock()
+            sealed = await tx.keys.seal_plaintext()
+        if sealed:
+            log.info("signing keys sealed at rest", count=sealed)
+        return sealed
+
+    async def retire_compromised_key(self, kid: str, since: datetime | None = None) -> KeyRing:
+        async with self._uow.transaction() as tx:
+            try:
+                return await keys.retire_compromised(tx.keys, kid, since or datetime.now(UTC))
+            except KeyError:
+                raise CertificationError("key_not_found", f"no signing key {kid!r}") from None
+
     # --- reads ---------------------------------------------------------------------------------------
 
     async def keyring(self) -> KeyRing:
@@ -339,9 +368,9 @@ class Certification:
 
     async def verify(self, token: str) -> Verification:
         """Signature and claims against our JWKS, then the certificate's status on record."""
-        keyring = await self.keyring()
+        jwks = await self.jwks()
         try:
-            verified = verify_credential(token, keyring.jwks(), issuer=self.issuer.id)
+            verified = verify_credential(token, jwks, issuer=self.issuer.id)
         except CredentialError as exc:
             return Verification("invalid", reason=str(exc.reason), detail=exc.detail)
         async with self._uow.transaction() as tx:
@@ -354,6 +383,9 @@ class Certification:
             return Verification(
                 "invalid", reason="unknown_certificate", detail="signed by us, but no such certificate is on record"
             )
+        compromised = key_compromised(jwks, verified.kid, certificate, token)
+        if compromised is not None:
+            return Verification("invalid", reason="key_compromised", detail=compromised, kid=verified.kid)
         status: Literal["valid", "revoked"] = "revoked" if certificate.revocation else "valid"
         return Verification(
             status,
@@ -385,6 +417,17 @@ class Certification:
             pending = await tx.progress.count_pending(educator_id)
         programmes = progress_of(self.catalogue, completions, certificates)
         return EducatorProgress(educator, completions, certificates, programmes, pending)
+
+
+def key_compromised(jwks: Mapping[str, Any], kid: str, certificate: Certificate, token: str) -> str | None:
+    """Why a credential signed by a compromised key is not trusted, or None: only the very credential on record,
+    issued before the compromise time by that key, still verifies (a signature alone proves nothing any more)."""
+    since = compromised_since(jwks, kid)
+    if since is None:
+        return None
+    if certificate.kid == kid and certificate.credential == token and certificate.issued_at < since:
+        return None
+    return f"key {kid!r} was retired as compromised from {since.isoformat()}"
 
 
 async def _certificate(tx: Repositories, certificate_id: str, *, for_update: bool = False) -> Certificate:

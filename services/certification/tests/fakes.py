@@ -16,7 +16,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from services.certification.credentials import KeyRecord
+from services.certification.credentials import KeyRecord, PublicKeyRecord
 from services.certification.domain import (
     Certificate,
     Completion,
@@ -52,7 +52,7 @@ class FakeState:
     keys: list[KeyRecord] = field(default_factory=list)
     events: list[StagedEvent] = field(default_factory=list)
     dead_letters: list[StagedDeadLetter] = field(default_factory=list)
-    inbox: set[str] = field(default_factory=set)
+    inbox: set[tuple[str, str]] = field(default_factory=set)
 
 
 class FakeProgress:
@@ -143,6 +143,32 @@ class FakeSigningKeys:
     async def replace_active(self, record: KeyRecord) -> None:
         self._s.keys = [replace(r, active=False) for r in self._s.keys] + [replace(record, active=True)]
 
+    async def public_keys(self) -> list[PublicKeyRecord]:
+        return [
+            PublicKeyRecord(
+                r.kid, {k: r.private_jwk[k] for k in ("kty", "crv", "x")}, r.created_at, r.active, r.compromised_at
+            )
+            for r in await self.records()
+        ]
+
+    async def add_retired(self, record: KeyRecord) -> bool:
+        if any(r.kid == record.kid for r in self._s.keys):
+            return False
+        self._s.keys.append(replace(record, active=False))
+        return True
+
+    async def mark_compromised(self, kid: str, since: datetime) -> bool:
+        found = False
+        for i, r in enumerate(self._s.keys):
+            if r.kid == kid:
+                earliest = min(since, r.compromised_at) if r.compromised_at else since
+                self._s.keys[i] = replace(r, active=False, compromised_at=earliest)
+                found = True
+        return found
+
+    async def seal_plaintext(self) -> int:
+        return 0  # nothing is at rest in memory
+
 
 class FakeOutbox:
     def __init__(self, state: FakeState) -> None:
@@ -160,10 +186,10 @@ class FakeInbox:
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
-    async def claim(self, event_id: str) -> bool:
-        if event_id in self._s.inbox:
+    async def claim(self, event_id: str, *, source: str = "") -> bool:
+        if (source, event_id) in self._s.inbox:
             return False
-        self._s.inbox.add(event_id)
+        self._s.inbox.add((source, event_id))
         return True
 
 

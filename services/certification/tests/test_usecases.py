@@ -185,7 +185,7 @@ async def test_a_completion_for_another_institution_is_refused_and_leaves_nothin
     with pytest.raises(CertificationError) as refused:
         await world.complete("edu-1", "genai-fundamentals", 90, institution="num", event_id="wrong-inst")
     assert refused.value.code == "institution_mismatch"
-    assert "wrong-inst" not in world.uow.state.inbox  # rolled back with the effect: a redelivery is judged again
+    assert ("", "wrong-inst") not in world.uow.state.inbox  # rolled back with the effect: a redelivery is judged again
     assert world.uow.state.completions.get("edu-1", {}) == {}
 
 
@@ -204,7 +204,7 @@ async def test_an_email_as_educator_id_never_reaches_a_credential_and_nothing_is
     with pytest.raises(CertificationError) as refused:
         await world.complete(educator, "future-classroom", 90, event_id="last-one")
     assert refused.value.code == "invalid_data"
-    assert world.issued() == [] and "last-one" not in world.uow.state.inbox
+    assert world.issued() == [] and ("", "last-one") not in world.uow.state.inbox
     assert "future-classroom" not in world.uow.state.completions[educator]
 
 
@@ -347,3 +347,16 @@ async def test_a_tampered_credential_is_invalid(world: World) -> None:
     tampered = f"{header}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
     verdict = await world.service.verify(tampered)
     assert verdict.status == "invalid" and verdict.reason == "bad_signature"
+
+
+async def test_the_same_event_id_from_two_sources_is_two_events(world: World) -> None:
+    """CloudEvents ids are unique per source: the inbox keys on (source, id)."""
+    await world.register("edu-1")
+    origin = MessageOrigin("iioe.events.must.course_completed.v1", b"{}", "progress", "IIOE_EVENTS", 1)
+    data = CourseCompleted(
+        educator_id="edu-1", institution="must", course_id="genai-fundamentals", score=50, completed_at=T0
+    )
+    for source in ("urn:iioe:partner:a", "urn:iioe:partner:b", "urn:iioe:partner:a"):
+        await world.service.on_course_completed("evt-1", data, origin, source=source)
+    progress = await world.service.progress("edu-1")
+    assert progress.completions["genai-fundamentals"].attempts == 2
