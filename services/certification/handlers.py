@@ -5,6 +5,7 @@ One durable pull consumer for registrations and completions, so a single replica
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 from iioe.events import COURSE_COMPLETED, EDUCATOR_REGISTERED, CourseCompleted, EducatorRegistered
@@ -18,10 +19,17 @@ CONSUMER_NAME = "progress"
 """One durable for both types: a single replica then sees a registration before later completions."""
 
 
-def event_handler(certification: Certification, durable: str) -> Handler:
-    """The consumer's handler; a refused event (a `CertificationError`) is dead-lettered with its code."""
+def event_handler(
+    certification: Certification, durable: str, ready: Callable[[], Awaitable[object]] | None = None
+) -> Handler:
+    """The consumer's handler; a refused event (a `CertificationError`) is dead-lettered with its code.
+
+    `ready` is awaited before each event: consumers start with the runtime, and must not act on an empty
+    database before it is rebuilt from the log (`restore.py`)."""
 
     async def on_event(received: ReceivedEvent) -> None:
+        if ready is not None:
+            await ready()
         try:
             if received.spec is EDUCATOR_REGISTERED:
                 data = cast(EducatorRegistered, received.event.data)
@@ -47,7 +55,12 @@ def origin_of(received: ReceivedEvent, durable: str) -> MessageOrigin:
     )
 
 
-def build_consumers(runtime: ServiceRuntime, certification: Certification, batch_size: int) -> list[ConsumerSpec]:
+def build_consumers(
+    runtime: ServiceRuntime,
+    certification: Certification,
+    batch_size: int,
+    ready: Callable[[], Awaitable[object]] | None = None,
+) -> list[ConsumerSpec]:
     filters = [event_filter(EDUCATOR_REGISTERED.name), event_filter(COURSE_COMPLETED.name)]
-    handler = event_handler(certification, runtime.durable(CONSUMER_NAME))
+    handler = event_handler(certification, runtime.durable(CONSUMER_NAME), ready)
     return [runtime.add_consumer(CONSUMER_NAME, EVENTS_STREAM, filters, handler, batch_size=batch_size)]

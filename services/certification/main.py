@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -9,37 +10,45 @@ from fastapi import FastAPI
 
 from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
+from iioe.runtime.logging import get_logger
 from iioe.runtime.service import ServiceRuntime
-from services.certification.handlers import build_consumers
+from services.certification.handlers import CONSUMER_NAME, build_consumers
 from services.certification.http import build_router
 from services.certification.reference import load_catalogue
+from services.certification.restore import LogRestore, missing_kids, stream_reader
 from services.certification.settings import CertificationSettings
 from services.certification.store import PostgresUnitOfWork
+from services.certification.store_restore import restore_if_empty
 from services.certification.usecases import Certification
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = get_logger(__name__)
 
 
 def create_app(settings: CertificationSettings | None = None, **overrides: Any) -> FastAPI:
     """Build the service from settings; nothing connects until the app starts."""
     settings = settings or CertificationSettings(**overrides)
     runtime = ServiceRuntime(settings, MIGRATIONS)
+    uow = PostgresUnitOfWork(
+        lambda: runtime.pool,
+        source=settings.source,
+        after_outbox=lambda: _wake_relay(runtime),
+        vault=settings.key_vault(),
+    )
     certification = Certification(
-        PostgresUnitOfWork(
-            lambda: runtime.pool,
-            source=settings.source,
-            after_outbox=lambda: _wake_relay(runtime),
-            vault=settings.key_vault(),
-        ),
+        uow,
         load_catalogue(*settings.catalogue_files),
         dict(load_institutions(settings.institutions_file)),
         issuer=settings.issuer,
         on_issued=runtime.metrics.certificate_issued,
     )
-    build_consumers(runtime, certification, settings.consumer_batch_size)
+    restored = asyncio.Event()
+    build_consumers(runtime, certification, settings.consumer_batch_size, ready=restored.wait)
 
     async def ensure_signing_key() -> None:
         await certification.seal_plaintext_keys()  # upgrade path: keys stored before #9 are sealed now
+        await restore_from_log(runtime, certification, uow, settings)  # an empty database is refilled first
+        restored.set()
         await certification.keyring()  # first start creates the key (under a lock shared by replicas)
 
     return build_service(
@@ -56,3 +65,13 @@ def _wake_relay(runtime: ServiceRuntime) -> None:
     """Publish what a transaction just committed to the outbox now rather than at the next poll."""
     if runtime.relay is not None:
         runtime.relay.wake()
+
+
+async def restore_from_log(
+    runtime: ServiceRuntime, certification: Certification, uow: PostgresUnitOfWork, settings: CertificationSettings
+) -> None:
+    """On an empty database, rebuild certificates, decisions and progress from IIOE_EVENTS (`restore.py`)."""
+    restore = LogRestore(certification, uow, settings.source, durable=runtime.durable(CONSUMER_NAME))
+    report = await restore_if_empty(runtime.pool, lambda: restore.restore(stream_reader(runtime.js)))
+    if report is not None and (missing := missing_kids(report, await certification.jwks())):
+        log.error("restored credentials name keys not in the JWKS: run `iioe certification keys import`", kids=missing)
