@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,20 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         await restore_from_log(runtime, certification, uow, settings)  # an empty database is refilled first
         restored.set()
         await certification.keyring()  # first start creates the key (under a lock shared by replicas)
+
+    async def expire_parked_completions() -> None:
+        """Parked completions of educators who never register are bounded (`pending_completion_ttl_seconds`)."""
+        ttl = timedelta(seconds=settings.pending_completion_ttl_seconds)
+        await restored.wait()
+        while True:
+            try:
+                while await certification.expire_pending(ttl) > 0:
+                    pass
+            except Exception as exc:  # a database outage: try again at the next sweep
+                log.warning("parked completions not checked", error=repr(exc))
+            await asyncio.sleep(settings.pending_sweep_seconds)
+
+    runtime.add_background_task("expire-parked-completions", expire_parked_completions)
 
     return build_service(
         runtime,

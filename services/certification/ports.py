@@ -50,6 +50,10 @@ class ProgressRepository(Protocol):
 
     async def count_pending(self, educator_id: str) -> int: ...
 
+    async def take_expired_pending(self, parked_before: datetime, limit: int) -> list[PendingCompletion]:
+        """Remove and return up to `limit` completions parked before `parked_before` (any educator)."""
+        ...
+
 
 class CertificateRepository(Protocol):
     """Certificates with their revocations and credit recognitions."""

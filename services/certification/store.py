@@ -168,6 +168,17 @@ class PostgresProgress:
         )
         return [PendingCompletion(**{**dict(r), "raw": bytes(r["raw"])}) for r in rows]
 
+    async def take_expired_pending(self, parked_before: datetime, limit: int) -> list[PendingCompletion]:
+        rows = await self.conn.fetch(
+            "DELETE FROM pending_completions WHERE event_id IN (SELECT event_id FROM pending_completions"
+            " WHERE received_at < $1 ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            " RETURNING event_id, educator_id, institution, course_id, score, completed_at, subject, raw, durable,"
+            " stream, stream_seq",
+            parked_before,
+            limit,
+        )
+        return [PendingCompletion(**{**dict(r), "raw": bytes(r["raw"])}) for r in rows]
+
     async def count_pending(self, educator_id: str) -> int:
         count: int = await self.conn.fetchval(
             "SELECT count(*) FROM pending_completions WHERE educator_id = $1", educator_id

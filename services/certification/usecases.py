@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 from iioe.events import CertificateIssued, CertificateRevoked, CourseCompleted, CreditRecognized, EducatorRegistered
@@ -202,6 +202,28 @@ class Certification:
             educator_id=educator.educator_id,
             completion_id=pending.event_id,
         )
+
+    async def expire_pending(self, ttl: timedelta, *, limit: int = 500) -> int:
+        """Completions parked longer than `ttl` for an educator never registered go to the DLQ
+        (`educator_unknown`, the original bytes, re-drivable once the registration exists); how many."""
+        now = self._clock()
+        async with self._uow.transaction() as tx:
+            expired = await tx.progress.take_expired_pending(now - ttl, limit)
+            for pending in expired:
+                detail = (
+                    f"no registration of educator {pending.educator_id!r} arrived within {ttl}; the completion was"
+                    " held until then"
+                )
+                await tx.outbox.add_dead_letter(pending, Reason.EDUCATOR_UNKNOWN, detail, datetime.now(UTC))
+        for pending in expired:
+            log.info(
+                "parked completion expired",
+                decision="dead_lettered",
+                reason=str(Reason.EDUCATOR_UNKNOWN),
+                educator_id=pending.educator_id,
+                completion_id=pending.event_id,
+            )
+        return len(expired)
 
     # --- issuing -------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import contextlib
 import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
@@ -47,6 +47,7 @@ class FakeState:
     educators: dict[str, Educator] = field(default_factory=dict)
     completions: dict[str, dict[str, Completion]] = field(default_factory=dict)
     pending: dict[str, PendingCompletion] = field(default_factory=dict)
+    parked_at: dict[str, datetime] = field(default_factory=dict)
     certificates: dict[str, Certificate] = field(default_factory=dict)
     recognitions: dict[str, Recognition] = field(default_factory=dict)
     keys: list[KeyRecord] = field(default_factory=list)
@@ -79,7 +80,16 @@ class FakeProgress:
         self._s.completions.setdefault(educator_id, {})[completion.course_id] = completion
 
     async def park(self, pending: PendingCompletion) -> None:
-        self._s.pending.setdefault(pending.event_id, pending)
+        if pending.event_id not in self._s.pending:
+            self._s.pending[pending.event_id] = pending
+            self._s.parked_at[pending.event_id] = datetime.now(UTC)  # like the column's DEFAULT now()
+
+    async def take_expired_pending(self, parked_before: datetime, limit: int) -> list[PendingCompletion]:
+        expired = sorted((at, event_id) for event_id, at in self._s.parked_at.items() if at < parked_before)
+        taken = [self._s.pending.pop(event_id) for _, event_id in expired[:limit] if event_id in self._s.pending]
+        for p in taken:
+            del self._s.parked_at[p.event_id]
+        return taken
 
     async def take_pending(self, educator_id: str) -> list[PendingCompletion]:
         taken = [p for p in self._s.pending.values() if p.educator_id == educator_id]

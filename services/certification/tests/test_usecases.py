@@ -360,3 +360,30 @@ async def test_the_same_event_id_from_two_sources_is_two_events(world: World) ->
         await world.service.on_course_completed("evt-1", data, origin, source=source)
     progress = await world.service.progress("edu-1")
     assert progress.completions["genai-fundamentals"].attempts == 2
+
+
+# --- completions parked for an unknown educator are bounded -------------------------------------------------
+
+
+async def test_a_completion_parked_past_the_limit_is_dead_lettered_as_educator_unknown() -> None:
+    uow = FakeUnitOfWork()
+    now = [datetime.now(UTC)]
+    service = Certification(uow, CATALOGUE, {"must": {}}, clock=lambda: now[0])
+    origin = MessageOrigin("iioe.events.must.course_completed.v1", b'{"id":"c1"}', "progress", "IIOE_EVENTS", 7)
+    data = CourseCompleted(educator_id="ghost", institution="must", course_id="genai-fundamentals", score=90,
+                           completed_at=T0)  # fmt: skip
+    await service.on_course_completed("c1", data, origin)
+
+    assert await service.expire_pending(timedelta(days=7)) == 0  # not yet
+    now[0] += timedelta(days=7, seconds=1)
+    assert await service.expire_pending(timedelta(days=7)) == 1
+    [letter] = uow.state.dead_letters
+    assert letter.reason == "educator_unknown" and letter.pending.raw == b'{"id":"c1"}'
+    assert uow.state.pending == {} and await service.expire_pending(timedelta(days=7)) == 0
+
+    # a registration arriving afterwards finds nothing parked: the completion waits in the DLQ for a re-drive
+    await service.on_educator_registered(
+        "r1",
+        EducatorRegistered(educator_id="ghost", institution="must", language="en", role="educator", registered_at=T0),
+    )
+    assert (await service.progress("ghost")).completions == {}
