@@ -20,6 +20,8 @@ from services.certification.restore import LogRestore, missing_kids, stream_read
 from services.certification.settings import CertificationSettings
 from services.certification.store import PostgresUnitOfWork
 from services.certification.store_restore import restore_if_empty
+from services.certification.transfer_service import CreditTransfers
+from services.certification.transfers_http import build_transfers_router
 from services.certification.usecases import Certification
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -43,6 +45,7 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         issuer=settings.issuer,
         on_issued=runtime.metrics.certificate_issued,
     )
+    transfers = CreditTransfers(uow, certification.institutions)
     restored = asyncio.Event()
     build_consumers(runtime, certification, settings.consumer_batch_size, ready=restored.wait)
 
@@ -70,9 +73,9 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         runtime,
         title="IIOE certification service",
         description="Programmes, progress, certificates (Open Badges 3.0 VC-JWT), verification and JWKS.",
-        routers=[build_router(certification, settings)],
+        routers=[build_router(certification, settings), build_transfers_router(transfers)],
         on_start=[ensure_signing_key],
-        state={"certification": certification},
+        state={"certification": certification, "credit_transfers": transfers},
     )
 
 

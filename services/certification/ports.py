@@ -108,8 +108,11 @@ class SigningKeyRepository(Protocol):
 class Outbox(Protocol):
     """Messages to publish if and only if the transaction commits."""
 
-    async def add_event(self, data: BaseModel, *, subject: str, event_id: str, time: datetime) -> None:
-        """Stage a domain event; its type and NATS subject follow from `data` (the event catalogue)."""
+    async def add_event(
+        self, data: BaseModel, *, subject: str, event_id: str, time: datetime, actor: str | None = None
+    ) -> None:
+        """Stage a domain event; its type and NATS subject follow from `data` (the event catalogue); `actor`
+        (who caused it: an operator or institution token) becomes the CloudEvents `actor` attribute."""
 
     async def add_dead_letter(self, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime) -> None:
         """Stage the dead letter of a parked completion (its original bytes, the usual dead-letter headers)."""

@@ -31,6 +31,7 @@ from services.certification.domain import (
     Revocation,
 )
 from services.certification.key_vault import KeyVault, KeyVaultError, SealedKey
+from services.certification.store_transfers import PostgresTransfers
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, inside the caller's transaction."""
@@ -74,6 +75,7 @@ class PostgresRepositories:
         self.progress = PostgresProgress(conn)
         self.certificates = PostgresCertificates(conn)
         self.keys = PostgresSigningKeys(conn, vault)
+        self.transfers = PostgresTransfers(conn)  # credit transfers (store_transfers.py)
         self.outbox = PostgresOutbox(conn, source)
         self.inbox = PostgresInbox(conn)
 
@@ -384,8 +386,12 @@ class PostgresOutbox:
     staged: int = 0
     """Messages staged in this transaction."""
 
-    async def add_event(self, data: BaseModel, *, subject: str, event_id: str, time: datetime) -> None:
-        await enqueue_event(self.conn, data, source=self.source, subject=subject, event_id=event_id, time=time)
+    async def add_event(
+        self, data: BaseModel, *, subject: str, event_id: str, time: datetime, actor: str | None = None
+    ) -> None:
+        await enqueue_event(
+            self.conn, data, source=self.source, subject=subject, event_id=event_id, time=time, actor=actor
+        )
         self.staged += 1
 
     async def add_dead_letter(self, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime) -> None:

@@ -25,6 +25,8 @@ from services.certification.domain import (
     Recognition,
     Revocation,
 )
+from services.certification.tests.fakes_transfers import FakeTransfers
+from services.certification.transfers import CreditTransfer
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class StagedEvent:
     subject: str
     event_id: str
     time: datetime
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class FakeState:
     events: list[StagedEvent] = field(default_factory=list)
     dead_letters: list[StagedDeadLetter] = field(default_factory=list)
     inbox: set[tuple[str, str]] = field(default_factory=set)
+    transfers: dict[str, CreditTransfer] = field(default_factory=dict)
 
 
 class FakeProgress:
@@ -184,9 +188,11 @@ class FakeOutbox:
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
-    async def add_event(self, data: BaseModel, *, subject: str, event_id: str, time: datetime) -> None:
+    async def add_event(
+        self, data: BaseModel, *, subject: str, event_id: str, time: datetime, actor: str | None = None
+    ) -> None:
         if all(e.event_id != event_id for e in self._s.events):  # ON CONFLICT (event_id) DO NOTHING
-            self._s.events.append(StagedEvent(data, subject, event_id, time))
+            self._s.events.append(StagedEvent(data, subject, event_id, time, actor))
 
     async def add_dead_letter(self, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime) -> None:
         self._s.dead_letters.append(StagedDeadLetter(pending, reason, detail))
@@ -208,6 +214,7 @@ class FakeRepositories:
         self.progress = FakeProgress(state)
         self.certificates = FakeCertificates(state)
         self.keys = FakeSigningKeys(state)
+        self.transfers = FakeTransfers(state.transfers)
         self.outbox = FakeOutbox(state)
         self.inbox = FakeInbox(state)
 
