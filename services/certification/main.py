@@ -20,7 +20,7 @@ from services.certification.restore import LogRestore, missing_kids, stream_read
 from services.certification.settings import CertificationSettings
 from services.certification.store import PostgresUnitOfWork
 from services.certification.store_restore import restore_if_empty
-from services.certification.transfer_service import CreditTransfers
+from services.certification.transfer_service import CreditTransfers, restore_appliers
 from services.certification.transfers_http import build_transfers_router
 from services.certification.usecases import Certification
 
@@ -89,7 +89,9 @@ async def restore_from_log(
     runtime: ServiceRuntime, certification: Certification, uow: PostgresUnitOfWork, settings: CertificationSettings
 ) -> None:
     """On an empty database, rebuild certificates, decisions and progress from IIOE_EVENTS (`restore.py`)."""
-    restore = LogRestore(certification, uow, settings.source, durable=runtime.durable(CONSUMER_NAME))
+    restore = LogRestore(
+        certification, uow, settings.source, appliers=restore_appliers(), durable=runtime.durable(CONSUMER_NAME)
+    )
     report = await restore_if_empty(runtime.pool, lambda: restore.restore(stream_reader(runtime.js)))
     if report is not None and (missing := missing_kids(report, await certification.jwks())):
         log.error("restored credentials name keys not in the JWKS: run `iioe certification keys import`", kids=missing)

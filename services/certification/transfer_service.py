@@ -6,13 +6,20 @@ two receiving institutions accepting at the same moment can never together excee
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from iioe.events import CreditRecognized, CreditTransferDecided, CreditTransferRequested
+from iioe.events import (
+    CREDIT_TRANSFER_DECIDED,
+    CREDIT_TRANSFER_REQUESTED,
+    CreditRecognized,
+    CreditTransferDecided,
+    CreditTransferRequested,
+)
+from iioe.runtime.consumer import ReceivedEvent
 from iioe.runtime.logging import get_logger
 from services.certification.domain import Certificate, CertificationError, Recognition, recognition_id_for
 from services.certification.ports import Repositories
@@ -226,3 +233,38 @@ async def _certificate(tx: Repositories, certificate_id: str, *, for_update: boo
     if certificate is None:
         raise CertificationError("certificate_not_found", f"no certificate {certificate_id!r}")
     return certificate
+
+
+# --- rebuilding from the log (restore.py) ---------------------------------------------------------------------
+
+
+async def _restore_requested(tx: Repositories, received: ReceivedEvent) -> None:
+    data = cast(CreditTransferRequested, received.event.data)
+    if await tx.certificates.get(data.certificate_id) is None:
+        return
+    await cast(TransferRepositories, tx).transfers.add(
+        CreditTransfer(
+            request_id=data.request_id,
+            educator_id=data.educator_id,
+            institution=data.institution,
+            certificate_id=data.certificate_id,
+            receiving_institution=data.receiving_institution,
+            receiving_programme=data.receiving_programme,
+            requested_at=data.requested_at,
+        )
+    )
+
+
+async def _restore_decided(tx: Repositories, received: ReceivedEvent) -> None:
+    data = cast(CreditTransferDecided, received.event.data)
+    transfers = cast(TransferRepositories, tx).transfers
+    transfer = await transfers.get(data.request_id)
+    if transfer is not None:
+        decided = replace(transfer, decision=data.decision, credits=data.credits, reason=data.reason)
+        await transfers.record_decision(replace(decided, decided_at=data.decided_at))
+
+
+def restore_appliers() -> dict[str, Callable[[Repositories, ReceivedEvent], Awaitable[None]]]:
+    """How `LogRestore` brings back transfer requests and decisions from this service's own events (the
+    recognitions of accepted ones come back from their CreditRecognized events)."""
+    return {CREDIT_TRANSFER_REQUESTED.type: _restore_requested, CREDIT_TRANSFER_DECIDED.type: _restore_decided}

@@ -17,6 +17,7 @@ from services.certification.reference import builtin_catalogue
 from services.certification.restore import LogRestore, missing_kids
 from services.certification.settings import SOURCE
 from services.certification.tests.fakes import FakeUnitOfWork
+from services.certification.transfer_service import CreditTransfers, DecideTransfer, RequestTransfer, restore_appliers
 from services.certification.usecases import Certification, MessageOrigin, RecognizeCredits, RevokeCertificate
 
 AI = "ai-in-higher-education"
@@ -85,6 +86,10 @@ async def original_life() -> tuple[Log, FakeUnitOfWork, Certification]:
     cert = [e for e in uow.events_of(CertificateIssued) if isinstance(e, CertificateIssued)]
     await service.revoke(RevokeCertificate(cert[1].certificate_id, "fraud"))
     await service.recognize(RecognizeCredits(cert[0].certificate_id, "num", "msc-education", 2))
+    transfers = CreditTransfers(uow, {"must": {}, "num": {}, "msue": {}})
+    accepted, _ = await transfers.request(RequestTransfer("edu-1", cert[0].certificate_id, "msue", "msc-ai"))
+    await transfers.decide(DecideTransfer(accepted.request_id, "accepted", credits=1))
+    await transfers.request(RequestTransfer("edu-1", cert[0].certificate_id, "num", "phd"))
     await keys.rotate_key(FakeKeys(uow))  # a later rotation: the old kid must stay published
     log.publish_outbox(uow, published)
     return log, uow, service
@@ -110,14 +115,15 @@ async def test_an_empty_store_is_rebuilt_from_the_log_without_issuing_again() ->
     after.state.keys = list(before.state.keys)  # `keys import`
     service = Certification(after, CATALOGUE, {"must": {}, "num": {}})
 
-    report = await LogRestore(service, after, SOURCE).restore(log.read)
+    report = await LogRestore(service, after, SOURCE, appliers=restore_appliers()).restore(log.read)
 
+    assert after.state.transfers == before.state.transfers and len(after.state.transfers) == 2
     assert after.state.certificates == before.state.certificates  # credentials byte-identical, revocation kept
     assert after.state.recognitions == before.state.recognitions
     assert after.state.completions == before.state.completions and after.state.educators == before.state.educators
     assert set(after.state.pending) == set(before.state.pending)  # edu-x still waits for a registration
     assert after.events_of(CertificateIssued) == []  # nothing issued again
-    assert (report.certificates, report.revocations, report.recognitions) == (2, 1, 1)
+    assert (report.certificates, report.revocations, report.recognitions) == (2, 1, 2)
     assert missing_kids(report, await service.jwks()) == []
     revoked = next(c for c in after.state.certificates.values() if c.revocation)
     assert (await service.verify(revoked.credential)).status == "revoked"
