@@ -39,7 +39,8 @@ export HOSTNET_POSTGRES_PORT=${ports[9]} HOSTNET_REGISTRATION_PORT=${ports[10]} 
 export HOSTNET_ANALYTICS_PORT=${ports[12]} HOSTNET_NOTIFICATIONS_PORT=${ports[13]}
 POSTGRES_PASSWORD=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 IIOE_OPERATOR_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-export POSTGRES_PASSWORD IIOE_OPERATOR_TOKEN
+IIOE_CERTIFICATION_KEY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+export POSTGRES_PASSWORD IIOE_OPERATOR_TOKEN IIOE_CERTIFICATION_KEY_ENCRYPTION_KEY
 
 project=iioe-compose-test-$$
 # docker-compose 1.x refuses published ports with network_mode: host and merges (never

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from datetime import UTC, datetime, timedelta
@@ -69,6 +70,11 @@ def test_a_kek_from_the_environment_wins_and_a_malformed_one_is_refused(tmp_path
     assert not (tmp_path / "certification").exists()
     with pytest.raises(KeyVaultError, match="32 bytes"):
         load_or_create_kek(value="c2hvcnQ", file=None, data_dir=tmp_path)
+    padded = base64.b64encode(bytes(range(224, 256))).decode()  # `openssl rand -base64 32`: '+', '/', '='
+    assert "/" in padded and load_or_create_kek(value=padded, file=None, data_dir=tmp_path) == bytes(range(224, 256))
+    secret = tmp_path / "kek-secret"
+    secret.write_text(padded + "\n")
+    assert load_or_create_kek(value=None, file=secret, data_dir=tmp_path) == bytes(range(224, 256))
 
 
 def test_a_sealed_key_opens_only_under_its_kid_and_its_kek() -> None:
