@@ -124,6 +124,9 @@ class Inbox(Protocol):
         or replay. `source` '' is the id-only key of rows recorded before the inbox knew sources."""
         ...
 
+    async def release(self, event_id: str, *, source: str = "") -> None:
+        """Forget a claim (its effect was handed to the DLQ instead), so a re-driven copy is processed."""
+
 
 class Repositories(Protocol):
     """What one transaction offers (read-only attributes, so adapters may narrow the types)."""

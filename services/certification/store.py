@@ -87,6 +87,14 @@ class PostgresInbox:
     async def claim(self, event_id: str, *, source: str = "") -> bool:
         return await inbox.claim(self.conn, INBOX_CONSUMER, event_id, source=source)
 
+    async def release(self, event_id: str, *, source: str = "") -> None:
+        await self.conn.execute(
+            "DELETE FROM inbox WHERE consumer = $1 AND event_id = $2 AND source IN ($3, '')",
+            INBOX_CONSUMER,
+            event_id,
+            source,
+        )
+
 
 # --- educators and completions -----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ transaction: replicas, redeliveries and replays then all reach the same single c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -215,6 +216,7 @@ class Certification:
                     " held until then"
                 )
                 await tx.outbox.add_dead_letter(pending, Reason.EDUCATOR_UNKNOWN, detail, datetime.now(UTC))
+                await tx.inbox.release(pending.event_id, source=_source_of(pending.raw))  # re-drivable later
         for pending in expired:
             log.info(
                 "parked completion expired",
@@ -457,6 +459,15 @@ async def _certificate(tx: Repositories, certificate_id: str, *, for_update: boo
     if certificate is None:
         raise CertificationError("certificate_not_found", f"no certificate {certificate_id!r}")
     return certificate
+
+
+def _source_of(raw: bytes) -> str:
+    """The CloudEvents `source` of a parked completion's original bytes ('' if unreadable: the id-only key)."""
+    try:
+        source = json.loads(raw).get("source")
+    except (ValueError, AttributeError):
+        return ""
+    return source if isinstance(source, str) else ""
 
 
 def _pending(event_id: str, data: CourseCompleted, origin: MessageOrigin) -> PendingCompletion:

@@ -208,6 +208,9 @@ class FakeInbox:
         self._s.inbox.add((source, event_id))
         return True
 
+    async def release(self, event_id: str, *, source: str = "") -> None:
+        self._s.inbox -= {(source, event_id), ("", event_id)}
+
 
 class FakeRepositories:
     def __init__(self, state: FakeState) -> None:

@@ -369,16 +369,17 @@ async def test_a_completion_parked_past_the_limit_is_dead_lettered_as_educator_u
     uow = FakeUnitOfWork()
     now = [datetime.now(UTC)]
     service = Certification(uow, CATALOGUE, {"must": {}}, clock=lambda: now[0])
-    origin = MessageOrigin("iioe.events.must.course_completed.v1", b'{"id":"c1"}', "progress", "IIOE_EVENTS", 7)
+    raw = b'{"id":"c1","source":"urn:lms"}'
+    origin = MessageOrigin("iioe.events.must.course_completed.v1", raw, "progress", "IIOE_EVENTS", 7)
     data = CourseCompleted(educator_id="ghost", institution="must", course_id="genai-fundamentals", score=90,
                            completed_at=T0)  # fmt: skip
-    await service.on_course_completed("c1", data, origin)
+    await service.on_course_completed("c1", data, origin, source="urn:lms")
 
     assert await service.expire_pending(timedelta(days=7)) == 0  # not yet
     now[0] += timedelta(days=7, seconds=1)
     assert await service.expire_pending(timedelta(days=7)) == 1
     [letter] = uow.state.dead_letters
-    assert letter.reason == "educator_unknown" and letter.pending.raw == b'{"id":"c1"}'
+    assert letter.reason == "educator_unknown" and letter.pending.raw == raw
     assert uow.state.pending == {} and await service.expire_pending(timedelta(days=7)) == 0
 
     # a registration arriving afterwards finds nothing parked: the completion waits in the DLQ for a re-drive
@@ -387,3 +388,5 @@ async def test_a_completion_parked_past_the_limit_is_dead_lettered_as_educator_u
         EducatorRegistered(educator_id="ghost", institution="must", language="en", role="educator", registered_at=T0),
     )
     assert (await service.progress("ghost")).completions == {}
+    await service.on_course_completed("c1", data, origin, source="urn:lms")  # the re-driven letter counts
+    assert (await service.progress("ghost")).completions["genai-fundamentals"].best_score == 90
