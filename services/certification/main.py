@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from iioe.access import RESTORE_CONSUMER
 from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.logging import get_logger
@@ -92,6 +93,7 @@ async def restore_from_log(
     restore = LogRestore(
         certification, uow, settings.source, appliers=restore_appliers(), durable=runtime.durable(CONSUMER_NAME)
     )
-    report = await restore_if_empty(runtime.pool, lambda: restore.restore(stream_reader(runtime.js)))
+    reader = stream_reader(runtime.js, name=f"{settings.consumer_prefix}{RESTORE_CONSUMER}")
+    report = await restore_if_empty(runtime.pool, lambda: restore.restore(reader))
     if report is not None and (missing := missing_kids(report, await certification.jwks())):
         log.error("restored credentials name keys not in the JWKS: run `iioe certification keys import`", kids=missing)

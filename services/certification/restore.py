@@ -18,6 +18,7 @@ are not in the log: restore them first with `iioe certification keys import` (or
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from typing import Any, cast
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
+from iioe.access import RESTORE_CONSUMER
 from iioe.events import (
     CERTIFICATE_ISSUED,
     CERTIFICATE_REVOKED,
@@ -211,22 +214,32 @@ def _kid_of(token: str) -> str:
 # --- reading IIOE_EVENTS ------------------------------------------------------------------------------------
 
 
-def stream_reader(js: JetStreamContext, *, stream: str = EVENTS_STREAM, batch: int = 500) -> LogReader:
-    """Reads `stream` from its first message up to its last one at the time of the call (an ephemeral,
-    unacknowledged pull consumer per pass); unparseable messages are skipped (the consumer dead-letters them)."""
+def stream_reader(
+    js: JetStreamContext, *, name: str = RESTORE_CONSUMER, stream: str = EVENTS_STREAM, batch: int = 500
+) -> LogReader:
+    """Reads `stream` from its first message up to its last one at the time of the call, through a consumer
+    `name` (unacknowledged, in memory) created for the pass and deleted after it — the one consumer the
+    service's NATS user may create besides its durable (`iioe.access.RESTORE_CONSUMER`). Unparseable messages
+    are skipped (the ordinary consumer dead-letters them)."""
 
     async def read() -> AsyncIterator[ReceivedEvent]:
         last = (await js.stream_info(stream)).state.last_seq
         if last == 0:
             return
-        sub = await js.pull_subscribe(
-            EVENTS_SUBJECTS,
-            stream=stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=120.0, mem_storage=True
-            ),
-            pending_msgs_limit=batch * 4,
+        with contextlib.suppress(NotFoundError):  # a pass interrupted by a crash left it behind
+            await js.delete_consumer(stream, name)
+        config = ConsumerConfig(
+            name=name,
+            filter_subject=EVENTS_SUBJECTS,
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=120.0,
+            mem_storage=True,
         )
+        info = await js.add_consumer(stream, config=config)
+        if info.delivered is not None and (info.delivered.stream_seq or 0) > 0:
+            raise RuntimeError(f"consumer {name} on {stream} already delivered messages: delete it and restart")
+        sub = await js.pull_subscribe_bind(stream=stream, name=name, pending_msgs_limit=batch * 4)
         try:
             seq = 0
             while seq < last:
@@ -240,7 +253,10 @@ def stream_reader(js: JetStreamContext, *, stream: str = EVENTS_STREAM, batch: i
                         continue
                     yield ReceivedEvent(spec, event, msg.subject, seq, 1, msg.data, stream)
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await js.delete_consumer(stream, name)
 
     return read
 
