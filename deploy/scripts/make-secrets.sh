@@ -4,7 +4,7 @@
 #   deploy/scripts/make-secrets.sh [DIR]        # DIR: $IIOE_SECRETS_DIR, else deploy/.secrets
 #
 #   DIR/compose.env   every secret, for `docker compose --env-file DIR/compose.env` (interpolation):
-#                     POSTGRES_PASSWORD, IIOE_OPERATOR_TOKEN, IIOE_NATS_PASSWORD_<USER> (one per
+#                     POSTGRES_PASSWORD, IIOE_OPERATOR_TOKEN, IIOE_CERTIFICATION_KEY_ENCRYPTION_KEY, IIOE_NATS_PASSWORD_<USER> (one per
 #                     user of deploy/nats/accounts.conf), IIOE_DB_PASSWORD_<SERVICE>
 #   DIR/nats.env      the IIOE_NATS_PASSWORD_* lines only: the nats-server's environment
 #   DIR/tls/          ca.crt, tls.crt, tls.key: the NATS servers' certificate (SANs nats-1,
@@ -32,6 +32,11 @@ added=0
 for name in "${names[@]}"; do
   have "$name" || { echo "$name=$(random)" >>"$env_file"; added=$((added + 1)); }
 done
+# certification's key-encryption key: base64 of 32 random bytes (AES-256-GCM); never rotated by a re-run
+have IIOE_CERTIFICATION_KEY_ENCRYPTION_KEY || {
+  echo "IIOE_CERTIFICATION_KEY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >>"$env_file"
+  added=$((added + 1))
+}
 grep '^IIOE_NATS_PASSWORD_' "$env_file" >"$dir/nats.env"
 
 tls=$dir/tls

@@ -230,12 +230,12 @@ def run_verify(args: argparse.Namespace) -> int:
 async def _rotate_in_database(database_url: str, schema: str) -> dict[str, Any]:
     from services.certification import keys
     from services.certification.main import MIGRATIONS
-    from services.certification.settings import SOURCE
+    from services.certification.settings import SOURCE, CertificationSettings
     from services.certification.store import PostgresUnitOfWork
 
     pool = await setup_database(database_url, schema, MIGRATIONS, max_size=1)
     try:
-        uow = PostgresUnitOfWork(lambda: pool, source=SOURCE)
+        uow = PostgresUnitOfWork(lambda: pool, source=SOURCE, vault=CertificationSettings().key_vault())
         async with uow.transaction() as tx:
             ring = await keys.rotate_key(tx.keys)
     finally:
@@ -285,3 +285,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     r.add_argument("--url", help="rotate through the service's HTTP API instead of the database")
     r.add_argument("--token", help="operator token for --url (default $IIOE_CERTIFICATION_API_TOKEN)")
     r.set_defaults(func=run_rotate)
+
+    from services.certification.key_cli import register as register_keys
+
+    register_keys(csub)

@@ -5,6 +5,7 @@ One durable pull consumer for registrations and completions, so a single replica
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 from iioe.events import COURSE_COMPLETED, EDUCATOR_REGISTERED, CourseCompleted, EducatorRegistered
@@ -19,16 +20,28 @@ CONSUMER_NAME = "progress"
 """One durable for both types: a single replica then sees a registration before later completions."""
 
 
-def event_handler(certification: Certification, durable: str, portfolios: Portfolios | None = None) -> Handler:
-    """The consumer's handler; a refused event (a `CertificationError`) is dead-lettered with its code."""
+def event_handler(
+    certification: Certification,
+    durable: str,
+    portfolios: Portfolios | None = None,
+    ready: Callable[[], Awaitable[object]] | None = None,
+) -> Handler:
+    """The consumer's handler; a refused event (a `CertificationError`) is dead-lettered with its code.
+
+    `ready` is awaited before each event: consumers start with the runtime, and must not act on an empty
+    database before it is rebuilt from the log (`restore.py`)."""
 
     async def on_event(received: ReceivedEvent) -> None:
+        if ready is not None:
+            await ready()
         try:
             if received.spec is EDUCATOR_REGISTERED:
-                await certification.on_educator_registered(received.id, cast(EducatorRegistered, received.event.data))
+                data = cast(EducatorRegistered, received.event.data)
+                await certification.on_educator_registered(received.id, data, source=received.event.source)
             elif received.spec is COURSE_COMPLETED:
-                data = cast(CourseCompleted, received.event.data)
-                await certification.on_course_completed(received.id, data, origin_of(received, durable))
+                completed = cast(CourseCompleted, received.event.data)
+                origin = origin_of(received, durable)
+                await certification.on_course_completed(received.id, completed, origin, source=received.event.source)
             elif portfolios is not None and received.spec in PORTFOLIO_EVENTS:
                 await portfolios.on_event(received.source, received.id, received.event.data)
         except CertificationError as exc:
@@ -49,10 +62,14 @@ def origin_of(received: ReceivedEvent, durable: str) -> MessageOrigin:
 
 
 def build_consumers(
-    runtime: ServiceRuntime, certification: Certification, batch_size: int, portfolios: Portfolios | None = None
+    runtime: ServiceRuntime,
+    certification: Certification,
+    batch_size: int,
+    portfolios: Portfolios | None = None,
+    ready: Callable[[], Awaitable[object]] | None = None,
 ) -> list[ConsumerSpec]:
     filters = [event_filter(EDUCATOR_REGISTERED.name), event_filter(COURSE_COMPLETED.name)]
     if portfolios is not None:  # the Faculty AI Portfolio read model (portfolio_usecases.py)
         filters += [event_filter(spec.name) for spec in PORTFOLIO_EVENTS]
-    handler = event_handler(certification, runtime.durable(CONSUMER_NAME), portfolios)
+    handler = event_handler(certification, runtime.durable(CONSUMER_NAME), portfolios, ready)
     return [runtime.add_consumer(CONSUMER_NAME, EVENTS_STREAM, filters, handler, batch_size=batch_size)]

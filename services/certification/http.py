@@ -281,10 +281,10 @@ def build_router(certification: Certification, settings: CertificationSettings) 
     catalogue = certification.catalogue
 
     @router.get("/.well-known/jwks.json", tags=["verification"])
-    async def jwks(response: Response) -> dict[str, list[dict[str, str]]]:
+    async def jwks(response: Response) -> dict[str, list[dict[str, object]]]:
         """Public keys of every signing key ever used (retired ones too), so old credentials keep verifying."""
         response.headers["Cache-Control"] = JWKS_CACHE
-        return (await certification.keyring()).jwks()
+        return await certification.jwks()  # public halves only: no private key is opened to serve it
 
     @router.get("/v1/certificates/{certificate_id}", response_model=CertificateView, tags=["certificates"])
     async def get_certificate(certificate_id: str) -> CertificateView:

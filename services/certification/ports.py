@@ -14,7 +14,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from services.certification.credentials import KeyRecord
+from services.certification.credentials import KeyRecord, PublicKeyRecord
 from services.certification.domain import (
     Certificate,
     Completion,
@@ -54,6 +54,10 @@ class ProgressRepository(Protocol):
         ...
 
     async def count_pending(self, educator_id: str) -> int: ...
+
+    async def take_expired_pending(self, parked_before: datetime, limit: int) -> list[PendingCompletion]:
+        """Remove and return up to `limit` completions parked before `parked_before` (any educator)."""
+        ...
 
 
 class CertificateRepository(Protocol):
@@ -119,6 +123,22 @@ class SigningKeyRepository(Protocol):
     async def replace_active(self, record: KeyRecord) -> None:
         """Retire the active key (it stays published) and make `record` the one active key."""
 
+    async def public_keys(self) -> list[PublicKeyRecord]:
+        """The public halves (for the JWKS), read without opening any private key."""
+        ...
+
+    async def add_retired(self, record: KeyRecord) -> bool:
+        """Store a key (from a backup) as retired; False when its kid is already stored."""
+        ...
+
+    async def mark_compromised(self, kid: str, since: datetime) -> bool:
+        """Retire `kid` as compromised from `since` (an earlier time wins); False for an unknown kid."""
+        ...
+
+    async def seal_plaintext(self) -> int:
+        """Seal keys still stored in plaintext (the upgrade path); how many were sealed."""
+        ...
+
 
 class Outbox(Protocol):
     """Messages to publish if and only if the transaction commits."""
@@ -127,16 +147,20 @@ class Outbox(Protocol):
         self, data: BaseModel, *, subject: str, event_id: str, time: datetime, actor: str | None = None
     ) -> None:
         """Stage a domain event; its type and NATS subject follow from `data` (the event catalogue); `actor`
-        (who caused it) becomes the CloudEvent's `actor` extension attribute."""
+        (who caused it: an operator or institution token) becomes the CloudEvents `actor` attribute."""
 
     async def add_dead_letter(self, pending: PendingCompletion, reason: str, detail: str, failed_at: datetime) -> None:
         """Stage the dead letter of a parked completion (its original bytes, the usual dead-letter headers)."""
 
 
 class Inbox(Protocol):
-    async def claim(self, event_id: str) -> bool:
-        """True the first time this service processes `event_id`; False for a duplicate or replay."""
+    async def claim(self, event_id: str, *, source: str = "") -> bool:
+        """True the first time this service processes the CloudEvent `(source, event_id)`; False for a duplicate
+        or replay. `source` '' is the id-only key of rows recorded before the inbox knew sources."""
         ...
+
+    async def release(self, event_id: str, *, source: str = "") -> None:
+        """Forget a claim (its effect was handed to the DLQ instead), so a re-driven copy is processed."""
 
 
 class Repositories(Protocol):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from iioe.runtime.settings import ServiceSettings
 from services.certification.credentials import DEFAULT_ISSUER, IssuerProfile
+from services.certification.key_vault import KeyVault, load_or_create_kek
 
 SOURCE = "urn:iioe:service:certification"
 """The CloudEvents `source` of every event this service emits."""
@@ -39,6 +40,24 @@ class CertificationSettings(ServiceSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://127.0.0.1:{self.http_port}").rstrip("/")
+
+    key_encryption_key: SecretStr | None = None
+    """`IIOE_CERTIFICATION_KEY_ENCRYPTION_KEY`: base64url of 32 bytes sealing the signing keys at rest (deploy)."""
+    key_encryption_key_file: Path | None = None
+    """A file holding that value (a mounted secret); default: `IIOE_DATA_DIR/certification/kek`, created 0600."""
+    pending_completion_ttl_seconds: float = 7 * 24 * 3600
+    """A completion parked for an educator never registered goes to the DLQ (`educator_unknown`) after this."""
+    pending_sweep_seconds: float = 300
+    """How often parked completions are checked against that limit."""
+
+    def key_vault(self) -> KeyVault:
+        """The signing keys' sealing key (see `key_vault.py`): env value, secret file, or the data dir's file."""
+        kek = load_or_create_kek(
+            value=self.key_encryption_key.get_secret_value() if self.key_encryption_key else None,
+            file=self.key_encryption_key_file,
+            data_dir=self.data_dir,
+        )
+        return KeyVault(kek)
 
     @property
     def issuer(self) -> IssuerProfile:

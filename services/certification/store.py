@@ -21,7 +21,7 @@ from iioe.runtime import inbox
 from iioe.runtime.dlq import dead_letter_headers
 from iioe.runtime.outbox import enqueue_event, enqueue_raw
 from iioe.subjects import dlq_subject
-from services.certification.credentials import KeyRecord
+from services.certification.credentials import KeyRecord, PublicKeyRecord
 from services.certification.domain import (
     Certificate,
     Completion,
@@ -34,6 +34,8 @@ from services.certification.domain import (
     StatusList,
     StatusPurpose,
 )
+from services.certification.key_vault import KeyVault, KeyVaultError, SealedKey
+from services.certification.store_transfers import PostgresTransfers
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, inside the caller's transaction."""
@@ -50,27 +52,35 @@ class PostgresUnitOfWork:
     """
 
     def __init__(
-        self, pool: Callable[[], asyncpg.Pool], *, source: str, after_outbox: Callable[[], None] | None = None
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        *,
+        source: str,
+        after_outbox: Callable[[], None] | None = None,
+        vault: KeyVault | None = None,
     ) -> None:
         self._pool = pool
         self._source = source
         self._after_outbox = after_outbox
+        self._vault = vault
+        """Seals signing keys at rest; without one, signing keys can be neither read nor written."""
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresRepositories]:
         async with self._pool().acquire() as conn, conn.transaction():
-            repositories = PostgresRepositories(conn, self._source)
+            repositories = PostgresRepositories(conn, self._source, self._vault)
             yield repositories
         if repositories.outbox.staged and self._after_outbox is not None:
             self._after_outbox()
 
 
 class PostgresRepositories:
-    def __init__(self, conn: Conn, source: str) -> None:
+    def __init__(self, conn: Conn, source: str, vault: KeyVault | None = None) -> None:
         self.progress = PostgresProgress(conn)
         self.certificates = PostgresCertificates(conn)
-        self.keys = PostgresSigningKeys(conn)
+        self.keys = PostgresSigningKeys(conn, vault)
         self.status_lists = PostgresStatusLists(conn)
+        self.transfers = PostgresTransfers(conn)  # credit transfers (store_transfers.py)
         self.outbox = PostgresOutbox(conn, source)
         self.inbox = PostgresInbox(conn)
 
@@ -79,8 +89,16 @@ class PostgresRepositories:
 class PostgresInbox:
     conn: Conn
 
-    async def claim(self, event_id: str) -> bool:
-        return await inbox.claim(self.conn, INBOX_CONSUMER, event_id)
+    async def claim(self, event_id: str, *, source: str = "") -> bool:
+        return await inbox.claim(self.conn, INBOX_CONSUMER, event_id, source=source)
+
+    async def release(self, event_id: str, *, source: str = "") -> None:
+        await self.conn.execute(
+            "DELETE FROM inbox WHERE consumer = $1 AND event_id = $2 AND source IN ($3, '')",
+            INBOX_CONSUMER,
+            event_id,
+            source,
+        )
 
 
 # --- educators and completions -----------------------------------------------------------------------
@@ -162,6 +180,17 @@ class PostgresProgress:
             "DELETE FROM pending_completions WHERE educator_id = $1 RETURNING event_id, educator_id, institution,"
             " course_id, score, completed_at, subject, raw, durable, stream, stream_seq",
             educator_id,
+        )
+        return [PendingCompletion(**{**dict(r), "raw": bytes(r["raw"])}) for r in rows]
+
+    async def take_expired_pending(self, parked_before: datetime, limit: int) -> list[PendingCompletion]:
+        rows = await self.conn.fetch(
+            "DELETE FROM pending_completions WHERE event_id IN (SELECT event_id FROM pending_completions"
+            " WHERE received_at < $1 ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            " RETURNING event_id, educator_id, institution, course_id, score, completed_at, subject, raw, durable,"
+            " stream, stream_seq",
+            parked_before,
+            limit,
         )
         return [PendingCompletion(**{**dict(r), "raw": bytes(r["raw"])}) for r in rows]
 
@@ -380,25 +409,92 @@ class PostgresStatusLists:
 
 @dataclass(frozen=True)
 class PostgresSigningKeys:
+    """Private JWKs sealed with the key vault's KEK (`key_vault.py`); public halves stored beside them."""
+
     conn: Conn
+    vault: KeyVault | None = None
+
+    def _vault(self) -> KeyVault:
+        if self.vault is None:
+            raise KeyVaultError("no key-encryption key configured: signing keys cannot be read or written")
+        return self.vault
 
     async def lock(self) -> None:
         await self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('certification:signing-keys', 0))")
 
     async def records(self) -> list[KeyRecord]:
         rows = await self.conn.fetch(
-            "SELECT kid, private_jwk, created_at, active FROM signing_keys ORDER BY created_at"
+            "SELECT kid, private_jwk, sealed_private, kek_id, created_at, active, compromised_at FROM signing_keys"
+            " ORDER BY created_at"
         )
-        return [KeyRecord(r["kid"], dict(r["private_jwk"]), r["created_at"], r["active"]) for r in rows]
+        return [
+            KeyRecord(
+                r["kid"],
+                self._vault().open(r["kid"], SealedKey(bytes(r["sealed_private"]), r["kek_id"]))
+                if r["sealed_private"] is not None
+                else dict(r["private_jwk"]),
+                r["created_at"],
+                r["active"],
+                r["compromised_at"],
+            )
+            for r in rows
+        ]
+
+    async def public_keys(self) -> list[PublicKeyRecord]:
+        rows = await self.conn.fetch(
+            "SELECT kid, public_jwk, created_at, active, compromised_at FROM signing_keys ORDER BY created_at"
+        )
+        return [
+            PublicKeyRecord(r["kid"], dict(r["public_jwk"]), r["created_at"], r["active"], r["compromised_at"])
+            for r in rows
+        ]
+
+    async def _insert(self, record: KeyRecord, *, active: bool) -> bool:
+        sealed = self._vault().seal(record.kid, record.private_jwk)
+        public = {k: record.private_jwk[k] for k in ("kty", "crv", "x")}
+        inserted = await self.conn.fetchval(
+            "INSERT INTO signing_keys (kid, public_jwk, sealed_private, kek_id, created_at, active, compromised_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kid) DO NOTHING RETURNING 1",
+            record.kid,
+            public,
+            sealed.ciphertext,
+            sealed.kek_id,
+            record.created_at,
+            active,
+            record.compromised_at,
+        )
+        return inserted is not None
 
     async def replace_active(self, record: KeyRecord) -> None:
         await self.conn.execute("UPDATE signing_keys SET active = false WHERE active")
-        await self.conn.execute(
-            "INSERT INTO signing_keys (kid, private_jwk, created_at, active) VALUES ($1, $2, $3, true)",
-            record.kid,
-            dict(record.private_jwk),
-            record.created_at,
+        await self._insert(record, active=True)
+
+    async def add_retired(self, record: KeyRecord) -> bool:
+        return await self._insert(record, active=False)
+
+    async def mark_compromised(self, kid: str, since: datetime) -> bool:
+        updated = await self.conn.fetchval(
+            "UPDATE signing_keys SET compromised_at = LEAST(coalesce(compromised_at, $2), $2), active = false"
+            " WHERE kid = $1 RETURNING 1",
+            kid,
+            since,
         )
+        return updated is not None
+
+    async def seal_plaintext(self) -> int:
+        """The migration path: seal every key still stored in plaintext, and erase the plaintext."""
+        rows = await self.conn.fetch(
+            "SELECT kid, private_jwk FROM signing_keys WHERE sealed_private IS NULL ORDER BY kid FOR UPDATE"
+        )
+        for row in rows:
+            sealed = self._vault().seal(row["kid"], dict(row["private_jwk"]))
+            await self.conn.execute(
+                "UPDATE signing_keys SET sealed_private = $2, kek_id = $3, private_jwk = NULL WHERE kid = $1",
+                row["kid"],
+                sealed.ciphertext,
+                sealed.kek_id,
+            )
+        return len(rows)
 
 
 # --- the outbox ---------------------------------------------------------------------------------------

@@ -10,10 +10,11 @@ transaction: replicas, redeliveries and replays then all reach the same single c
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 from iioe.events import (
@@ -41,6 +42,7 @@ from services.certification.credentials import (
     status_entry,
     verify_credential,
 )
+from services.certification.credentials.verification import compromised_since
 from services.certification.domain import (
     STATUS_LIST_MIN_SIZE,
     STATUS_PURPOSES,
@@ -203,11 +205,13 @@ class Certification:
 
     # --- events in -----------------------------------------------------------------------------------
 
-    async def on_educator_registered(self, event_id: str, data: EducatorRegistered) -> None:
-        """Record the educator, then apply (or reject) completions that arrived before, and issue what is earned."""
+    async def on_educator_registered(self, event_id: str, data: EducatorRegistered, *, source: str = "") -> None:
+        """Record the educator, then apply (or reject) completions that arrived before, and issue what is earned.
+
+        `source` + `event_id` are the CloudEvent's identity (the inbox key)."""
         async with self._uow.transaction() as tx:
             await tx.progress.lock(data.educator_id)
-            if not await tx.inbox.claim(event_id):
+            if not await tx.inbox.claim(event_id, source=source):
                 return
             educator = Educator(data.educator_id, data.institution, data.language, data.role, data.registered_at)
             if not await tx.progress.add_educator(educator):
@@ -232,7 +236,9 @@ class Certification:
                 await tx.progress.save_completion(educator.educator_id, completions[course_id])
             await self._issue_earned(tx, educator, completions)
 
-    async def on_course_completed(self, event_id: str, data: CourseCompleted, origin: MessageOrigin) -> None:
+    async def on_course_completed(
+        self, event_id: str, data: CourseCompleted, origin: MessageOrigin, *, source: str = ""
+    ) -> None:
         """Keep the best attempt; park it if the educator is not registered yet; issue what becomes earned."""
         if not self.catalogue.is_known_course(data.course_id):
             raise CertificationError(
@@ -240,7 +246,7 @@ class Certification:
             )
         async with self._uow.transaction() as tx:
             await tx.progress.lock(data.educator_id)
-            if not await tx.inbox.claim(event_id):
+            if not await tx.inbox.claim(event_id, source=source):
                 return
             educator = await tx.progress.get_educator(data.educator_id)
             if educator is None:
@@ -266,6 +272,29 @@ class Certification:
             educator_id=educator.educator_id,
             completion_id=pending.event_id,
         )
+
+    async def expire_pending(self, ttl: timedelta, *, limit: int = 500) -> int:
+        """Completions parked longer than `ttl` for an educator never registered go to the DLQ
+        (`educator_unknown`, the original bytes, re-drivable once the registration exists); how many."""
+        now = self._clock()
+        async with self._uow.transaction() as tx:
+            expired = await tx.progress.take_expired_pending(now - ttl, limit)
+            for pending in expired:
+                detail = (
+                    f"no registration of educator {pending.educator_id!r} arrived within {ttl}; the completion was"
+                    " held until then"
+                )
+                await tx.outbox.add_dead_letter(pending, Reason.EDUCATOR_UNKNOWN, detail, datetime.now(UTC))
+                await tx.inbox.release(pending.event_id, source=_source_of(pending.raw))  # re-drivable later
+        for pending in expired:
+            log.info(
+                "parked completion expired",
+                decision="dead_lettered",
+                reason=str(Reason.EDUCATOR_UNKNOWN),
+                educator_id=pending.educator_id,
+                completion_id=pending.event_id,
+            )
+        return len(expired)
 
     # --- issuing -------------------------------------------------------------------------------------
 
@@ -475,6 +504,30 @@ class Certification:
         async with self._uow.transaction() as tx:
             return await keys.rotate_key(tx.keys)
 
+    # --- signing keys at rest (key_vault.py, keys.py) ----------------------------------------------------
+
+    async def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The published JWKS, from the stored public halves; creates the first key if there is none."""
+        async with self._uow.transaction() as tx:
+            if not any(r.active for r in await tx.keys.public_keys()):
+                await keys.ensure_keyring(tx.keys)
+            return await keys.public_jwks(tx.keys)
+
+    async def seal_plaintext_keys(self) -> int:
+        async with self._uow.transaction() as tx:
+            await tx.keys.lock()
+            sealed = await tx.keys.seal_plaintext()
+        if sealed:
+            log.info("signing keys sealed at rest", count=sealed)
+        return sealed
+
+    async def retire_compromised_key(self, kid: str, since: datetime | None = None) -> KeyRing:
+        async with self._uow.transaction() as tx:
+            try:
+                return await keys.retire_compromised(tx.keys, kid, since or datetime.now(UTC))
+            except KeyError:
+                raise CertificationError("key_not_found", f"no signing key {kid!r}") from None
+
     # --- reads ---------------------------------------------------------------------------------------
 
     async def keyring(self) -> KeyRing:
@@ -484,9 +537,9 @@ class Certification:
 
     async def verify(self, token: str) -> Verification:
         """Signature and claims against our JWKS, then the certificate's status on record."""
-        keyring = await self.keyring()
+        jwks = await self.jwks()
         try:
-            verified = verify_credential(token, keyring.jwks(), issuer=self.issuer.id)
+            verified = verify_credential(token, jwks, issuer=self.issuer.id)
         except CredentialError as exc:
             return Verification("invalid", reason=str(exc.reason), detail=exc.detail)
         async with self._uow.transaction() as tx:
@@ -499,6 +552,9 @@ class Certification:
             return Verification(
                 "invalid", reason="unknown_certificate", detail="signed by us, but no such certificate is on record"
             )
+        compromised = key_compromised(jwks, verified.kid, certificate, token)
+        if compromised is not None:
+            return Verification("invalid", reason="key_compromised", detail=compromised, kid=verified.kid)
         status: Literal["valid", "suspended", "revoked"] = (
             "valid" if certificate.status == "active" else certificate.status
         )
@@ -563,11 +619,31 @@ class Certification:
         return EducatorProgress(educator, completions, certificates, programmes, pending)
 
 
+def key_compromised(jwks: Mapping[str, Any], kid: str, certificate: Certificate, token: str) -> str | None:
+    """Why a credential signed by a compromised key is not trusted, or None: only the very credential on record,
+    issued before the compromise time by that key, still verifies (a signature alone proves nothing any more)."""
+    since = compromised_since(jwks, kid)
+    if since is None:
+        return None
+    if certificate.kid == kid and certificate.credential == token and certificate.issued_at < since:
+        return None
+    return f"key {kid!r} was retired as compromised from {since.isoformat()}"
+
+
 async def _certificate(tx: Repositories, certificate_id: str, *, for_update: bool = False) -> Certificate:
     certificate = await tx.certificates.get(certificate_id, for_update=for_update)
     if certificate is None:
         raise CertificationError("certificate_not_found", f"no certificate {certificate_id!r}")
     return certificate
+
+
+def _source_of(raw: bytes) -> str:
+    """The CloudEvents `source` of a parked completion's original bytes ('' if unreadable: the id-only key)."""
+    try:
+        source = json.loads(raw).get("source")
+    except (ValueError, AttributeError):
+        return ""
+    return source if isinstance(source, str) else ""
 
 
 def _pending(event_id: str, data: CourseCompleted, origin: MessageOrigin) -> PendingCompletion:

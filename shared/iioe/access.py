@@ -96,6 +96,8 @@ SERVICE_DURABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "notifications": ((EVENTS_STREAM, "events"), (CONTACTS_STREAM, "contacts"), (EVENTS_STREAM, "webhooks")),
 }
 """(stream, consumer name) of each service's durable consumers; the durable is `<service>-<name>`."""
+RESTORE_CONSUMER = "certification-restore"
+"""The consumer certification reads IIOE_EVENTS with when it rebuilds an empty database (created, read, deleted)."""
 
 _SERVICE_SUBSCRIBES: dict[str, tuple[str, ...]] = {
     "registration": (command_filter(REGISTER_EDUCATOR), command_filter(CHANGE_ROLE)),
@@ -162,6 +164,9 @@ def service_permissions(service: str, consumer_prefix: str = "") -> Permissions:
     publish += ["$JS.API.INFO", f"$JS.API.STREAM.INFO.{EVENTS_STREAM}"]
     for stream, name in SERVICE_DURABLES[service]:
         publish += _jetstream_api(stream, f"{consumer_prefix}{service}-{name}")
+    if service == "certification":  # rebuilding an empty database from the log (services/certification/restore.py)
+        restore = f"{consumer_prefix}{RESTORE_CONSUMER}"
+        publish += [*_jetstream_api(EVENTS_STREAM, restore), f"$JS.API.CONSUMER.DELETE.{EVENTS_STREAM}.{restore}"]
     if DLQ_SUBJECTS in _SERVICE_ALSO_PUBLISHES[service]:
         publish.append(f"$JS.API.STREAM.INFO.{DLQ_STREAM}")
     if service == "analytics":

@@ -22,4 +22,6 @@ class Reason(StrEnum):
     SCORE_OUT_OF_RANGE = "score_out_of_range"
     INSTITUTION_MISMATCH = "institution_mismatch"
     """Certification: a completion whose institution differs from the educator's registered one."""
+    EDUCATOR_UNKNOWN = "educator_unknown"
+    """Certification: a completion parked for an educator whose registration never came (within the limit)."""
     PROCESSING_FAILED = "processing_failed"

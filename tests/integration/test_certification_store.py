@@ -8,6 +8,7 @@ difference on some generated case.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ import pytest
 from iioe.events import CourseCompleted, EducatorRegistered
 from iioe.runtime.db import setup_database
 from services.certification.domain import CertificationError, StatusEntry, certificate_id_for
+from services.certification.key_vault import KeyVault
 from services.certification.main import MIGRATIONS
 from services.certification.ports import UnitOfWork
 from services.certification.reference import builtin_catalogue
@@ -39,6 +41,7 @@ CATALOGUE = builtin_catalogue()
 COURSES = [c for p in CATALOGUE.programmes for c in p.course_ids if p.id != "lightboard-teaching"]
 SCORES = (0, 40, 79, 79.99, 80, 80.5, 95, 100)
 T0 = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
+VAULT = KeyVault(os.urandom(32))
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ async def test_postgres_keeps_exactly_what_the_domain_decides(pool: asyncpg.Pool
         steps = history(seed)
         educators = {s.educator for s in steps}
         fake = FakeUnitOfWork()
-        real = PostgresUnitOfWork(lambda: pool, source=SOURCE)
+        real = PostgresUnitOfWork(lambda: pool, source=SOURCE, vault=VAULT)
         before = await pool.fetchval("SELECT coalesce(max(seq), 0) FROM outbox")
 
         assert await play(real, steps) == await play(fake, steps), f"seed {seed}"

@@ -225,3 +225,26 @@ async def test_revoked_partner_is_disconnected_and_cannot_return(bus: Bus) -> No
     await eventually(lambda: not partner.nc.is_connected, timeout=10, what="revoked partner disconnected")
     with pytest.raises(KeyError):
         bus.auth.credentials(partner_user("num"))
+
+
+async def test_certification_reads_the_log_through_its_restore_consumer_only(bus: Bus) -> None:
+    """Rebuilding an empty certification database reads IIOE_EVENTS through `RESTORE_CONSUMER` (created,
+    read, deleted) — with the service's own NATS user, which may create no other ephemeral consumer."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+    from nats.js.errors import NotFoundError
+
+    from iioe.access import RESTORE_CONSUMER
+    from services.certification.restore import stream_reader
+
+    operator = await bus.connect(OPERATOR_USER)
+    await operator.nc.jetstream().publish("iioe.events.must.course_completed.v1", b"{}")  # unparseable: skipped
+    certification = await bus.connect(service_user("certification"))
+    js = certification.nc.jetstream()
+    read = stream_reader(js)
+    for _ in range(2):  # each pass reads from the start again
+        assert [e async for e in read()] == []
+    with pytest.raises(NotFoundError):
+        await js.consumer_info(EVENTS_STREAM, RESTORE_CONSUMER, timeout=2)  # deleted after each pass
+    with pytest.raises(nats.errors.TimeoutError):
+        other = ConsumerConfig(name="someone-else", ack_policy=AckPolicy.NONE)
+        await js.add_consumer(EVENTS_STREAM, other, timeout=0.5)

@@ -17,6 +17,8 @@ from tests.support.helpers import StoredMessage, eventually, stream_messages
 OPERATOR_TOKEN = "test-operator-token"
 AI_COURSES = load_programmes()[AI_PROGRAMME_ID].course_ids
 TIME = "2025-04-01T10:00:00+08:00"
+TEST_KEK = "T" * 43
+"""The key-encryption key of in-process test services (base64url of 32 bytes), so no KEK file is written."""
 
 
 def settings_for(nats_url: str, database_url: str, prefix: str, **overrides: Any) -> CertificationSettings:
@@ -26,6 +28,7 @@ def settings_for(nats_url: str, database_url: str, prefix: str, **overrides: Any
         "consumer_prefix": prefix,
         "outbox_poll_seconds": 0.1,
         "api_token": OPERATOR_TOKEN,
+        "key_encryption_key": TEST_KEK,
         "ack_wait_seconds": 5.0,
         "retry_backoff_seconds": (0.2, 0.5),
         **overrides,

@@ -22,6 +22,7 @@ __all__ = [
     "REGISTRY",
     "KeyRecord",
     "KeyRing",
+    "PublicKeyRecord",
     "generate_signing_key",
     "key_from_private_jwk",
     "key_to_private_jwk",
@@ -95,6 +96,31 @@ class KeyRecord:
     private_jwk: Mapping[str, Any] = field(repr=False)
     created_at: datetime
     active: bool
+    compromised_at: datetime | None = None
+    """Set when the key was retired as compromised: what it signed from then on is not trusted."""
+
+
+COMPROMISED_SINCE = "compromised_since"
+"""JWK member (RFC 7517 allows extra members; verifiers ignore what they do not know) marking a key whose
+signatures from that time on are not to be trusted; the key stays published so earlier credentials verify."""
+
+
+@dataclass(frozen=True)
+class PublicKeyRecord:
+    """The publishable half of a stored key, read without opening the private key (the JWKS is built from it)."""
+
+    kid: str
+    public_jwk: Mapping[str, Any]
+    created_at: datetime
+    active: bool
+    compromised_at: datetime | None = None
+
+    def jwk(self) -> dict[str, Any]:
+        jwk = {k: self.public_jwk[k] for k in ("kty", "crv", "x") if k in self.public_jwk}
+        jwk.update(kid=self.kid, alg=ALGORITHM, use="sig")
+        if self.compromised_at is not None:
+            jwk[COMPROMISED_SINCE] = self.compromised_at.astimezone(UTC).isoformat()
+        return jwk
 
 
 class KeyRing:
@@ -147,7 +173,13 @@ class KeyRing:
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """Public JWK Set of every key, retired ones included."""
-        return {"keys": [public_jwk(self._keys[r.kid]) for r in self._records]}
+        keys = []
+        for r in self._records:
+            jwk = public_jwk(self._keys[r.kid])
+            if r.compromised_at is not None:
+                jwk[COMPROMISED_SINCE] = r.compromised_at.astimezone(UTC).isoformat()
+            keys.append(jwk)
+        return {"keys": keys}
 
 
 def _record(key: OKPKey, now: datetime | None, *, active: bool) -> KeyRecord:

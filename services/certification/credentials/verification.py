@@ -19,7 +19,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
 from services.certification.credentials.claims import CERTIFICATE_URN, CREDENTIAL_TYPE, EDUCATOR_URN, PROGRAMME_URN
-from services.certification.credentials.signing import ALGORITHM, CURVE, REGISTRY
+from services.certification.credentials.signing import ALGORITHM, COMPROMISED_SINCE, CURVE, REGISTRY
 
 __all__ = [
     "DEFAULT_LEEWAY",
@@ -39,6 +39,8 @@ class CredentialErrorReason(StrEnum):
     UNKNOWN_KID = "unknown_kid"
     BAD_SIGNATURE = "bad_signature"
     INVALID_CLAIMS = "invalid_claims"
+    KEY_COMPROMISED = "key_compromised"
+    """Signed by a key the issuer retired as compromised, at or after the compromise time."""
 
 
 class CredentialError(Exception):
@@ -84,6 +86,13 @@ def verify_credential(
     """
     kid, header, claims = verify_signature(token, jwks)
     checked = _check_claims(claims, issuer, now or datetime.now(UTC), leeway)
+    compromised = compromised_since(jwks, kid)
+    if compromised is not None and checked["issued_at"] >= compromised:
+        raise CredentialError(
+            CredentialErrorReason.KEY_COMPROMISED,
+            f"key {kid!r} was retired as compromised from {compromised.isoformat()}; this credential says it was"
+            f" issued at {checked['issued_at'].isoformat()}",
+        )
     return VerifiedCredential(kid=kid, header=header, claims=claims, **checked)
 
 
@@ -138,6 +147,18 @@ def _find_key(jwks: Mapping[str, Any], kid: str) -> OKPKey:
             except (JoseError, ValueError, TypeError, KeyError) as exc:
                 raise CredentialError(CredentialErrorReason.UNKNOWN_KID, f"key {kid!r} is unusable: {exc}") from None
     raise CredentialError(CredentialErrorReason.UNKNOWN_KID, f"no Ed25519 key {kid!r} in the JWKS")
+
+
+def compromised_since(jwks: Mapping[str, Any], kid: str) -> datetime | None:
+    """When the JWKS marks key `kid` as compromised (its `compromised_since` member), else None."""
+    for jwk in jwks.get("keys") or []:
+        if isinstance(jwk, Mapping) and jwk.get("kid") == kid and isinstance(jwk.get(COMPROMISED_SINCE), str):
+            try:
+                since = datetime.fromisoformat(jwk[COMPROMISED_SINCE])
+            except ValueError:
+                return datetime.min.replace(tzinfo=UTC)  # unreadable mark: trust nothing from this key
+            return since if since.tzinfo else since.replace(tzinfo=UTC)
+    return None
 
 
 def _usable(jwk: Mapping[str, Any]) -> bool:

@@ -12,11 +12,11 @@ import contextlib
 import copy
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from services.certification.credentials import KeyRecord
+from services.certification.credentials import KeyRecord, PublicKeyRecord
 from services.certification.domain import (
     Certificate,
     Completion,
@@ -29,6 +29,8 @@ from services.certification.domain import (
     StatusList,
     StatusPurpose,
 )
+from services.certification.tests.fakes_transfers import FakeTransfers
+from services.certification.transfers import CreditTransfer
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class FakeState:
     educators: dict[str, Educator] = field(default_factory=dict)
     completions: dict[str, dict[str, Completion]] = field(default_factory=dict)
     pending: dict[str, PendingCompletion] = field(default_factory=dict)
+    parked_at: dict[str, datetime] = field(default_factory=dict)
     certificates: dict[str, Certificate] = field(default_factory=dict)
     recognitions: dict[str, Recognition] = field(default_factory=dict)
     status_lists: dict[str, StatusList] = field(default_factory=dict)
@@ -60,7 +63,8 @@ class FakeState:
     keys: list[KeyRecord] = field(default_factory=list)
     events: list[StagedEvent] = field(default_factory=list)
     dead_letters: list[StagedDeadLetter] = field(default_factory=list)
-    inbox: set[str] = field(default_factory=set)
+    inbox: set[tuple[str, str]] = field(default_factory=set)
+    transfers: dict[str, CreditTransfer] = field(default_factory=dict)
 
 
 class FakeProgress:
@@ -87,7 +91,16 @@ class FakeProgress:
         self._s.completions.setdefault(educator_id, {})[completion.course_id] = completion
 
     async def park(self, pending: PendingCompletion) -> None:
-        self._s.pending.setdefault(pending.event_id, pending)
+        if pending.event_id not in self._s.pending:
+            self._s.pending[pending.event_id] = pending
+            self._s.parked_at[pending.event_id] = datetime.now(UTC)  # like the column's DEFAULT now()
+
+    async def take_expired_pending(self, parked_before: datetime, limit: int) -> list[PendingCompletion]:
+        expired = sorted((at, event_id) for event_id, at in self._s.parked_at.items() if at < parked_before)
+        taken = [self._s.pending.pop(event_id) for _, event_id in expired[:limit] if event_id in self._s.pending]
+        for p in taken:
+            del self._s.parked_at[p.event_id]
+        return taken
 
     async def take_pending(self, educator_id: str) -> list[PendingCompletion]:
         taken = [p for p in self._s.pending.values() if p.educator_id == educator_id]
@@ -205,6 +218,32 @@ class FakeSigningKeys:
     async def replace_active(self, record: KeyRecord) -> None:
         self._s.keys = [replace(r, active=False) for r in self._s.keys] + [replace(record, active=True)]
 
+    async def public_keys(self) -> list[PublicKeyRecord]:
+        return [
+            PublicKeyRecord(
+                r.kid, {k: r.private_jwk[k] for k in ("kty", "crv", "x")}, r.created_at, r.active, r.compromised_at
+            )
+            for r in await self.records()
+        ]
+
+    async def add_retired(self, record: KeyRecord) -> bool:
+        if any(r.kid == record.kid for r in self._s.keys):
+            return False
+        self._s.keys.append(replace(record, active=False))
+        return True
+
+    async def mark_compromised(self, kid: str, since: datetime) -> bool:
+        found = False
+        for i, r in enumerate(self._s.keys):
+            if r.kid == kid:
+                earliest = min(since, r.compromised_at) if r.compromised_at else since
+                self._s.keys[i] = replace(r, active=False, compromised_at=earliest)
+                found = True
+        return found
+
+    async def seal_plaintext(self) -> int:
+        return 0  # nothing is at rest in memory
+
 
 class FakeOutbox:
     def __init__(self, state: FakeState) -> None:
@@ -224,11 +263,14 @@ class FakeInbox:
     def __init__(self, state: FakeState) -> None:
         self._s = state
 
-    async def claim(self, event_id: str) -> bool:
-        if event_id in self._s.inbox:
+    async def claim(self, event_id: str, *, source: str = "") -> bool:
+        if (source, event_id) in self._s.inbox:
             return False
-        self._s.inbox.add(event_id)
+        self._s.inbox.add((source, event_id))
         return True
+
+    async def release(self, event_id: str, *, source: str = "") -> None:
+        self._s.inbox -= {(source, event_id), ("", event_id)}
 
 
 class FakeRepositories:
@@ -237,6 +279,7 @@ class FakeRepositories:
         self.certificates = FakeCertificates(state)
         self.keys = FakeSigningKeys(state)
         self.status_lists = FakeStatusLists(state)
+        self.transfers = FakeTransfers(state.transfers)
         self.outbox = FakeOutbox(state)
         self.inbox = FakeInbox(state)
 

@@ -185,7 +185,7 @@ async def test_a_completion_for_another_institution_is_refused_and_leaves_nothin
     with pytest.raises(CertificationError) as refused:
         await world.complete("edu-1", "genai-fundamentals", 90, institution="num", event_id="wrong-inst")
     assert refused.value.code == "institution_mismatch"
-    assert "wrong-inst" not in world.uow.state.inbox  # rolled back with the effect: a redelivery is judged again
+    assert ("", "wrong-inst") not in world.uow.state.inbox  # rolled back with the effect: a redelivery is judged again
     assert world.uow.state.completions.get("edu-1", {}) == {}
 
 
@@ -204,7 +204,7 @@ async def test_an_email_as_educator_id_never_reaches_a_credential_and_nothing_is
     with pytest.raises(CertificationError) as refused:
         await world.complete(educator, "future-classroom", 90, event_id="last-one")
     assert refused.value.code == "invalid_data"
-    assert world.issued() == [] and "last-one" not in world.uow.state.inbox
+    assert world.issued() == [] and ("", "last-one") not in world.uow.state.inbox
     assert "future-classroom" not in world.uow.state.completions[educator]
 
 
@@ -347,3 +347,46 @@ async def test_a_tampered_credential_is_invalid(world: World) -> None:
     tampered = f"{header}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
     verdict = await world.service.verify(tampered)
     assert verdict.status == "invalid" and verdict.reason == "bad_signature"
+
+
+async def test_the_same_event_id_from_two_sources_is_two_events(world: World) -> None:
+    """CloudEvents ids are unique per source: the inbox keys on (source, id)."""
+    await world.register("edu-1")
+    origin = MessageOrigin("iioe.events.must.course_completed.v1", b"{}", "progress", "IIOE_EVENTS", 1)
+    data = CourseCompleted(
+        educator_id="edu-1", institution="must", course_id="genai-fundamentals", score=50, completed_at=T0
+    )
+    for source in ("urn:iioe:partner:a", "urn:iioe:partner:b", "urn:iioe:partner:a"):
+        await world.service.on_course_completed("evt-1", data, origin, source=source)
+    progress = await world.service.progress("edu-1")
+    assert progress.completions["genai-fundamentals"].attempts == 2
+
+
+# --- completions parked for an unknown educator are bounded -------------------------------------------------
+
+
+async def test_a_completion_parked_past_the_limit_is_dead_lettered_as_educator_unknown() -> None:
+    uow = FakeUnitOfWork()
+    now = [datetime.now(UTC)]
+    service = Certification(uow, CATALOGUE, {"must": {}}, clock=lambda: now[0])
+    raw = b'{"id":"c1","source":"urn:lms"}'
+    origin = MessageOrigin("iioe.events.must.course_completed.v1", raw, "progress", "IIOE_EVENTS", 7)
+    data = CourseCompleted(educator_id="ghost", institution="must", course_id="genai-fundamentals", score=90,
+                           completed_at=T0)  # fmt: skip
+    await service.on_course_completed("c1", data, origin, source="urn:lms")
+
+    assert await service.expire_pending(timedelta(days=7)) == 0  # not yet
+    now[0] += timedelta(days=7, seconds=1)
+    assert await service.expire_pending(timedelta(days=7)) == 1
+    [letter] = uow.state.dead_letters
+    assert letter.reason == "educator_unknown" and letter.pending.raw == raw
+    assert uow.state.pending == {} and await service.expire_pending(timedelta(days=7)) == 0
+
+    # a registration arriving afterwards finds nothing parked: the completion waits in the DLQ for a re-drive
+    await service.on_educator_registered(
+        "r1",
+        EducatorRegistered(educator_id="ghost", institution="must", language="en", role="educator", registered_at=T0),
+    )
+    assert (await service.progress("ghost")).completions == {}
+    await service.on_course_completed("c1", data, origin, source="urn:lms")  # the re-driven letter counts
+    assert (await service.progress("ghost")).completions["genai-fundamentals"].best_score == 90
