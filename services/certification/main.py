@@ -37,11 +37,9 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
     """Build the service from settings; nothing connects until the app starts."""
     settings = settings or CertificationSettings(**overrides)
     runtime = ServiceRuntime(settings, MIGRATIONS)
+    vault = settings.key_vault()
     uow = PostgresUnitOfWork(
-        lambda: runtime.pool,
-        source=settings.source,
-        after_outbox=lambda: _wake_relay(runtime),
-        vault=settings.key_vault(),
+        lambda: runtime.pool, source=settings.source, after_outbox=lambda: _wake_relay(runtime), vault=vault
     )
     certification = Certification(
         uow,
@@ -52,7 +50,7 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         public_url=settings.base_url,
         status_list_size=settings.status_list_size,
     )
-    portfolios = Portfolios(PostgresPortfolioUnitOfWork(lambda: runtime.pool), certification)
+    portfolios = Portfolios(PostgresPortfolioUnitOfWork(lambda: runtime.pool, vault), certification)
     transfers = CreditTransfers(uow, certification.institutions)
     restored = asyncio.Event()
     build_consumers(runtime, certification, settings.consumer_batch_size, portfolios, ready=restored.wait)

@@ -14,6 +14,7 @@ from datetime import datetime
 import asyncpg
 
 from iioe.runtime import inbox
+from services.certification.key_vault import KeyVault
 from services.certification.portfolio import PortfolioEntry, PortfolioShare, PracticeReport
 from services.certification.store import (
     INBOX_CONSUMER,
@@ -27,22 +28,23 @@ from services.certification.store import (
 class PostgresPortfolioUnitOfWork:
     """`portfolio_ports.PortfolioUnitOfWork` on PostgreSQL (`pool` is called once the runtime has opened it)."""
 
-    def __init__(self, pool: Callable[[], asyncpg.Pool]) -> None:
+    def __init__(self, pool: Callable[[], asyncpg.Pool], vault: KeyVault | None = None) -> None:
         self._pool = pool
+        self._vault = vault
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresPortfolioRepositories]:
         async with self._pool().acquire() as conn, conn.transaction():
-            yield PostgresPortfolioRepositories(conn)
+            yield PostgresPortfolioRepositories(conn, self._vault)
 
 
 class PostgresPortfolioRepositories:
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Conn, vault: KeyVault | None = None) -> None:
         self.portfolio = PostgresPortfolio(conn)
         self.inbox = PostgresEventInbox(conn)
         self.progress = PostgresProgress(conn)
         self.certificates = PostgresCertificates(conn)
-        self.keys = PostgresSigningKeys(conn)
+        self.keys = PostgresSigningKeys(conn, vault)
 
 
 @dataclass(frozen=True)

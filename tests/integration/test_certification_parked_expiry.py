@@ -10,14 +10,15 @@ from nats.aio.client import Client as NATS
 from iioe.runtime.dlq import H_CONSUMER, H_REASON, H_SUBJECT, redrive
 from iioe.subjects import DLQ_STREAM, dlq_filter, dlq_subject
 from services.certification.main import create_app
-from tests.support.certification import complete, register, settings_for, wait_attempts
+from tests.support.certification import OPERATOR_TOKEN, complete, register, settings_for, wait_attempts
 from tests.support.helpers import Infra, StoredMessage, eventually, running_app, stream_messages
 
 pytestmark = pytest.mark.integration
 
 
 async def educator_known(http: httpx.AsyncClient, educator: str) -> bool:
-    return (await http.get(f"/v1/educators/{educator}/progress")).status_code == 200
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}  # progress is personal data (contract §8)
+    return (await http.get(f"/v1/educators/{educator}/progress", headers=operator)).status_code == 200
 
 
 async def test_a_completion_parked_too_long_is_dead_lettered_as_educator_unknown(

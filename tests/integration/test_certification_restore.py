@@ -60,8 +60,8 @@ async def test_a_dropped_schema_is_rebuilt_from_the_log_with_identical_credentia
 
         await eventually(both_issued, what="both CertificateIssued")
         old_kid = (await http.get("/.well-known/jwks.json")).json()["keys"][0]["kid"]
-        cert_a = (await http.get(f"/v1/educators/{kept}/certificates")).json()["certificates"][0]
-        cert_b = (await http.get(f"/v1/educators/{revoked}/certificates")).json()["certificates"][0]
+        cert_a = (await http.get(f"/v1/educators/{kept}/certificates", headers=AUTH)).json()["certificates"][0]
+        cert_b = (await http.get(f"/v1/educators/{revoked}/certificates", headers=AUTH)).json()["certificates"][0]
         r = await http.post(
             f"/v1/certificates/{cert_b['certificate_id']}/revoke", json={"reason": "fraud"}, headers=AUTH
         )
@@ -73,7 +73,9 @@ async def test_a_dropped_schema_is_rebuilt_from_the_log_with_identical_credentia
         )
         assert r.status_code == 201
         assert (await http.post("/v1/keys/rotate", headers=AUTH)).status_code == 200
-        progress = (await http.get(f"/v1/educators/{kept}/progress")).json()
+        progress = (
+            await http.get(f"/v1/educators/{kept}/progress", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        ).json()
         await eventually(lambda: outbox_drained(http), what="outbox drained")
 
     env = {"IIOE_CERTIFICATION_KEY_ENCRYPTION_KEY": TEST_KEK, "IIOE_CERTIFICATION_KEY_BACKUP_PASSPHRASE": "pass"}
@@ -98,7 +100,9 @@ async def test_a_dropped_schema_is_rebuilt_from_the_log_with_identical_credentia
         assert again_a["status"] == "active" and again_a["recognitions"][0]["credits"] == 2
         assert again_b["credential"] == cert_b["credential"] and again_b["status"] == "revoked"
         assert again_b["revocation"]["reason"] == "fraud"
-        assert (await http.get(f"/v1/educators/{kept}/progress")).json() == progress
+        assert (
+            await http.get(f"/v1/educators/{kept}/progress", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        ).json() == progress
         kids = [k["kid"] for k in (await http.get("/.well-known/jwks.json")).json()["keys"]]
         assert old_kid in kids and len(kids) == 2
         verdict = (await http.post("/v1/verify", json={"credential": cert_a["credential"]})).json()
