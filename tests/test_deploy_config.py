@@ -268,7 +268,9 @@ def test_make_secrets_covers_every_variable_and_keeps_values(tmp_path: Path) -> 
     subprocess.run([str(MAKE_SECRETS), str(directory)], check=True, capture_output=True, timeout=60)
     first = env_file(directory / "compose.env")
     expected = set(nats_variables(partners())) | {db_password_variable(s) for s in SERVICE_NAMES}
-    assert expected | {"POSTGRES_PASSWORD", "IIOE_OPERATOR_TOKEN"} == set(first)
+    assert expected | {"POSTGRES_PASSWORD", "IIOE_OPERATOR_TOKEN", "IIOE_CERTIFICATION_KEY_ENCRYPTION_KEY"} == set(
+        first
+    )
     assert set(env_file(directory / "nats.env")) == set(nats_variables(partners()))
     assert (directory / "compose.env").stat().st_mode & 0o077 == 0
     assert (directory / "tls" / "tls.key").stat().st_mode & 0o077 == 0
