@@ -10,12 +10,16 @@ from fastapi import FastAPI
 from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
+from services.certification.catalogue_http import build_catalogue_router
 from services.certification.handlers import build_consumers
 from services.certification.http import build_router
+from services.certification.listing import CertificateListing
+from services.certification.listing_http import build_listing_router
 from services.certification.pages import build_pages_router
 from services.certification.reference import load_catalogue
 from services.certification.settings import CertificationSettings
 from services.certification.store import PostgresUnitOfWork
+from services.certification.store_listing import PostgresListingReader
 from services.certification.usecases import Certification
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -35,6 +39,9 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         status_list_size=settings.status_list_size,
     )
     build_consumers(runtime, certification, settings.consumer_batch_size)
+    listing = CertificateListing(
+        PostgresListingReader(lambda: runtime.pool), certification.catalogue, certification.verification_url
+    )
 
     async def ensure_signing_key() -> None:
         await certification.keyring()  # first start creates the key (under a lock shared by replicas)
@@ -43,7 +50,12 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         runtime,
         title="IIOE certification service",
         description="Programmes, progress, certificates (Open Badges 3.0 VC-JWT), verification and JWKS.",
-        routers=[build_pages_router(certification), build_router(certification, settings)],  # `.pdf` route first
+        routers=[
+            build_pages_router(certification),  # `/v1/certificates/{id}.pdf` and
+            build_listing_router(listing),  # `/v1/certificates/export` before `/v1/certificates/{id}`
+            build_catalogue_router(certification.catalogue),
+            build_router(certification, settings),
+        ],
         on_start=[ensure_signing_key],
         state={"certification": certification},
     )
