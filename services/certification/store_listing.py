@@ -96,7 +96,8 @@ class PostgresListingReader:
         completions: dict[str, dict[str, Completion]] = {}
         for r in completion_rows:
             record = dict(r)
-            completions.setdefault(record.pop("educator_id"), {})[r["course_id"]] = Completion(**record)
+            educator_id = record.pop("educator_id")
+            completions.setdefault(educator_id, {})[r["course_id"]] = Completion(**record)
         certificates: dict[str, list[Certificate]] = {}
         for r in certificate_rows:
             certificates.setdefault(r["educator_id"], []).append(_certificate(r))

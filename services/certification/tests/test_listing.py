@@ -22,8 +22,9 @@ from iioe.runtime.tokens import TokenGrant, TokenRegistry
 from services.certification import listing
 from services.certification.catalogue_http import build_catalogue_router
 from services.certification.domain import certificate_id_for
-from services.certification.listing import CertificateListing
+from services.certification.listing import CertificateListing, ListingReader
 from services.certification.listing_http import build_listing_router
+from services.certification.ports import UnitOfWork
 from services.certification.reference import builtin_catalogue
 from services.certification.tests.fake_listing import FakeListingReader
 from services.certification.tests.fakes import FakeUnitOfWork
@@ -49,13 +50,16 @@ def bearer(token: str) -> dict[str, str]:
 class World:
     """Certification on the fake unit of work; certificates are issued one day apart from T0."""
 
-    def __init__(self) -> None:
-        self.uow = FakeUnitOfWork()
+    def __init__(self, uow: UnitOfWork | None = None, reader: ListingReader | None = None) -> None:
+        """The fake unit of work and its reader by default; PostgreSQL's in the integration test."""
+        fake = FakeUnitOfWork()
+        self.uow = fake
         self.now = T0
         self.service = Certification(
-            self.uow, CATALOGUE, {"must": {}, "num": {}}, clock=lambda: self.now, public_url="https://cert.test"
+            uow or fake, CATALOGUE, {"must": {}, "num": {}}, clock=lambda: self.now, public_url="https://cert.test"
         )
-        self.listing = CertificateListing(FakeListingReader(self.uow), CATALOGUE, self.service.verification_url)
+        reader = reader or FakeListingReader(fake)
+        self.listing = CertificateListing(reader, CATALOGUE, self.service.verification_url)
 
     async def register(self, educator: str, institution: str) -> None:
         data = EducatorRegistered(
@@ -79,9 +83,12 @@ class World:
 
 @pytest.fixture
 async def world() -> World:
+    return await populate(World())
+
+
+async def populate(world: World) -> World:
     """must: m-00…m-05 certified (AI), m-00 also Lightboard; m-01 suspended, m-02 revoked; m-06 half-way,
     m-07 registered only. num: n-0 and n-1 certified. One certificate a day from 2025-04-01."""
-    world = World()
     for n in range(8):
         await world.register(f"m-{n:02d}", "must")
     for n in range(2):
