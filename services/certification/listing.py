@@ -76,7 +76,9 @@ class CertificateQuery:
 
     @property
     def issued_before(self) -> datetime | None:
-        return datetime.combine(self.issued_to + timedelta(days=1), time(), UTC) if self.issued_to else None
+        if self.issued_to is None or self.issued_to == date.max:
+            return None
+        return datetime.combine(self.issued_to + timedelta(days=1), time(), UTC)
 
 
 CertificateKey = tuple[datetime, str]
@@ -112,7 +114,7 @@ class CertificateListing:
         """`verification_url(certificate_id)`: the public page of a certificate (`Certification.verification_url`)."""
         self._reader = reader
         self.catalogue = catalogue
-        self._verification_url = verification_url
+        self.verification_url = verification_url
 
     def check(self, query: CertificateQuery) -> None:
         if query.programme_id is not None and self.catalogue.get(query.programme_id) is None:
@@ -143,7 +145,7 @@ class CertificateListing:
 
     def certificate_row(self, cert: Certificate) -> list[Any]:
         programme = self.catalogue.get(cert.programme_id)
-        changed = cert.revocation.revoked_at if cert.revocation else cert.last_change.at if cert.last_change else None
+        changed = status_changed_at(cert)
         return [
             cert.certificate_id,
             cert.educator_id,
@@ -155,7 +157,7 @@ class CertificateListing:
             cert.issued_at.isoformat(),
             cert.status,
             changed.isoformat() if changed else "",
-            self._verification_url(cert.certificate_id),
+            self.verification_url(cert.certificate_id),
         ]
 
     async def progress_rows(self, institution: str | None, programme_id: str | None = None) -> AsyncIterator[list[Any]]:
@@ -217,6 +219,13 @@ class CertificateListing:
                 ]
             )
         return rows
+
+
+def status_changed_at(cert: Certificate) -> datetime | None:
+    """When the certificate was revoked, or else last suspended or reinstated."""
+    if cert.revocation is not None:
+        return cert.revocation.revoked_at
+    return cert.last_change.at if cert.last_change else None
 
 
 def programme_status(cert: Certificate | None, *, earned: bool, attempted: bool) -> str:

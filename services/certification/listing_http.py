@@ -27,6 +27,7 @@ from services.certification.listing import (
     PROGRESS_COLUMNS,
     CertificateListing,
     CertificateQuery,
+    status_changed_at,
 )
 
 MAX_PAGE_SIZE = 200
@@ -77,7 +78,6 @@ def build_listing_router(listing: CertificateListing) -> APIRouter:
     catalogue = listing.catalogue
 
     def summary(cert: Certificate) -> CertificateSummaryView:
-        row = dict(zip(CERTIFICATE_COLUMNS, listing.certificate_row(cert), strict=True))
         programme = catalogue.get(cert.programme_id)
         return CertificateSummaryView(
             certificate_id=cert.certificate_id,
@@ -90,8 +90,8 @@ def build_listing_router(listing: CertificateListing) -> APIRouter:
             credit_system=catalogue.credit_system,
             issued_at=cert.issued_at,
             status=cert.status,
-            status_changed_at=row["status_changed_at"] or None,
-            verification_url=row["verification_url"],
+            status_changed_at=status_changed_at(cert),
+            verification_url=listing.verification_url(cert.certificate_id),
         )
 
     def certificate_query(

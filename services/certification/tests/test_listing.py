@@ -296,3 +296,8 @@ async def test_programmes_are_public_with_the_provenance_of_credits_and_level(ht
     assert [c["titles"]["en"] for c in competency["courses"]][2] == "Build Your Own AI Chatbot"
     missing = await http.get("/v1/programmes/nope")
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "programme_not_found")
+
+
+async def test_the_last_possible_day_is_a_valid_bound(http: httpx.AsyncClient) -> None:
+    body = await get_json(http, "/v1/certificates", MUST, issued_to="9999-12-31")
+    assert body["total"] == 7
