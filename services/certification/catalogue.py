@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
 
 from iioe.events.common import Language
+from iioe.reference.provenance import Citation, Provenance, is_provisional
 
 __all__ = [
     "CatalogueError",
@@ -78,6 +79,16 @@ class Programme(_Frozen):
     # Official page of the framework level, if one exists; credentials fall back to a URN otherwise.
     framework_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=500)] | None = None
     requires: tuple[ProgrammeId, ...] = ()
+    # Provenance (optional; `iioe.reference.provenance`): the programme's citation, its credit value's, its level's.
+    source: Citation | None = None
+    provisional: bool = False
+    source_note: Citation | None = None
+    credits_provenance: Provenance | None = None
+    framework_level_provenance: Provenance | None = None
+
+    @property
+    def is_provisional(self) -> bool:
+        return is_provisional(self.source, self.provisional)
 
     @model_validator(mode="after")
     def _check_references(self) -> Self:

@@ -14,8 +14,11 @@ from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.logging import get_logger
 from iioe.runtime.service import ServiceRuntime
+from services.certification.catalogue_http import build_catalogue_router
 from services.certification.handlers import CONSUMER_NAME, build_consumers
 from services.certification.http import build_router
+from services.certification.listing import CertificateListing
+from services.certification.listing_http import build_listing_router
 from services.certification.pages import build_pages_router
 from services.certification.portfolio_http import build_portfolio_router
 from services.certification.portfolio_usecases import Portfolios
@@ -27,6 +30,7 @@ from services.certification.store_portfolio import PostgresPortfolioUnitOfWork
 from services.certification.store_restore import restore_if_empty
 from services.certification.transfer_service import CreditTransfers, restore_appliers
 from services.certification.transfers_http import build_transfers_router
+from services.certification.store_listing import PostgresListingReader
 from services.certification.usecases import Certification
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -54,6 +58,9 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
     transfers = CreditTransfers(uow, certification.institutions)
     restored = asyncio.Event()
     build_consumers(runtime, certification, settings.consumer_batch_size, portfolios, ready=restored.wait)
+    listing = CertificateListing(
+        PostgresListingReader(lambda: runtime.pool), certification.catalogue, certification.verification_url
+    )
 
     async def ensure_signing_key() -> None:
         await certification.seal_plaintext_keys()  # upgrade path: keys stored before #9 are sealed now
@@ -80,7 +87,9 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
         title="IIOE certification service",
         description="Programmes, progress, certificates (Open Badges 3.0 VC-JWT), verification and JWKS.",
         routers=[
-            build_pages_router(certification),  # `.pdf` route first
+            build_pages_router(certification),  # `/v1/certificates/{id}.pdf` and
+            build_listing_router(listing),  # `/v1/certificates/export` before `/v1/certificates/{id}`
+            build_catalogue_router(certification.catalogue),
             build_router(certification, settings),
             build_portfolio_router(portfolios, certification),
             build_transfers_router(transfers),

@@ -117,7 +117,17 @@ IMPORT_BODY_DOC = {
 
 
 def _institution_json(inst: Institution) -> dict[str, Any]:
-    return {"code": inst.code, "name": inst.name_en, "name_mn": inst.name_mn, "city": inst.city, "type": inst.type}
+    """An entry of the catalogue with its provenance: a `source`, or `provisional: true` (no source = provisional)."""
+    return {
+        "code": inst.code,
+        "name": inst.name_en,
+        "name_mn": inst.name_mn,
+        "city": inst.city,
+        "type": inst.type,
+        "source": inst.source,
+        "provisional": inst.is_provisional,
+        "source_note": inst.source_note,
+    }
 
 
 def educator_json(educator: Educator) -> dict[str, Any]:
@@ -381,7 +391,8 @@ def build_router(
 
     @router.get("/v1/institutions", tags=["institutions"])
     async def list_institutions() -> list[dict[str, Any]]:
-        """The institution catalogue: code, name (English), Mongolian name, city, type."""
+        """The institution catalogue: code, name (English), Mongolian name, city, type, and the entry's provenance
+        (`source`, a URL or citation, or `provisional: true` with a `source_note`)."""
         return [_institution_json(i) for i in sorted(institutions.values(), key=lambda i: i.code)]
 
     @router.get("/v1/institutions/{code}", tags=["institutions"])

@@ -1,24 +1,24 @@
 """CSV import (streamed, record by record) and CSV/XLSX export of educators. No I/O of its own:
-bytes in, rows out; rows in, bytes out."""
+bytes in, rows out; rows in, bytes out (the export format itself is `iioe.runtime.exports`)."""
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from openpyxl import Workbook
-
 from iioe.commands import CommandRejected
+from iioe.runtime import exports
+from iioe.runtime.exports import safe_cell
+
+__all__ = ["EXPORT_COLUMNS", "IMPORT_COLUMNS", "ImportTooLarge", "csv_rows", "safe_cell", "to_csv", "to_xlsx"]
 
 IMPORT_COLUMNS = ("full_name", "email", "language", "role", "registered_at")
 REQUIRED_COLUMNS = ("full_name", "email", "language")
 EXPORT_COLUMNS = ("educator_id", "institution", "full_name", "email", "language", "role", "registered_at")
 _LINES = re.compile(r"(?<=\n)")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ImportTooLarge(CommandRejected):
@@ -99,28 +99,9 @@ async def csv_rows(
         raise CommandRejected("invalid_csv_header", "the CSV is empty: a header row is required")
 
 
-def safe_cell(value: Any) -> Any:
-    """A value that no spreadsheet runs as a formula (`=HYPERLINK(…)` in a name stays text)."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def to_csv(rows: Iterable[Sequence[Any]], columns: Sequence[str] = EXPORT_COLUMNS) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([safe_cell(v) for v in row])
-    return out.getvalue().encode("utf-8-sig")  # the BOM makes spreadsheet programs read UTF-8
+    return exports.to_csv(columns, rows)
 
 
 def to_xlsx(rows: Iterable[Sequence[Any]], columns: Sequence[str] = EXPORT_COLUMNS) -> bytes:
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("educators")
-    sheet.append(list(columns))
-    for row in rows:
-        sheet.append([safe_cell(v) for v in row])
-    out = io.BytesIO()
-    workbook.save(out)
-    return out.getvalue()
+    return exports.to_xlsx(columns, rows, sheet="educators")

@@ -110,6 +110,7 @@ async def test_http_api_registers_lists_and_reads(infra: Infra, database_url: st
         assert {"code": "must", "name": "Mongolian University of Science and Technology"}.items() <= next(
             i for i in institutions if i["code"] == "must"
         ).items()
+        assert all(i["source"] or i["provisional"] is True for i in institutions)  # provenance, or honestly provisional
 
         body = {
             "institution": "num",

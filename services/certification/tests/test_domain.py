@@ -64,6 +64,7 @@ def test_builtin_catalogue_has_the_ai_programme_and_the_tiered_track(catalogue: 
         ADP: "intermediate",
         ATD: "advanced",
         "lightboard-teaching": "standalone",
+        "ai-competency": "standalone",
     }
     assert catalogue.programme(ADP).requires == (DTE,)
     assert catalogue.programme(ATD).requires == (ADP,)

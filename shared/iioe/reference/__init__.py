@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from iioe.reference.programmes import AI_PROGRAMME_ID, PROGRAMMES_FILE, CourseInfo, ProgrammeInfo, load_programmes
+from iioe.reference.provenance import Citation, Provenance, is_provisional
 from iioe.subjects import INSTITUTION_CODE_RE
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "CourseInfo",
     "Institution",
     "ProgrammeInfo",
+    "Provenance",
     "load_institutions",
     "load_programmes",
 ]
@@ -48,6 +50,16 @@ class Institution(BaseModel):
     """Russian name where a reliable translation is known; readers fall back to `name_en` (`name_in`)."""
     city: str
     type: Literal["public", "private"]
+    source: Citation | None = None
+    """Where the entry (the institution's participation in the programme) is documented: a URL or citation."""
+    provisional: bool = False
+    """True when the entry is the platform's assumption rather than a published fact (see `source_note`)."""
+    source_note: Citation | None = None
+
+    @property
+    def is_provisional(self) -> bool:
+        """Marked provisional, or nothing cited (catalogue files without provenance load as provisional)."""
+        return is_provisional(self.source, self.provisional)
 
     def name_in(self, language: str) -> str:
         """The name in `language` (mn, en, ru); English when no translation is known."""

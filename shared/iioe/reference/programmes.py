@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from iioe.reference.provenance import Provenance, is_provisional
+
 __all__ = [
     "AI_PROGRAMME_ID",
     "PROGRAMMES_FILE",
@@ -53,6 +55,18 @@ class ProgrammeInfo(_Entry):
     min_score: float
     credits: float
     requires: tuple[str, ...] = ()
+    framework: str | None = None
+    framework_level: str | None = None
+    source: str | None = None
+    """Where the programme and its courses are documented (URL or citation); see `iioe.reference.provenance`."""
+    provisional: bool = False
+    source_note: str | None = None
+    credits_provenance: Provenance | None = None
+    framework_level_provenance: Provenance | None = None
+
+    @property
+    def is_provisional(self) -> bool:
+        return is_provisional(self.source, self.provisional)
 
     @property
     def course_ids(self) -> tuple[str, ...]:
