@@ -98,6 +98,24 @@ class LeaseQueue:
             for r in rows
         ]
 
+    async def extend(self, conn: Conn, claims: Sequence[Claim], lease_seconds: float) -> int:
+        """Renew the lease of claims still held (`lease_until = now() + lease_seconds`); returns how many.
+
+        A worker heartbeats while it holds rows (a slow call, a row waiting for a slot, an outcome
+        waiting for the database), so nobody takes over a row whose effect may already have happened."""
+        if not claims:
+            return 0
+        s = self.spec
+        result: str = await conn.execute(
+            f"UPDATE {s.table} q SET lease_until = now() + make_interval(secs => $3)"
+            f" FROM unnest($1::text[], $2::uuid[]) AS c(key, token)"
+            f" WHERE q.{s.key} = c.key AND q.claim_token = c.token AND q.status = '{s.claimed}'",
+            [c.key for c in claims],
+            [c.token for c in claims],
+            lease_seconds,
+        )
+        return int(result.split()[-1])
+
     async def done(self, conn: Conn, claim: Claim, **values: Any) -> bool:
         """Finished for good; False when the lease was lost (someone else holds the row now)."""
         stamp = {self.spec.done_at: _Now} if self.spec.done_at else {}
