@@ -81,7 +81,8 @@ class LeaseQueue:
             f"WITH due AS ("
             f"  SELECT q.{s.key} FROM {s.table} q"
             f"  WHERE q.status IN ('{s.pending}', '{s.claimed}') AND q.next_attempt_at <= now()"
-            f"    AND (q.status = '{s.pending}' OR q.lease_until < now()){extra}"
+            f"    AND (q.status = '{s.pending}' OR greatest(q.lease_until,"
+            f"      pg_postmaster_start_time() + make_interval(secs => $3)) < now()){extra}"
             f"  ORDER BY q.next_attempt_at LIMIT $1 FOR UPDATE OF q SKIP LOCKED)"
             f" UPDATE {s.table} q SET status = '{s.claimed}', attempts = q.attempts + 1, claim_token = $2,"
             f"  lease_until = now() + make_interval(secs => $3)"
@@ -90,7 +91,11 @@ class LeaseQueue:
         )
 
     async def claim(self, conn: Conn, limit: int, lease_seconds: float) -> list[Claim]:
-        """Take up to `limit` due rows (and claimed rows whose lease ran out, e.g. after a crash)."""
+        """Take up to `limit` due rows (and claimed rows whose lease ran out, e.g. after a crash).
+
+        A lease that ran out while PostgreSQL was down proves nothing about its holder, who could not
+        renew it: for `lease_seconds` after the server (re)started, no expired lease is taken over, so a
+        live holder gets back to the database and records its outcome first."""
         rows = await conn.fetch(self._claim_sql, limit, uuid.uuid4(), lease_seconds)
         key = self.spec.key
         return [
