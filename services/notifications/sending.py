@@ -21,6 +21,8 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
+import asyncpg
+
 from iioe.runtime.consumer import is_infrastructure_error
 from iioe.runtime.logging import get_logger
 from services.notifications.domain import GiveUp, Notification, RetrySchedule, resolve_language, scrub_addresses
@@ -50,6 +52,19 @@ RECORD_RETRY_INITIAL_SECONDS = 0.1
 RECORD_RETRY_MAX_SECONDS = 2.0
 
 
+TRANSIENT_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.TransactionRollbackError,  # class 40: serialization failure, deadlock detected
+    asyncpg.LockNotAvailableError,  # lock_timeout, e.g. on the educator's lock of a certificate mail
+    asyncpg.QueryCanceledError,  # statement_timeout
+)
+"""Besides the world being down: errors after which the same write can succeed."""
+
+
+def retryable(exc: BaseException) -> bool:
+    """May an outcome write that failed with `exc` be tried again (it changes nothing when it failed)?"""
+    return is_infrastructure_error(exc) or isinstance(exc, TRANSIENT_DATABASE_ERRORS)
+
+
 class Unobserved:
     """The observer of a delivery that nobody watches."""
 
@@ -65,8 +80,9 @@ class Unobserved:
 class OutcomeRecorder:
     """Writes the outcome of a network call that already happened, whatever the database does meanwhile.
 
-    An infrastructure error (database unreachable, pool closed, connection lost) is retried after
-    `initial_seconds`, doubling up to `max_seconds`, until the database answers — never given up,
+    An infrastructure error (database unreachable, pool closed, connection lost) or a transient one
+    (`TRANSIENT_DATABASE_ERRORS`) is retried after `initial_seconds`, doubling up to `max_seconds`,
+    until the database answers — never given up,
     because the row stays claimed (its lease renewed by `keep_leases`) and a re-claim would repeat
     the call. Any other error is raised. While a write waits, `settled()` holds the claims of this
     process, so none of its workers takes over a row whose outcome is still on its way.
@@ -105,7 +121,7 @@ class OutcomeRecorder:
                 try:
                     result = await write()
                 except Exception as exc:
-                    if not is_infrastructure_error(exc):
+                    if not retryable(exc):
                         raise
                     failures += 1
                     self.retries += 1

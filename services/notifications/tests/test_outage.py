@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email.message import EmailMessage
 
+import asyncpg
 import pytest
 
 from iioe.events import CERTIFICATE_ISSUED
@@ -181,6 +182,25 @@ async def test_a_logic_error_while_recording_is_not_retried() -> None:
     with pytest.raises(RuntimeError):
         await OutcomeRecorder(sleep=sleep).write(broken, queue="mail", key="n-1")
     assert outage_sleeps == []
+
+
+async def test_a_lock_timeout_while_recording_is_retried() -> None:
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    calls = 0
+
+    async def contended() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise asyncpg.LockNotAvailableError("canceling statement due to lock timeout")
+        return True
+
+    assert await OutcomeRecorder(sleep=sleep).write(contended, queue="mail", key="n-2")
+    assert sleeps == [0.1, 0.2]
 
 
 async def test_leases_are_renewed_while_a_batch_is_being_sent() -> None:
