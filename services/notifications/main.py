@@ -69,6 +69,7 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
         lease_seconds=s.send_lease_seconds,
         batch_size=s.mail_batch_size,
         concurrency=s.mail_concurrency,
+        observer=runtime.metrics,  # only the four outcome counters (`SendingObserver`), not the runtime
     )
     poster = HttpWebhookPoster(s.webhook_timeout_seconds)
     targets = TargetPolicy(allow=s.webhook_allow_list, platform=platform_urls([s.certification_url]))
@@ -79,6 +80,7 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
         RetrySchedule(s.webhook_retry_base_seconds, s.webhook_retry_cap_seconds, s.webhook_max_attempts),
         lease_seconds=s.webhook_lease_seconds,
         targets=targets,
+        observer=runtime.metrics,
     )
     mail_loop = PollLoop("mail", mail.send_due, s.mail_poll_seconds)
     webhook_loop = PollLoop("webhooks", webhooks.deliver_next, s.webhook_poll_seconds)

@@ -8,6 +8,7 @@ without servers and run unchanged in production.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -190,6 +191,10 @@ class MailQueue(Protocol):
         """Store `outcome` (sent, pending again after `retry_after_seconds`, failed) if the token still holds."""
         ...
 
+    async def extend(self, claimed: Sequence[ClaimedNotification], lease_seconds: float) -> int:
+        """Renew the lease of the claims still held (`sending`, same token); returns how many."""
+        ...
+
 
 class Webhooks(Protocol):
     async def create(self, webhook: NewWebhook) -> dict[str, Any]: ...
@@ -209,6 +214,10 @@ class Deliveries(Protocol):
     async def claim(self, lease_seconds: float) -> ClaimedDelivery | None: ...
 
     async def delivered(self, d: ClaimedDelivery, status_code: int | None) -> bool: ...
+
+    async def extend(self, d: ClaimedDelivery, lease_seconds: float) -> bool:
+        """Renew the lease while the token still holds."""
+        ...
 
     async def retry(self, d: ClaimedDelivery, status_code: int | None, error: str | None, after: float) -> bool: ...
 
@@ -288,3 +297,15 @@ class DeadLetters(Protocol):
     async def webhook_failed(self, d: ClaimedDelivery, error: str) -> None:
         """Make a give-up visible on IIOE_DLQ; the row's `dead` status stays the source of truth."""
         ...
+
+
+class SendingObserver(Protocol):
+    """Told about every outcome of a send (the service's metrics, `ServiceMetrics`, is one); no personal data."""
+
+    def mail_sent(self) -> None: ...
+
+    def mail_failed(self) -> None: ...
+
+    def webhook_sent(self) -> None: ...
+
+    def webhook_failed(self) -> None: ...

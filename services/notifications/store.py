@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -272,6 +272,10 @@ class PgMailQueue:
             return await MAIL_QUEUE.dead(self.conn, claim, last_error=outcome.last_error)
         raise ValueError(f"a claimed notification cannot end as {outcome.status}")
 
+    async def extend(self, claimed: Sequence[ClaimedNotification], lease_seconds: float) -> int:
+        claims = [_claim(c.notification.notification_id, c.token, c.notification.attempts) for c in claimed]
+        return await MAIL_QUEUE.extend(self.conn, claims, lease_seconds)
+
 
 def _claim(key: str, token: uuid.UUID, attempts: int) -> Claim:
     """The queue's view of a claim the worker still holds (its key and token are what count)."""
@@ -357,6 +361,10 @@ class PgDeliveries:
     async def delivered(self, d: ClaimedDelivery, status_code: int | None) -> bool:
         claim = _claim(d.delivery_id, d.token, d.attempts)
         return await DELIVERY_QUEUE.done(self.conn, claim, last_status_code=status_code, last_error=None)
+
+    async def extend(self, d: ClaimedDelivery, lease_seconds: float) -> bool:
+        claim = _claim(d.delivery_id, d.token, d.attempts)
+        return await DELIVERY_QUEUE.extend(self.conn, [claim], lease_seconds) == 1
 
     async def retry(self, d: ClaimedDelivery, status_code: int | None, error: str | None, after: float) -> bool:
         claim = _claim(d.delivery_id, d.token, d.attempts)

@@ -48,8 +48,6 @@ def table(results: list[Result]) -> str:
 def verdict(r: Result) -> str:
     if r.ok:
         return "pass"
-    if r.only_mail_duplicates:
-        return "known issue (mail re-sent, reported)"
     return f"FAIL{f' ({r.dead_tasks} background task(s) died)' if r.dead_tasks else ''}"
 
 

@@ -108,16 +108,6 @@ class Result:
             and self.dead_letters_poison >= self.poison
         )
 
-    @property
-    def only_mail_duplicates(self) -> bool:
-        """Everything right except mails sent twice (the SMTP send → mark-sent window, see docs/reliability.md)."""
-        return (
-            self.lost == 0
-            and self.dead_tasks == 0
-            and self.dead_letters_good == 0
-            and self.duplicated == self.duplicated_mails > 0
-        )
-
 
 class Platform:
     """nats-server (or a given cluster URL) + PostgreSQL + certification, analytics and notifications."""

@@ -113,11 +113,6 @@ async def kill_nats(platform: Platform, burst: Burst) -> str:
 
 
 def check(result: Result) -> None:
-    if not result.ok and result.only_mail_duplicates:
-        pytest.xfail(
-            f"known, reported: {result.duplicated_mails} mail(s) re-sent — notifications sent them over SMTP but could "
-            "not record 'sent' while PostgreSQL was down, so the lease re-sent them (services/notifications/workers.py)"
-        )
     assert result.ok, result
 
 

@@ -7,12 +7,14 @@ Its two users (notifications' e-mail and webhook queues) are exercised end to en
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from iioe.runtime.lease_queue import LeaseQueue, QueueTable
+from iioe.runtime.db import Conn
+from iioe.runtime.lease_queue import Claim, LeaseQueue, QueueTable
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,13 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+async def uptime(conn: Conn) -> float:
+    """Seconds since the PostgreSQL server started (an expired lease is taken over only after a lease of that)."""
+    seconds = await conn.fetchval("SELECT extract(epoch FROM now() - pg_postmaster_start_time())::float8")
+    assert isinstance(seconds, float)
+    return seconds
 
 
 async def add(pool: asyncpg.Pool, *jobs: str) -> None:
@@ -88,7 +97,7 @@ async def test_an_expired_lease_is_reclaimed_and_the_old_holder_cannot_finish(po
     await add(pool, "c")
     async with pool.acquire() as conn:
         [crashed] = await queue.claim(conn, 1, -1)  # a lease already over: its worker died
-        [second] = await queue.claim(conn, 1, 60)
+        [second] = await queue.claim(conn, 1, await uptime(conn) / 2)  # a lease shorter than the server's uptime
         assert second.key == "c" and second.attempts == 2 and second.token != crashed.token
         assert not await queue.done(conn, crashed)
         assert not await queue.dead(conn, crashed, last_error="late")
@@ -97,6 +106,36 @@ async def test_an_expired_lease_is_reclaimed_and_the_old_holder_cannot_finish(po
     stored = await row(pool, "c")
     assert (stored["status"], stored["attempts"], stored["claim_token"]) == ("done", 2, None)
     assert stored["finished_at"] is not None and stored["last_error"] is None
+
+
+async def test_a_lease_is_extended_only_by_the_holder_of_its_token(pool: asyncpg.Pool) -> None:
+    queue = LeaseQueue(JOBS)
+    await add(pool, "k", "l")
+    async with pool.acquire() as conn:
+        claims = await queue.claim(conn, 10, 1)
+        before = {r["job_id"]: r["lease_until"] for r in await conn.fetch("SELECT job_id, lease_until FROM jobs")}
+        assert await queue.extend(conn, claims, 3600) == 2
+        after = {r["job_id"]: r["lease_until"] for r in await conn.fetch("SELECT job_id, lease_until FROM jobs")}
+        assert all(after[k] > before[k] for k in ("k", "l"))
+        done, held = sorted(claims, key=lambda c: c.key)
+        assert await queue.done(conn, done)
+        stranger = Claim(key=held.key, token=uuid.uuid4(), attempts=1, row={})
+        assert await queue.extend(conn, [done, stranger], 3600) == 0  # finished, or not ours
+        assert await queue.extend(conn, [], 3600) == 0
+    assert (await row(pool, "k"))["lease_until"] is None
+
+
+async def test_no_expired_lease_is_taken_within_a_lease_of_the_server_start(pool: asyncpg.Pool) -> None:
+    """A lease that ran out while PostgreSQL was down says nothing about its holder: it gets a full lease
+    after the (re)start to come back and record its outcome."""
+    queue = LeaseQueue(JOBS)
+    await add(pool, "m")
+    async with pool.acquire() as conn:
+        up = await uptime(conn)
+        [expired] = await queue.claim(conn, 1, -1)
+        assert await queue.claim(conn, 1, up + 60) == []  # the server started less than that lease ago
+        [taken] = await queue.claim(conn, 1, up / 2)  # it started more than this lease ago
+    assert taken.key == "m" and taken.token != expired.token
 
 
 async def test_retry_waits_for_its_time_and_dead_is_final(pool: asyncpg.Pool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -203,6 +203,15 @@ class FakeMailQueue(_Repo):
             row.next_attempt_at = self.clock.now + timedelta(seconds=outcome.retry_after_seconds or 0.0)
         return True
 
+    async def extend(self, claimed: Sequence[ClaimedNotification], lease_seconds: float) -> int:
+        extended = 0
+        for c in claimed:
+            row = self.state.notifications[c.notification.notification_id]
+            if row.token == c.token and row.status == "sending":
+                row.lease_until = self.clock.now + timedelta(seconds=lease_seconds)
+                extended += 1
+        return extended
+
 
 class FakeWebhooks(_Repo):
     async def create(self, w: NewWebhook) -> dict[str, Any]:
@@ -258,6 +267,13 @@ class FakeDeliveries(_Repo):
 
     async def delivered(self, d: ClaimedDelivery, status_code: int | None) -> bool:
         return self._finish(d, "delivered", None)
+
+    async def extend(self, d: ClaimedDelivery, lease_seconds: float) -> bool:
+        row = self.state.deliveries[d.delivery_id]
+        if row.token != d.token or row.status != "sending":
+            return False
+        row.lease_until = self.clock.now + timedelta(seconds=lease_seconds)
+        return True
 
     async def retry(self, d: ClaimedDelivery, status_code: int | None, error: str | None, after: float) -> bool:
         return self._finish(d, "pending", error, after)
@@ -368,15 +384,23 @@ class FakeRepositories:
 
 
 class FakeUnitOfWork:
-    """The same port as PostgreSQL, in memory; a block that raises rolls everything back."""
+    """The same port as PostgreSQL, in memory; a block that raises rolls everything back.
+
+    `down = True` is a database outage: every transaction is refused (`ConnectionRefusedError`, an
+    infrastructure error) until it is set back; `refused` counts the attempts."""
 
     def __init__(self, clock: FakeClock | None = None) -> None:
         self.clock = clock or FakeClock()
         self.state = FakeState()
         self.commits = 0
+        self.down = False
+        self.refused = 0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeRepositories]:
+        if self.down:
+            self.refused += 1
+            raise ConnectionRefusedError(111, "Connect call failed (the fake database is down)")
         snapshot = copy.deepcopy(self.state)
         s, c = self.state, self.clock
         try:

@@ -81,7 +81,8 @@ class LeaseQueue:
             f"WITH due AS ("
             f"  SELECT q.{s.key} FROM {s.table} q"
             f"  WHERE q.status IN ('{s.pending}', '{s.claimed}') AND q.next_attempt_at <= now()"
-            f"    AND (q.status = '{s.pending}' OR q.lease_until < now()){extra}"
+            f"    AND (q.status = '{s.pending}' OR greatest(q.lease_until,"
+            f"      pg_postmaster_start_time() + make_interval(secs => $3)) < now()){extra}"
             f"  ORDER BY q.next_attempt_at LIMIT $1 FOR UPDATE OF q SKIP LOCKED)"
             f" UPDATE {s.table} q SET status = '{s.claimed}', attempts = q.attempts + 1, claim_token = $2,"
             f"  lease_until = now() + make_interval(secs => $3)"
@@ -90,13 +91,35 @@ class LeaseQueue:
         )
 
     async def claim(self, conn: Conn, limit: int, lease_seconds: float) -> list[Claim]:
-        """Take up to `limit` due rows (and claimed rows whose lease ran out, e.g. after a crash)."""
+        """Take up to `limit` due rows (and claimed rows whose lease ran out, e.g. after a crash).
+
+        A lease that ran out while PostgreSQL was down proves nothing about its holder, who could not
+        renew it: for `lease_seconds` after the server (re)started, no expired lease is taken over, so a
+        live holder gets back to the database and records its outcome first."""
         rows = await conn.fetch(self._claim_sql, limit, uuid.uuid4(), lease_seconds)
         key = self.spec.key
         return [
             Claim(key=r[key], token=r["claim_token"], attempts=r["attempts"], row={c: r[c] for c in self.spec.columns})
             for r in rows
         ]
+
+    async def extend(self, conn: Conn, claims: Sequence[Claim], lease_seconds: float) -> int:
+        """Renew the lease of claims still held (`lease_until = now() + lease_seconds`); returns how many.
+
+        A worker heartbeats while it holds rows (a slow call, a row waiting for a slot, an outcome
+        waiting for the database), so nobody takes over a row whose effect may already have happened."""
+        if not claims:
+            return 0
+        s = self.spec
+        result: str = await conn.execute(
+            f"UPDATE {s.table} q SET lease_until = now() + make_interval(secs => $3)"
+            f" FROM unnest($1::text[], $2::uuid[]) AS c(key, token)"
+            f" WHERE q.{s.key} = c.key AND q.claim_token = c.token AND q.status = '{s.claimed}'",
+            [c.key for c in claims],
+            [c.token for c in claims],
+            lease_seconds,
+        )
+        return int(result.split()[-1])
 
     async def done(self, conn: Conn, claim: Claim, **values: Any) -> bool:
         """Finished for good; False when the lease was lost (someone else holds the row now)."""
