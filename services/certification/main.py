@@ -26,11 +26,11 @@ from services.certification.reference import load_catalogue
 from services.certification.restore import LogRestore, missing_kids, stream_reader
 from services.certification.settings import CertificationSettings
 from services.certification.store import PostgresUnitOfWork
+from services.certification.store_listing import PostgresListingReader
 from services.certification.store_portfolio import PostgresPortfolioUnitOfWork
 from services.certification.store_restore import restore_if_empty
 from services.certification.transfer_service import CreditTransfers, restore_appliers
 from services.certification.transfers_http import build_transfers_router
-from services.certification.store_listing import PostgresListingReader
 from services.certification.usecases import Certification
 
 MIGRATIONS = Path(__file__).with_name("migrations")

@@ -3,6 +3,7 @@ the SQL status filter, issue-day bounds, keyset batches and progress records hol
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
@@ -13,6 +14,7 @@ from nats.aio.client import Client as NATS
 
 from iioe.runtime.db import setup_database
 from services.certification import listing
+from services.certification.key_vault import KeyVault
 from services.certification.listing import CertificateQuery
 from services.certification.main import MIGRATIONS, create_app
 from services.certification.settings import SOURCE
@@ -66,7 +68,8 @@ async def test_postgres_listing_matches_the_in_memory_reader(
 ) -> None:
     monkeypatch.setattr(listing, "EXPORT_BATCH", 2)  # several keyset batches on both
     fake = await populate(World())
-    real = await populate(World(PostgresUnitOfWork(lambda: pool, source=SOURCE), PostgresListingReader(lambda: pool)))
+    uow = PostgresUnitOfWork(lambda: pool, source=SOURCE, vault=KeyVault(os.urandom(32)))  # keys sealed at rest
+    real = await populate(World(uow, PostgresListingReader(lambda: pool)))
 
     expected, actual = await listed(fake), await listed(real)
     assert actual == expected
