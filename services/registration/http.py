@@ -46,6 +46,8 @@ IMPORT_MAX_BYTES = 4 * 1024 * 1024
 IMPORT_MAX_ROWS = 20_000
 EXPORT_MAX_ROWS = 100_000
 MAX_PAGE_SIZE = 200
+MAX_PAGE = 1_000_000
+"""Far past any institution's educators; the offset stays a PostgreSQL bigint."""
 
 STATUS_BY_CODE = {
     "internal_error": 500,
@@ -116,6 +118,18 @@ IMPORT_BODY_DOC = {
 }
 
 
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+EXPORT_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "CSV (UTF-8 with BOM) or XLSX, as `format` asks",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
 def _institution_json(inst: Institution) -> dict[str, Any]:
     return {"code": inst.code, "name": inst.name_en, "name_mn": inst.name_mn, "city": inst.city, "type": inst.type}
 
@@ -179,6 +193,13 @@ def build_router(
         check_institution_access(grant, educator.institution)
         return educator
 
+    def listed_institution(grant: TokenGrant, institution: str | None) -> str | None:
+        """`_listed_institution`, and 404 for a code not in the catalogue (it has no educators)."""
+        scope = _listed_institution(grant, institution)
+        if scope is not None and scope not in institutions:
+            raise ApiError(404, "unknown_institution", f"institution {scope!r} is not in the catalogue")
+        return scope
+
     # --- educators ---------------------------------------------------------------------------
 
     @router.post(
@@ -210,13 +231,13 @@ def build_router(
         institution: str | None = None,
         q: Annotated[str | None, Query(max_length=200)] = None,
         role: Role | None = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
         page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     ) -> dict[str, Any]:
         """Educators (not erased), oldest first; `q` searches name and e-mail. An institution token
         sees only its own institution; an operator every one, or `institution`'s."""
         query = EducatorQuery(
-            _listed_institution(grant, institution), q or None, role, (page - 1) * page_size, page_size
+            listed_institution(grant, institution), q or None, role, (page - 1) * page_size, page_size
         )
         total, found = await registrations.educators(query)
         return {
@@ -226,17 +247,19 @@ def build_router(
             "total": total,
         }
 
-    @router.get("/v1/educators/export", tags=["educators"], dependencies=BEARER)
+    @router.get(
+        "/v1/educators/export", tags=["educators"], dependencies=BEARER, response_class=Response, responses=EXPORT_DOC
+    )
     async def export_educators(
         grant: Grant, institution: str | None = None, format: Literal["csv", "xlsx"] = "csv"
     ) -> Response:
         """Every educator (not erased) the token may see, as CSV (UTF-8 with BOM) or XLSX."""
-        scope = _listed_institution(grant, institution)
+        scope = listed_institution(grant, institution)
         _, found = await registrations.educators(EducatorQuery(scope, limit=EXPORT_MAX_ROWS))
         rows = [[educator_json(e)[c] for c in EXPORT_COLUMNS] for e in found]
         name = f"educators-{scope or 'all'}"
         if format == "xlsx":
-            media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            media = XLSX_MEDIA_TYPE
             content = to_xlsx(rows)
         else:
             media, content = "text/csv; charset=utf-8", to_csv(rows)

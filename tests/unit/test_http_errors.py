@@ -1,0 +1,60 @@
+"""The error shape every service documents and answers (contract section 8), without servers."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+
+from iioe.runtime.http import install_error_handlers
+from services.analytics.main import create_app as create_analytics
+from services.certification.main import create_app as create_certification
+from services.notifications.main import create_app as create_notifications
+from services.registration.main import create_app as create_registration
+
+NOWHERE = "nats://127.0.0.1:1"
+"""Nothing connects until an app starts; these tests only build them."""
+
+
+async def test_text_postgresql_cannot_store_is_a_422_with_the_error_shape() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/nul")
+    async def nul() -> None:
+        raise asyncpg.CharacterNotInRepertoireError('invalid byte sequence for encoding "UTF8": 0x00')
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/nul")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_character"
+
+
+def test_every_operation_documents_the_error_shape_and_its_bearer_token() -> None:
+    """`default` → ErrorResponse on every operation (no FastAPI `detail` 422 left), and every route that checks a
+    token documents the bearer scheme, so generated clients and schemathesis know both."""
+    secured = {
+        "registration": {"/v1/educators", "/v1/educators/{educator_id}", "/v1/educators/export"},
+        "certification": {"/v1/educators/{educator_id}/progress", "/v1/certificates/{certificate_id}/revoke"},
+        "notifications": {"/v1/notifications", "/v1/webhooks"},
+        "analytics": set(),
+    }
+    apps = {
+        "registration": create_registration(NATS_URL=NOWHERE),
+        "certification": create_certification(NATS_URL=NOWHERE),
+        "analytics": create_analytics(NATS_URL=NOWHERE),
+        "notifications": create_notifications(NATS_URL=NOWHERE),
+    }
+    for name, app in apps.items():
+        document = app.openapi()
+        assert document["components"]["schemas"]["ErrorResponse"]["required"] == ["error"]
+        assert "HTTPValidationError" not in document["components"]["schemas"], name
+        for path, item in document["paths"].items():
+            for method, operation in item.items():
+                default = operation["responses"]["default"]["content"]["application/json"]["schema"]
+                assert default == {"$ref": "#/components/schemas/ErrorResponse"}, (name, method, path)
+                if path in secured[name]:
+                    assert operation.get("security") == [{"HTTPBearer": []}], (name, method, path)
+        public = document["paths"].get("/v1/analytics/summary") or document["paths"].get("/livez")
+        assert "security" not in public["get"]
