@@ -14,6 +14,7 @@ from tests.fuzz.harness import Caller
 from tests.support.helpers import Infra
 
 OPERATOR_TOKEN = "fuzz-operator-token"
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 @pytest.fixture
@@ -37,9 +38,10 @@ def callers(must_token: str) -> list[Caller]:
 
 
 @pytest.fixture
-def service_settings(infra: Infra, database_url: str, ref: str, tmp_path: Path) -> dict[str, Any]:
+def service_settings(infra: Infra, database_url: str, ref: str, tmp_path: Path, must_token: str) -> dict[str, Any]:
     """Settings shared by the four services: real servers, the operator token, no public rate limit
-    (thousands of anonymous requests in a few seconds are the point here)."""
+    (thousands of anonymous requests in a few seconds are the point here). The `must` grant exists
+    before a service starts: its token registry follows the bucket only if the bucket is there."""
     return {
         "NATS_URL": infra.nats_url,
         "DATABASE_URL": database_url,

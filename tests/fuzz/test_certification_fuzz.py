@@ -2,24 +2,71 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from nats.aio.client import Client as NATS
 
 from services.certification.main import create_app
 from services.certification.settings import CertificationSettings
-from tests.fuzz.harness import ApiFuzzer, Caller
-from tests.support.helpers import running_app
+from tests.fuzz.conftest import OPERATOR
+from tests.fuzz.harness import ApiFuzzer, Caller, oversized_answers, post_paths
+from tests.support.certification import register
+from tests.support.helpers import eventually, running_app
 
 pytestmark = pytest.mark.integration
 
 
-async def test_certification_api_survives_fuzzing(service_settings: dict[str, Any], callers: list[Caller]) -> None:
-    app = create_app(CertificationSettings(**service_settings))
+@pytest.fixture
+async def service(service_settings: dict[str, Any]) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(CertificationSettings(**service_settings, ack_wait_seconds=5.0))
     async with running_app(app) as client:
-        fuzzer = ApiFuzzer(app, client)
-        reports = [await fuzzer.run(caller) for caller in callers]
+        yield app, client
+
+
+async def test_certification_api_survives_fuzzing(
+    service: tuple[FastAPI, httpx.AsyncClient], callers: list[Caller]
+) -> None:
+    app, client = service
+    fuzzer = ApiFuzzer(app, client)
+    reports = [await fuzzer.run(caller) for caller in callers]
     for caller, report in zip(callers, reports, strict=True):
         print(caller.name, report.summary())
     failures = [f for r in reports for f in r.failures]
     assert not failures, "\n\n".join(failures)
+
+
+async def test_certification_refuses_bodies_over_64_kib(service: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    app, client = service
+    paths = post_paths(app)
+    assert "/v1/verify" in paths and len(paths) >= 6
+    assert await oversized_answers(client, paths, OPERATOR) == {}
+    assert await oversized_answers(client, ["/v1/verify"], {}) == {}  # public, no token: refused all the same
+
+
+async def test_a_must_token_cannot_read_a_num_educator(
+    service: tuple[FastAPI, httpx.AsyncClient], nc: NATS, must_token: str, ref: str
+) -> None:
+    _, client = service
+    educator_id = f"edu-{ref}"
+    await register(nc, educator_id, institution="num")
+
+    async def known() -> bool:
+        response = await client.get(f"/v1/educators/{educator_id}/progress", headers=OPERATOR)
+        return response.status_code == 200
+
+    await eventually(known, what="the num educator in certification")
+    must = {"Authorization": f"Bearer {must_token}"}
+    for url in (f"/v1/educators/{educator_id}/progress", f"/v1/educators/{educator_id}/certificates"):
+        response = await client.get(url, headers=must)
+        assert (response.status_code, response.json()["error"]["code"]) == (403, "forbidden"), url
+        assert (await client.get(url)).status_code == 401
+    # an unknown educator looks the same to an institution token: it learns nothing about who exists
+    unknown = await client.get(f"/v1/educators/nobody-{ref}/progress", headers=must)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (403, "forbidden")
+    # operator actions are not an institution's
+    revoke = await client.post(f"/v1/certificates/cert-{ref}/revoke", json={"reason": "x"}, headers=must)
+    assert (revoke.status_code, revoke.json()["error"]["code"]) == (403, "forbidden")

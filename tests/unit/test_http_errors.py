@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+
 import asyncpg
 import httpx
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from iioe.runtime.http import install_error_handlers
+from iioe.runtime.limits import BodySizeLimit
 from services.analytics.main import create_app as create_analytics
 from services.certification.main import create_app as create_certification
 from services.notifications.main import create_app as create_notifications
 from services.registration.main import create_app as create_registration
+
+
+class Reason(BaseModel):
+    reason: str
+
 
 NOWHERE = "nats://127.0.0.1:1"
 """Nothing connects until an app starts; these tests only build them."""
@@ -58,3 +68,40 @@ def test_every_operation_documents_the_error_shape_and_its_bearer_token() -> Non
                     assert operation.get("security") == [{"HTTPBearer": []}], (name, method, path)
         public = document["paths"].get("/v1/analytics/summary") or document["paths"].get("/livez")
         assert "security" not in public["get"]
+
+
+async def test_a_chunked_body_over_64_kib_is_413_on_routes_that_parse_it_or_ignore_it() -> None:
+    """Counted while the route read it, the limit surfaced as FastAPI's 400 "error parsing the body" on a
+    pydantic body, and never on a route without a body (found by tests/fuzz)."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/parsed")
+    async def parsed(body: Reason) -> dict[str, int]:
+        return {"length": len(body.reason)}
+
+    @app.post("/ignored")
+    async def ignored() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    app.add_middleware(BodySizeLimit, max_bytes=64 * 1024)
+
+    def chunked(size: int) -> AsyncIterator[bytes]:
+        body = json.dumps({"reason": "x" * (size - 14)}).encode()
+        assert len(body) == size
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 8192):
+                yield body[start : start + 8192]
+
+        return chunks()
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        for path in ("/parsed", "/ignored"):
+            response = await http.post(
+                path, content=chunked(64 * 1024 + 1), headers={"content-type": "application/json"}
+            )
+            assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large"), path
+        fits = await http.post("/parsed", content=chunked(64 * 1024), headers={"content-type": "application/json"})
+        assert fits.json() == {"length": 64 * 1024 - 14}
