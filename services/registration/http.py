@@ -118,6 +118,12 @@ IMPORT_BODY_DOC = {
 }
 
 
+ALREADY_RECORDED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Already recorded: the same record again (`status` is `already_recorded`)",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXPORT_DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -206,6 +212,7 @@ def build_router(
         "/v1/educators",
         response_model=RegisterEducatorReply,
         status_code=201,
+        responses={200: {"model": RegisterEducatorReply, "description": "Already registered: the same educator"}},
         openapi_extra=REGISTER_BODY_DOC,
         tags=["educators"],
         dependencies=BEARER,
@@ -345,7 +352,12 @@ def build_router(
         return await _rejections_as_http(run())
 
     @router.post(
-        "/v1/cascade/sessions", status_code=201, tags=["cascade"], dependencies=BEARER, openapi_extra=SESSION_BODY_DOC
+        "/v1/cascade/sessions",
+        status_code=201,
+        tags=["cascade"],
+        dependencies=BEARER,
+        openapi_extra=SESSION_BODY_DOC,
+        responses=ALREADY_RECORDED,
     )
     async def hold_session(grant: Grant, request: Request, response: Response) -> dict[str, Any]:
         """TrainingSessionHeld (`session_id` optional: generated when absent)."""
@@ -359,6 +371,7 @@ def build_router(
         tags=["cascade"],
         dependencies=BEARER,
         openapi_extra=ATTENDANCE_BODY_DOC,
+        responses=ALREADY_RECORDED,
     )
     async def record_attendance(grant: Grant, session_id: str, request: Request, response: Response) -> dict[str, Any]:
         """TraineeAttended on the trainee's institution subject; once per (session, educator)."""
@@ -374,6 +387,7 @@ def build_router(
         tags=["portfolio"],
         dependencies=BEARER,
         openapi_extra=PORTFOLIO_BODY_DOC,
+        responses=ALREADY_RECORDED,
     )
     async def add_portfolio_entry(
         grant: Grant, educator_id: str, request: Request, response: Response
@@ -391,6 +405,7 @@ def build_router(
         tags=["portfolio"],
         dependencies=BEARER,
         openapi_extra=PRACTICE_BODY_DOC,
+        responses=ALREADY_RECORDED,
     )
     async def report_practice(grant: Grant, educator_id: str, request: Request, response: Response) -> dict[str, Any]:
         """PracticeIntegrationReported; every report is kept (the latest one counts)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,8 @@ import httpx
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -142,10 +144,22 @@ class ApiFuzzer:
         client: httpx.AsyncClient,
         *,
         skip: Collection[str] = (),
+        known: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """`known`: path parameter → ids that exist (seeded by the test); operations with such a parameter
+        get half of their examples with one of them, so they also answer about real data."""
         self.schema = load_schema(app)
         self.client = client
         self.skip = frozenset(skip)
+        self.known = {name: list(ids) for name, ids in (known or {}).items() if ids}
+
+    def strategy(self, operation: Any) -> SearchStrategy[Any]:
+        generated = operation.as_strategy()
+        names = [n for n in re.findall(r"\{([^}]+)\}", operation.path) if n in self.known]
+        if not names:
+            return generated
+        fixed = st.fixed_dictionaries({n: st.sampled_from(self.known[n]) for n in names})
+        return st.one_of(generated, fixed.flatmap(lambda values: operation.as_strategy(path_parameters=values)))
 
     def operations(self) -> list[Any]:
         found = [result.ok() for result in self.schema.get_all_operations()]
@@ -184,7 +198,7 @@ class ApiFuzzer:
             report_multiple_bugs=False,
             print_blob=False,
         )
-        @given(case=operation.as_strategy())
+        @given(case=self.strategy(operation))
         def fuzz(case: Any) -> None:
             kwargs = _request_kwargs(case, caller)
             future = asyncio.run_coroutine_threadsafe(self.client.request(**kwargs), loop)

@@ -33,7 +33,7 @@ async def test_analytics_api_survives_fuzzing(
     service: tuple[FastAPI, httpx.AsyncClient], callers: list[Caller]
 ) -> None:
     app, client = service
-    fuzzer = ApiFuzzer(app, client, skip=ENDLESS)
+    fuzzer = ApiFuzzer(app, client, skip=ENDLESS, known={"code": ["must", "num"]})
     reports = [await fuzzer.run(caller) for caller in callers]
     for caller, report in zip(callers, reports, strict=True):
         print(caller.name, report.summary())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,11 +12,12 @@ import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
+from iioe.reference import AI_PROGRAMME_ID
 from services.certification.main import create_app
 from services.certification.settings import CertificationSettings
 from tests.fuzz.conftest import OPERATOR
 from tests.fuzz.harness import ApiFuzzer, Caller, oversized_answers, post_paths
-from tests.support.certification import register
+from tests.support.certification import AI_COURSES, complete, issued_on_stream, register
 from tests.support.helpers import eventually, running_app
 
 pytestmark = pytest.mark.integration
@@ -27,11 +30,31 @@ async def service(service_settings: dict[str, Any]) -> AsyncIterator[tuple[FastA
         yield app, client
 
 
+async def seeded_ids(client: httpx.AsyncClient, nc: NATS, ref: str) -> dict[str, list[str]]:
+    """A certified educator of `must` and a registered one of `num`; their certificate and status lists."""
+    educator, other = f"edu-{ref}", f"edu-{ref}-num"
+    await register(nc, educator)
+    await register(nc, other, institution="num")
+    for course in AI_COURSES:
+        await complete(nc, educator, course, 95)
+    issued = await eventually(lambda: issued_on_stream(nc, educator), timeout=30, what="CertificateIssued")
+    certificate_id = issued[0].json()["data"]["certificate_id"]
+    credential = (await client.get(f"/v1/certificates/{certificate_id}")).json()["credential"]
+    payload = json.loads(base64.urlsafe_b64decode(credential.split(".")[1] + "=="))
+    lists = [e["statusListCredential"].rsplit("/", 1)[1] for e in payload["vc"]["credentialStatus"]]
+    return {
+        "certificate_id": [certificate_id],
+        "educator_id": [educator, other],
+        "list_id": lists,
+        "programme_id": [AI_PROGRAMME_ID],
+    }
+
+
 async def test_certification_api_survives_fuzzing(
-    service: tuple[FastAPI, httpx.AsyncClient], callers: list[Caller]
+    service: tuple[FastAPI, httpx.AsyncClient], callers: list[Caller], nc: NATS, ref: str
 ) -> None:
     app, client = service
-    fuzzer = ApiFuzzer(app, client)
+    fuzzer = ApiFuzzer(app, client, known=await seeded_ids(client, nc, ref))
     reports = [await fuzzer.run(caller) for caller in callers]
     for caller, report in zip(callers, reports, strict=True):
         print(caller.name, report.summary())

@@ -22,6 +22,11 @@ from tests.support.helpers import running_app
 pytestmark = pytest.mark.integration
 
 
+PARTNER = "hooks.partner.test"
+"""The one webhook host allowed here (it resolves, through the stub, to TEST-NET-1 and receives nothing:
+these tests publish no events)."""
+
+
 async def documentation_address(host: str, port: int) -> list[str]:
     return ["192.0.2.1"]  # TEST-NET-1: refused as a private/reserved target
 
@@ -31,7 +36,7 @@ async def service(
     service_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     monkeypatch.setattr(targets, "system_resolver", documentation_address)
-    app = create_app(NotificationsSettings(**service_settings))
+    app = create_app(NotificationsSettings(**service_settings, webhook_allow=PARTNER))
     async with running_app(app) as client:
         yield app, client
 
@@ -40,7 +45,10 @@ async def test_notifications_api_survives_fuzzing(
     service: tuple[FastAPI, httpx.AsyncClient], callers: list[Caller]
 ) -> None:
     app, client = service
-    fuzzer = ApiFuzzer(app, client)
+    hook = {"url": f"https://{PARTNER}/iioe", "institution": "must", "event_types": ["certificate_issued"]}
+    created = await client.post("/v1/webhooks", json=hook, headers=OPERATOR)
+    assert created.status_code == 201, created.text
+    fuzzer = ApiFuzzer(app, client, known={"webhook_id": [created.json()["id"]]})
     reports = [await fuzzer.run(caller) for caller in callers]
     for caller, report in zip(callers, reports, strict=True):
         print(caller.name, report.summary())

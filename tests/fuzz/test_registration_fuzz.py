@@ -26,11 +26,24 @@ async def service(service_settings: dict[str, Any]) -> AsyncIterator[tuple[FastA
         yield app, client
 
 
+async def registered(client: httpx.AsyncClient, institution: str, ref: str) -> str:
+    person = {
+        "institution": institution,
+        "full_name": f"P {ref}",
+        "email": f"{ref}@{institution}.edu.mn",
+        "language": "en",
+    }
+    response = await client.post("/v1/educators", json=person, headers=OPERATOR)
+    assert response.status_code == 201, response.text
+    return str(response.json()["educator_id"])
+
+
 async def test_registration_api_survives_fuzzing(
-    service: tuple[FastAPI, httpx.AsyncClient], callers: list[Caller]
+    service: tuple[FastAPI, httpx.AsyncClient], callers: list[Caller], ref: str
 ) -> None:
     app, client = service
-    fuzzer = ApiFuzzer(app, client)
+    educators = [await registered(client, "must", ref), await registered(client, "num", ref)]
+    fuzzer = ApiFuzzer(app, client, known={"educator_id": educators, "code": ["must", "num"]})
     reports = [await fuzzer.run(caller) for caller in callers]
     for caller, report in zip(callers, reports, strict=True):
         print(caller.name, report.summary())
