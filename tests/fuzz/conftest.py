@@ -29,11 +29,13 @@ async def must_token(nc: NATS, ref: str) -> str:
 @pytest.fixture
 def callers(must_token: str) -> list[Caller]:
     """Every operation three ways, within the suite's time: public operations answer the same whoever asks
-    (so mostly anonymous examples), operations that need a token stop at 401 without one (a few suffice)."""
+    (so mostly anonymous examples), operations that need a token stop at 401 without one (a few suffice).
+    Then requests the document calls invalid, as the operator (whose requests get furthest): a 4xx."""
     return [
         Caller("anonymous", None, secured_examples=5, public_examples=25),
         Caller("institution must", must_token, secured_examples=15, public_examples=3),
         Caller("operator", OPERATOR_TOKEN, secured_examples=25, public_examples=3),
+        Caller("operator, invalid requests", OPERATOR_TOKEN, secured_examples=10, public_examples=10, negative=True),
     ]
 
 

@@ -31,7 +31,9 @@ import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
 from hypothesis.strategies import SearchStrategy
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -56,6 +58,8 @@ class Caller:
     token: str | None = None
     secured_examples: int = MAX_EXAMPLES
     public_examples: int = MAX_EXAMPLES
+    negative: bool = False
+    """Requests the document calls invalid (wrong types, missing fields…): a 4xx, never a 5xx."""
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -153,13 +157,14 @@ class ApiFuzzer:
         self.skip = frozenset(skip)
         self.known = {name: list(ids) for name, ids in (known or {}).items() if ids}
 
-    def strategy(self, operation: Any) -> SearchStrategy[Any]:
-        generated = operation.as_strategy()
+    def strategy(self, operation: Any, negative: bool = False) -> SearchStrategy[Any]:
+        mode = GenerationMode.NEGATIVE if negative else GenerationMode.POSITIVE
+        generated = operation.as_strategy(mode)
         names = [n for n in re.findall(r"\{([^}]+)\}", operation.path) if n in self.known]
         if not names:
             return generated
         fixed = st.fixed_dictionaries({n: st.sampled_from(self.known[n]) for n in names})
-        return st.one_of(generated, fixed.flatmap(lambda values: operation.as_strategy(path_parameters=values)))
+        return st.one_of(generated, fixed.flatmap(lambda values: operation.as_strategy(mode, path_parameters=values)))
 
     def operations(self) -> list[Any]:
         found = [result.ok() for result in self.schema.get_all_operations()]
@@ -181,6 +186,8 @@ class ApiFuzzer:
             try:
                 self._run_operation(loop, operation, caller, examples, report)
             except (Exception, BaseExceptionGroup) as exc:  # every operation reported, not only the first failing
+                if caller.negative and isinstance(exc, Unsatisfiable):
+                    continue  # nothing of it can be invalid (no parameters, or free strings only)
                 report.failures.append(f"[{caller.name}] {operation.label}: {exc}")
 
     def _run_operation(
@@ -198,7 +205,7 @@ class ApiFuzzer:
             report_multiple_bugs=False,
             print_blob=False,
         )
-        @given(case=self.strategy(operation))
+        @given(case=self.strategy(operation, caller.negative))
         def fuzz(case: Any) -> None:
             kwargs = _request_kwargs(case, caller)
             future = asyncio.run_coroutine_threadsafe(self.client.request(**kwargs), loop)
