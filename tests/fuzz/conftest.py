@@ -3,6 +3,7 @@ and the settings every service is built with here."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from tests.support.helpers import Infra
 
 OPERATOR_TOKEN = "fuzz-operator-token"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+SCALE = max(1, int(os.environ.get("IIOE_FUZZ_SCALE", "1")))
+"""Examples × this (`IIOE_FUZZ_SCALE=20 pytest tests/fuzz` for a deeper run); `make test` keeps 1 (< 60 s)."""
 
 
 @pytest.fixture
@@ -31,11 +34,12 @@ def callers(must_token: str) -> list[Caller]:
     """Every operation three ways, within the suite's time: public operations answer the same whoever asks
     (so mostly anonymous examples), operations that need a token stop at 401 without one (a few suffice).
     Then requests the document calls invalid, as the operator (whose requests get furthest): a 4xx."""
+    n = SCALE
     return [
-        Caller("anonymous", None, secured_examples=5, public_examples=25),
-        Caller("institution must", must_token, secured_examples=15, public_examples=3),
-        Caller("operator", OPERATOR_TOKEN, secured_examples=25, public_examples=3),
-        Caller("operator, invalid requests", OPERATOR_TOKEN, secured_examples=10, public_examples=10, negative=True),
+        Caller("anonymous", None, secured_examples=5 * n, public_examples=25 * n),
+        Caller("institution must", must_token, secured_examples=15 * n, public_examples=3 * n),
+        Caller("operator", OPERATOR_TOKEN, secured_examples=25 * n, public_examples=3 * n),
+        Caller("operator, invalid requests", OPERATOR_TOKEN, 10 * n, 10 * n, negative=True),
     ]
 
 
