@@ -1,7 +1,7 @@
 """Property-based fuzzing of a service's HTTP API from its own OpenAPI document (schemathesis).
 
-schemathesis generates the requests (every operation, positive data: what the document says is a
-valid request); the app answers in-process on the test's event loop, against the real NATS and
+schemathesis generates the requests (every operation; what the document calls a valid request, and
+for one caller what it calls invalid); the app answers in-process on the test's event loop, against the real NATS and
 PostgreSQL of the fixtures. schemathesis' own ASGI transport would start the app again in a thread
 with a loop of its own, where the app's database pool and NATS connection do not work, so the
 requests go through `httpx.ASGITransport` here and only the checks are schemathesis'.
