@@ -140,6 +140,15 @@ def issuer_profile(certification: Certification) -> dict[str, Any]:
     return profile
 
 
+HTML_PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Not found: a page for people", "content": {"text/html": {"schema": {"type": "string"}}}},
+    "default": {
+        "description": 'Any other error: `{"error": {"code", "message"}}`',
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    },
+}
+
+
 def build_pages_router(certification: Certification) -> APIRouter:
     router = APIRouter(tags=["pages"])
     catalogue = certification.catalogue
@@ -152,7 +161,7 @@ def build_pages_router(certification: Certification) -> APIRouter:
         entries = await certification.status_entries(certificate_id)
         return cert, [f"/status/{e.list_id}" for e in entries]
 
-    @router.get("/verify/{certificate_id}", response_class=HTMLResponse)
+    @router.get("/verify/{certificate_id}", response_class=HTMLResponse, responses=HTML_PAGE_RESPONSES)
     async def verify_page(
         certificate_id: str,
         lang: Annotated[str | None, Query(description="mn, en or ru; default from Accept-Language")] = None,
@@ -176,7 +185,12 @@ def build_pages_router(certification: Certification) -> APIRouter:
         context = verification_context(certification, cert, language, status_lists)
         return _html("verify.html", language, qr_svg=qr_svg(context["page_url"]), **context)
 
-    @router.get("/v1/certificates/{certificate_id}.pdf", response_class=Response, tags=["certificates"])
+    @router.get(
+        "/v1/certificates/{certificate_id}.pdf",
+        response_class=Response,
+        tags=["certificates"],
+        responses={200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}},
+    )
     async def printable_certificate(certificate_id: str) -> Response:
         """A one-page printable certificate (Mongolian and English) with the QR code of the verification page."""
         found = await load(certificate_id)
@@ -197,7 +211,7 @@ def build_pages_router(certification: Certification) -> APIRouter:
             },
         )
 
-    @router.get("/programmes/{programme_id}/criteria", response_class=HTMLResponse)
+    @router.get("/programmes/{programme_id}/criteria", response_class=HTMLResponse, responses=HTML_PAGE_RESPONSES)
     async def criteria_page(
         programme_id: str,
         lang: Annotated[str | None, Query()] = None,
@@ -213,7 +227,11 @@ def build_pages_router(certification: Certification) -> APIRouter:
             )
         return _html("criteria.html", language, **_criteria_context(certification, programme, language))
 
-    @router.get("/issuer", response_class=JSONResponse)
+    @router.get(
+        "/issuer",
+        response_class=Response,
+        responses={200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}}},
+    )
     async def issuer() -> JSONResponse:
         """The issuer profile (OB 3.0 `Profile`, JSON-LD)."""
         return JSONResponse(

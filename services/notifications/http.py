@@ -97,6 +97,8 @@ class Notification(BaseModel):
     next_attempt_at: datetime
 
 
+Limit = Annotated[int, Query(ge=1, le=1000)]
+"""How many rows a list returns (module level: with postponed annotations FastAPI resolves names here)."""
 Operator = Annotated[TokenGrant, Depends(require_scope("webhooks"))]
 """An operator token with the `webhooks` scope (or `admin`)."""
 Caller = Annotated[TokenGrant, Depends(authenticated)]
@@ -109,7 +111,6 @@ def _webhook(row: dict[str, object]) -> Webhook:
 
 def build_router(usecases: NotificationUseCases) -> APIRouter:
     router = APIRouter()
-    Limit = Annotated[int, Query(ge=1, le=1000)]
 
     @router.post("/v1/webhooks", status_code=201, response_model=CreatedWebhook)
     async def create_webhook(body: WebhookCreate, grant: Operator) -> CreatedWebhook:

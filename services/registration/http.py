@@ -46,6 +46,8 @@ IMPORT_MAX_BYTES = 4 * 1024 * 1024
 IMPORT_MAX_ROWS = 20_000
 EXPORT_MAX_ROWS = 100_000
 MAX_PAGE_SIZE = 200
+MAX_PAGE = 1_000_000
+"""Far past any institution's educators; the offset stays a PostgreSQL bigint."""
 
 STATUS_BY_CODE = {
     "internal_error": 500,
@@ -112,6 +114,24 @@ IMPORT_BODY_DOC = {
     "requestBody": {
         "required": True,
         "content": {"text/csv": {"schema": {"type": "string", "example": "full_name,email,language,role\n"}}},
+    }
+}
+
+
+ALREADY_RECORDED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Already recorded: the same record again (`status` is `already_recorded`)",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+EXPORT_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "CSV (UTF-8 with BOM) or XLSX, as `format` asks",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        },
     }
 }
 
@@ -189,12 +209,20 @@ def build_router(
         check_institution_access(grant, educator.institution)
         return educator
 
+    def listed_institution(grant: TokenGrant, institution: str | None) -> str | None:
+        """`_listed_institution`, and 404 for a code not in the catalogue (it has no educators)."""
+        scope = _listed_institution(grant, institution)
+        if scope is not None and scope not in institutions:
+            raise ApiError(404, "unknown_institution", f"institution {scope!r} is not in the catalogue")
+        return scope
+
     # --- educators ---------------------------------------------------------------------------
 
     @router.post(
         "/v1/educators",
         response_model=RegisterEducatorReply,
         status_code=201,
+        responses={200: {"model": RegisterEducatorReply, "description": "Already registered: the same educator"}},
         openapi_extra=REGISTER_BODY_DOC,
         tags=["educators"],
         dependencies=BEARER,
@@ -220,13 +248,13 @@ def build_router(
         institution: str | None = None,
         q: Annotated[str | None, Query(max_length=200)] = None,
         role: Role | None = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
         page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     ) -> dict[str, Any]:
         """Educators (not erased), oldest first; `q` searches name and e-mail. An institution token
         sees only its own institution; an operator every one, or `institution`'s."""
         query = EducatorQuery(
-            _listed_institution(grant, institution), q or None, role, (page - 1) * page_size, page_size
+            listed_institution(grant, institution), q or None, role, (page - 1) * page_size, page_size
         )
         total, found = await registrations.educators(query)
         return {
@@ -236,17 +264,19 @@ def build_router(
             "total": total,
         }
 
-    @router.get("/v1/educators/export", tags=["educators"], dependencies=BEARER)
+    @router.get(
+        "/v1/educators/export", tags=["educators"], dependencies=BEARER, response_class=Response, responses=EXPORT_DOC
+    )
     async def export_educators(
         grant: Grant, institution: str | None = None, format: Literal["csv", "xlsx"] = "csv"
     ) -> Response:
         """Every educator (not erased) the token may see, as CSV (UTF-8 with BOM) or XLSX."""
-        scope = _listed_institution(grant, institution)
+        scope = listed_institution(grant, institution)
         _, found = await registrations.educators(EducatorQuery(scope, limit=EXPORT_MAX_ROWS))
         rows = [[educator_json(e)[c] for c in EXPORT_COLUMNS] for e in found]
         name = f"educators-{scope or 'all'}"
         if format == "xlsx":
-            media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            media = XLSX_MEDIA_TYPE
             content = to_xlsx(rows)
         else:
             media, content = "text/csv; charset=utf-8", to_csv(rows)
@@ -332,7 +362,12 @@ def build_router(
         return await _rejections_as_http(run())
 
     @router.post(
-        "/v1/cascade/sessions", status_code=201, tags=["cascade"], dependencies=BEARER, openapi_extra=SESSION_BODY_DOC
+        "/v1/cascade/sessions",
+        status_code=201,
+        tags=["cascade"],
+        dependencies=BEARER,
+        openapi_extra=SESSION_BODY_DOC,
+        responses=ALREADY_RECORDED,
     )
     async def hold_session(grant: Grant, request: Request, response: Response) -> dict[str, Any]:
         """TrainingSessionHeld (`session_id` optional: generated when absent)."""
@@ -346,6 +381,7 @@ def build_router(
         tags=["cascade"],
         dependencies=BEARER,
         openapi_extra=ATTENDANCE_BODY_DOC,
+        responses=ALREADY_RECORDED,
     )
     async def record_attendance(grant: Grant, session_id: str, request: Request, response: Response) -> dict[str, Any]:
         """TraineeAttended on the trainee's institution subject; once per (session, educator)."""
@@ -361,6 +397,7 @@ def build_router(
         tags=["portfolio"],
         dependencies=BEARER,
         openapi_extra=PORTFOLIO_BODY_DOC,
+        responses=ALREADY_RECORDED,
     )
     async def add_portfolio_entry(
         grant: Grant, educator_id: str, request: Request, response: Response
@@ -378,6 +415,7 @@ def build_router(
         tags=["portfolio"],
         dependencies=BEARER,
         openapi_extra=PRACTICE_BODY_DOC,
+        responses=ALREADY_RECORDED,
     )
     async def report_practice(grant: Grant, educator_id: str, request: Request, response: Response) -> dict[str, Any]:
         """PracticeIntegrationReported; every report is kept (the latest one counts)."""

@@ -80,7 +80,10 @@ async def csv_rows(
         done, buffer = records(buffer + text, final)
         for record in done:
             number += 1
-            fields = next(csv.reader([record]), [])
+            try:
+                fields = next(csv.reader([record]), [])
+            except csv.Error as exc:  # e.g. a bare carriage return inside an unquoted field
+                raise CommandRejected("invalid_csv", f"record {number} is not valid CSV: {exc}") from None
             if header is None:
                 header = [name.strip().lower() for name in fields]
                 missing = [c for c in REQUIRED_COLUMNS if c not in header]

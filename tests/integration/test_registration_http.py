@@ -406,3 +406,22 @@ async def test_csv_import_dry_run_then_real_then_export(
         await http.get("/v1/educators/export", params={"institution": "num"}, headers=tokens["must"])
     ).status_code == 403
     assert (await http.get("/v1/educators/export")).status_code == 401
+
+
+# --- found by the HTTP fuzz tests (tests/fuzz) ------------------------------------------------------
+
+
+async def test_values_postgresql_cannot_take_are_4xx_not_500(http: httpx.AsyncClient, ref: str) -> None:
+    """NUL characters, a page past bigint and an unknown institution in a file name were server errors."""
+    nul = await http.get("/v1/educators", params={"q": "a\x00b"}, headers=OPERATOR)
+    assert (nul.status_code, nul.json()["error"]["code"]) == (422, "invalid_character")
+    by_path = await http.get("/v1/educators/edu-%00", headers=OPERATOR)
+    assert (by_path.status_code, by_path.json()["error"]["code"]) == (422, "invalid_character")
+    body = await http.post("/v1/educators", json=person(ref, full_name="Nul\x00Name"), headers=OPERATOR)
+    assert body.status_code == 422 and body.json()["error"]["code"] in ("invalid_character", "invalid_full_name")
+    far = await http.get("/v1/educators", params={"page": 10**18}, headers=OPERATOR)
+    assert (far.status_code, far.json()["error"]["code"]) == (422, "invalid_request")
+    unknown = await http.get("/v1/educators/export", params={"institution": "\U000d9fd1"}, headers=OPERATOR)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "unknown_institution")
+    assert (await http.get("/v1/educators", params={"institution": "nowhere"}, headers=OPERATOR)).status_code == 404
+    assert (await http.get("/v1/educators/export", params={"institution": "must"}, headers=OPERATOR)).status_code == 200

@@ -59,6 +59,8 @@ async def test_a_last_line_without_a_line_break_is_a_row() -> None:
         (b"", "invalid_csv_header"),
         (b"name,email,language\nA,a@x.mn,mn\n", "invalid_csv_header"),
         (b"full_name,email,language\n\xff\xfe,a@x.mn,mn\n", "invalid_encoding"),
+        (b"full_name,email,language\nA\rB,a@x.mn,mn\n", "invalid_csv"),  # was csv.Error: a 500 (tests/fuzz)
+        ("\U000b0cfc\x92\x01\U000a8beb\r\xae!\xe6".encode(), "invalid_csv"),
     ],
 )
 async def test_bad_csv_is_refused_with_a_code(data: bytes, code: str) -> None:

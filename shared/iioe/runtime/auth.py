@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from iioe.runtime.http import ApiError
 from iioe.runtime.logging import get_logger
@@ -22,13 +23,21 @@ _BEARER = re.compile(r"^Bearer ([A-Za-z0-9\-._~+/]+=*)$")
 """RFC 6750 `b64token`: anything else is malformed, never a server error."""
 
 
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False,
+    description="An institution's token (`iioe credentials partner <inst> --json`, `http_token`) or an operator token.",
+)
+"""Documents the bearer scheme in OpenAPI on every route that needs a token; the checks below do the checking."""
+Documented = HTTPAuthorizationCredentials | None
+
+
 def _registry(request: Request) -> TokenRegistry:
     runtime = request.app.state.runtime
     registry: TokenRegistry = runtime.tokens
     return registry
 
 
-async def authenticated(request: Request) -> TokenGrant:
+async def authenticated(request: Request, _: Documented = Security(BEARER_SCHEME)) -> TokenGrant:
     """The grant of the request's bearer token (401 missing or malformed, 403 unknown)."""
     header = request.headers.get("authorization")
     if header is None:
@@ -48,7 +57,7 @@ async def authenticated(request: Request) -> TokenGrant:
 def require_scope(scope: str) -> Callable[[Request], Awaitable[TokenGrant]]:
     """An operator token holding `scope` (or `admin`)."""
 
-    async def check(request: Request) -> TokenGrant:
+    async def check(request: Request, _: Documented = Security(BEARER_SCHEME)) -> TokenGrant:
         grant = await authenticated(request)
         if not grant.allows(scope):
             raise ApiError(403, "forbidden", f"this action needs an operator token with the '{scope}' scope")

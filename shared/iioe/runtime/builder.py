@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from iioe.runtime.http import install_error_handlers
+from iioe.runtime.http import ERROR_RESPONSES, install_error_handlers
 from iioe.runtime.limits import BodySizeLimit, PublicRateLimit
 from iioe.runtime.metrics import CONTENT_TYPE_LATEST, HttpMetrics
 from iioe.runtime.service import ServiceRuntime
@@ -61,7 +61,7 @@ def build_service(
             await runtime.stop()
 
     configure_tracing(runtime.settings.service_name)
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan, responses=ERROR_RESPONSES)
     app.state.runtime = runtime
     for key, value in (state or {}).items():
         setattr(app.state, key, value)
@@ -84,10 +84,24 @@ def build_service(
         await runtime.refresh_metrics()
         return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_api_route("/livez", liveness, methods=["GET"], tags=["operations"], summary="Liveness")
-    app.add_api_route("/readyz", readiness, methods=["GET"], tags=["operations"], summary="Readiness")
-    app.add_api_route("/healthz", readiness, methods=["GET"], tags=["operations"], summary="Readiness (details)")
-    app.add_api_route("/metrics", metrics, methods=["GET"], tags=["operations"], summary="Prometheus metrics")
+    probe: dict[int | str, dict[str, Any]] = {
+        503: {"description": "not live / not ready (the same body, `status` is not `ok`)", "model": dict[str, Any]}
+    }
+    text: dict[int | str, dict[str, Any]] = {200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+    app.add_api_route("/livez", liveness, methods=["GET"], tags=["operations"], summary="Liveness", responses=probe)
+    app.add_api_route("/readyz", readiness, methods=["GET"], tags=["operations"], summary="Readiness", responses=probe)
+    app.add_api_route(
+        "/healthz", readiness, methods=["GET"], tags=["operations"], summary="Readiness (details)", responses=probe
+    )
+    app.add_api_route(
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses=text,
+    )
     for router in routers:
         app.include_router(router)
     settings = runtime.settings

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iioe.runtime.logging import configure_logging
@@ -27,6 +29,27 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers
         self.extra = extra
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    """A stable machine-readable code, e.g. `educator_not_found`, `payload_too_large`."""
+    message: str
+    """For people; may change between releases."""
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer (a 422 of a bad request adds `fields`)."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "default": {"model": ErrorResponse, "description": 'An error: `{"error": {"code", "message"}}`'}
+}
+"""Documented on every operation (`build_service`), so a client knows the shape of any error status."""
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -48,6 +71,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body("invalid_request", f"{first['field']}: {first['message']}", fields=errors),
             status_code=422,
+        )
+
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    async def _unstorable_text(_: Request, exc: asyncpg.PostgresError) -> JSONResponse:
+        """PostgreSQL text cannot hold NUL (U+0000): a request carrying one is invalid, not a server error."""
+        return JSONResponse(
+            error_body("invalid_character", "text values must not contain NUL (U+0000) characters"), status_code=422
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -34,12 +34,12 @@ async def _reply(send: Send, status: int, code: str, message: str, headers: Sequ
     await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
-    """413 for a body over `max_bytes`, by its declared length or by what actually arrives."""
+    """413 for a body over `max_bytes`, by its declared length or by what actually arrives.
+
+    A body without a declared length (chunked) is read here, up to the limit, before the app sees it: a
+    route's own parsing would turn a failure while reading into a 400, and a route that never reads its
+    body would not notice at all. Paths under `exempt` stream their bodies under limits of their own."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, exempt: Sequence[str] = ()) -> None:
         self.app = app
@@ -61,29 +61,29 @@ class BodySizeLimit:
                 if declared > self.max_bytes:
                     await _reply(send, 413, "payload_too_large", message)
                     return
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                received += len(msg.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return msg
-
-        async def tracking_send(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
+            if msg["type"] != "http.request":  # the client went away
+                return
+            chunks.append(msg.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_bytes:
                 await _reply(send, 413, "payload_too_large", message)
+                return
+            if not msg.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # after the body: disconnects, for streaming responses
+
+        await self.app(scope, replay, send)
 
 
 @dataclass
