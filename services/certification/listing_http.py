@@ -11,13 +11,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Security
+from fastapi import APIRouter, Depends, Query, Response, Security
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
 from iioe.runtime.auth import audit, authenticated, check_institution_access
-from iioe.runtime.exports import ExportFormat, export_response
+from iioe.runtime.exports import EXPORT_RESPONSES, ExportFormat, export_response
 from iioe.runtime.http import ApiError
 from iioe.runtime.tokens import TokenGrant
 from services.certification.catalogue import LocalizedText
@@ -127,7 +127,13 @@ def build_listing_router(listing: CertificateListing) -> APIRouter:
         total, found = await listing.page(query, page, page_size)
         return CertificatePageView(items=[summary(c) for c in found], page=page, page_size=page_size, total=total)
 
-    @router.get("/v1/certificates/export", tags=["certificates"], dependencies=BEARER)
+    @router.get(
+        "/v1/certificates/export",
+        tags=["certificates"],
+        dependencies=BEARER,
+        response_class=Response,
+        responses=EXPORT_RESPONSES,
+    )
     async def export_certificates(
         grant: Grant,
         institution: str | None = None,
@@ -148,7 +154,13 @@ def build_listing_router(listing: CertificateListing) -> APIRouter:
             sheet="certificates",
         )
 
-    @router.get("/v1/educators/progress/export", tags=["progress"], dependencies=BEARER)
+    @router.get(
+        "/v1/educators/progress/export",
+        tags=["progress"],
+        dependencies=BEARER,
+        response_class=Response,
+        responses=EXPORT_RESPONSES,
+    )
     async def export_progress(
         grant: Grant,
         institution: str | None = None,

@@ -126,6 +126,14 @@ def _api_error(exc: CertificationError) -> ApiError:
     return ApiError(STATUS_BY_CODE.get(exc.code, 422), exc.code, exc.message)
 
 
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    "default": {
+        "description": 'An error (unknown or switched-off link): `{"error": {"code", "message"}}`',
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+}
+
+
 def build_portfolio_router(portfolios: Portfolios, certification: Certification) -> APIRouter:
     router = APIRouter(tags=["portfolio"])
 
@@ -152,7 +160,12 @@ def build_portfolio_router(portfolios: Portfolios, certification: Certification)
         check_institution_access(grant, portfolio.institution)
         return portfolio_view(portfolios, certification, portfolio)
 
-    @router.post("/v1/educators/{educator_id}/portfolio/share", response_model=ShareView, status_code=201)
+    @router.post(
+        "/v1/educators/{educator_id}/portfolio/share",
+        response_model=ShareView,
+        status_code=201,
+        responses={200: {"model": ShareView, "description": "A link is already active: the same link"}},
+    )
     async def share_portfolio(
         educator_id: str, response: Response, grant: Annotated[TokenGrant, Depends(authenticated)]
     ) -> ShareView:
@@ -198,7 +211,7 @@ def build_portfolio_router(portfolios: Portfolios, certification: Certification)
         signed = await bundle(share_id)
         return Response(signed.presentation, media_type=PRESENTATION_MEDIA_TYPE, headers=PUBLIC_HEADERS)
 
-    @router.get("/portfolio/{share_id}", response_class=HTMLResponse)
+    @router.get("/portfolio/{share_id}", response_class=HTMLResponse, responses=JSON_ERRORS)
     async def shared_page(share_id: str, request: Request) -> Response:
         """The shared portfolio for people: one self-contained page (inline CSS, no scripts) that also carries the
         signed presentation and the JWKS, so a saved copy can be verified offline. JSON when asked for it."""

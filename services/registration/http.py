@@ -27,6 +27,7 @@ from iioe.events import PortfolioEntryAdded, PracticeIntegrationReported, Traini
 from iioe.events.common import Role
 from iioe.reference import Institution
 from iioe.runtime.auth import authenticated, check_institution_access, require_scope
+from iioe.runtime.exports import EXPORT_RESPONSES, XLSX_MEDIA_TYPE
 from iioe.runtime.http import ApiError
 from iioe.runtime.tokens import TokenGrant
 from services.registration.domain import Educator, RegisterEducator
@@ -124,16 +125,7 @@ ALREADY_RECORDED: dict[int | str, dict[str, Any]] = {
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
 }
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-EXPORT_DOC: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "CSV (UTF-8 with BOM) or XLSX, as `format` asks",
-        "content": {
-            "text/csv": {"schema": {"type": "string"}},
-            XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
+EXPORT_DOC = EXPORT_RESPONSES
 
 
 def _institution_json(inst: Institution) -> dict[str, Any]:

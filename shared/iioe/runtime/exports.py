@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any, Literal
@@ -28,9 +29,21 @@ __all__ = [
     "xlsx_stream",
 ]
 
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "CSV (UTF-8 with BOM) or XLSX, as `format` asks",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+"""The OpenAPI `responses=` of an export route (so clients and schemathesis know both formats)."""
+
+
 ExportFormat = Literal["csv", "xlsx"]
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CHUNK_BYTES = 64 * 1024
 _SPOOL_BYTES = 8 * 1024 * 1024
@@ -110,5 +123,6 @@ def export_response(
         body, media = xlsx_stream(columns, rows, sheet=sheet), XLSX_MEDIA_TYPE
     else:
         body, media = csv_stream(columns, rows), CSV_MEDIA_TYPE
-    headers = {"content-disposition": f'attachment; filename="{filename}.{format}"'}
+    safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:100]  # a header is latin-1: never echo input
+    headers = {"content-disposition": f'attachment; filename="{safe_name}.{format}"'}
     return StreamingResponse(body, media_type=media, headers=headers)

@@ -221,8 +221,11 @@ class OutboxRelay:
         if self._retry_due is not None:
             timeout = max(0.0, min(timeout, self._retry_due - asyncio.get_running_loop().time()))
             self._retry_due = None
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as the
+        # wait completes (a wake() and a stop() together), and the relay then never stops
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def _claim(self) -> list[_Row]:
         records = await self._pool.fetch(_CLAIM_SQL, self._batch, self._lease)
@@ -313,7 +316,8 @@ class OutboxRelay:
                     try:
                         while not lost.is_set() and not conn.is_closed():
                             with contextlib.suppress(TimeoutError):
-                                await asyncio.wait_for(lost.wait(), self._poll)
+                                async with asyncio.timeout(self._poll):  # not wait_for (see _wait_for_work)
+                                    await lost.wait()
                     finally:
                         self.listening = False
                         conn.remove_termination_listener(on_lost)

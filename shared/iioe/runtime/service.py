@@ -23,6 +23,7 @@ from iioe.runtime.settings import ServiceSettings
 from iioe.runtime.tokens import OPERATOR_SCOPES, TokenGrant, TokenRegistry
 
 log = get_logger(__name__)
+STOP_TIMEOUT_SECONDS = 10.0
 BackgroundTask = Callable[[], Awaitable[None]]
 
 
@@ -136,9 +137,11 @@ class ServiceRuntime:
         await self.tokens.stop()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # bounded: a task that swallowed its cancellation must not hold the process (or a pod) forever
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
+            for task in stuck:
+                log.error("background task did not stop", task=task.get_name(), timeout=STOP_TIMEOUT_SECONDS)
         self._tasks.clear()
         if self._nc is not None:
             # consumers are stopped, so flush pending acks/publishes and close; drain() would wait
@@ -148,7 +151,10 @@ class ServiceRuntime:
             with contextlib.suppress(Exception):
                 await self._nc.close()
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), STOP_TIMEOUT_SECONDS)
+            except TimeoutError:  # a connection still busy: terminate rather than wait
+                self._pool.terminate()
         log.info("service stopped")
 
     async def refresh_metrics(self) -> None:  # observability hook: the gauges read at each scrape
