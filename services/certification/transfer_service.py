@@ -15,7 +15,6 @@ from typing import Any, Protocol, cast
 from iioe.events import (
     CREDIT_TRANSFER_DECIDED,
     CREDIT_TRANSFER_REQUESTED,
-    CreditRecognized,
     CreditTransferDecided,
     CreditTransferRequested,
 )
@@ -24,7 +23,7 @@ from iioe.runtime.logging import get_logger
 from services.certification.domain import Certificate, CertificationError, Recognition, recognition_id_for
 from services.certification.ports import Repositories
 from services.certification.transfers import CreditTransfer, Decision, check_actor, decide, request, transfer_id_for
-from services.certification.usecases import utc_now
+from services.certification.usecases_base import load_certificate, record_recognition, utc_now
 
 log = get_logger(__name__)
 
@@ -93,7 +92,7 @@ class CreditTransfers:
                 "unknown_institution", f"institution {command.receiving_institution!r} is not in the catalogue"
             )
         async with self._uow.transaction() as tx:
-            certificate = await _certificate(tx, command.certificate_id)
+            certificate = await load_certificate(tx, command.certificate_id)
             check_actor(command.acting_institution, certificate.institution, "request a transfer of its certificates")
             request_id = transfer_id_for(
                 certificate.certificate_id, command.receiving_institution, command.receiving_programme
@@ -134,7 +133,7 @@ class CreditTransfers:
             if transfer is None:
                 raise CertificationError("transfer_not_found", f"no credit transfer request {command.request_id!r}")
             check_actor(command.acting_institution, transfer.receiving_institution, "decide on this request")
-            certificate = await _certificate(tx, transfer.certificate_id, for_update=True)  # serializes decisions
+            certificate = await load_certificate(tx, transfer.certificate_id, for_update=True)  # serializes decisions
             transfer = await tx.transfers.get(command.request_id, for_update=True) or transfer
             recognitions = await tx.certificates.recognitions_of(certificate.certificate_id)
             recognition_id = recognition_id_for(
@@ -195,23 +194,7 @@ class CreditTransfers:
             decided.credits,
             decided.decided_at,
         )
-        await tx.certificates.add_recognition(recognition)
-        await tx.outbox.add_event(
-            CreditRecognized(
-                recognition_id=recognition.recognition_id,
-                certificate_id=certificate.certificate_id,
-                educator_id=certificate.educator_id,
-                institution=certificate.institution,
-                receiving_institution=recognition.receiving_institution,
-                receiving_programme=recognition.receiving_programme,
-                credits=recognition.credits,
-                recognized_at=recognition.recognized_at,
-            ),
-            subject=certificate.educator_id,
-            event_id=f"credit-recognized:{recognition.recognition_id}",
-            time=recognition.recognized_at,
-            actor=actor,
-        )
+        await record_recognition(tx, certificate, recognition, actor=actor)
 
     async def get(self, request_id: str, *, acting_institution: str | None = None) -> CreditTransfer:
         async with self._uow.transaction() as tx:
@@ -226,13 +209,6 @@ class CreditTransfers:
     async def of_institution(self, institution: str) -> list[CreditTransfer]:
         async with self._uow.transaction() as tx:
             return await tx.transfers.of_institution(institution)
-
-
-async def _certificate(tx: Repositories, certificate_id: str, *, for_update: bool = False) -> Certificate:
-    certificate = await tx.certificates.get(certificate_id, for_update=for_update)
-    if certificate is None:
-        raise CertificationError("certificate_not_found", f"no certificate {certificate_id!r}")
-    return certificate
 
 
 # --- rebuilding from the log (restore.py) ---------------------------------------------------------------------
