@@ -30,10 +30,20 @@ from iioe.runtime.auth import authenticated, check_institution_access, require_s
 from iioe.runtime.http import ApiError
 from iioe.runtime.tokens import TokenGrant
 from services.registration.domain import Educator, RegisterEducator
-from services.registration.spreadsheets import EXPORT_COLUMNS, ImportTooLarge, csv_rows, to_csv, to_xlsx
+from services.registration.spreadsheets import (
+    COMPLETION_COLUMNS,
+    COMPLETION_REQUIRED_COLUMNS,
+    EXPORT_COLUMNS,
+    ImportTooLarge,
+    csv_rows,
+    to_csv,
+    to_xlsx,
+)
 from services.registration.usecases import (
     CascadeRecords,
     ChangeRole,
+    CompletionImports,
+    CompletionReport,
     EducatorQuery,
     ImportReport,
     RecordOutcome,
@@ -42,6 +52,7 @@ from services.registration.usecases import (
 
 T = TypeVar("T")
 IMPORT_PATH = "/v1/educators/import"
+COMPLETIONS_IMPORT_PATH = "/v1/completions/import"
 IMPORT_MAX_BYTES = 4 * 1024 * 1024
 IMPORT_MAX_ROWS = 20_000
 EXPORT_MAX_ROWS = 100_000
@@ -116,6 +127,22 @@ IMPORT_BODY_DOC = {
 }
 
 
+COMPLETIONS_IMPORT_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {
+                "schema": {
+                    "type": "string",
+                    "example": "educator_id,course_id,score,completed_at,language\n"
+                    "edu-…,genai-fundamentals,92,2025-04-02T15:00:00+08:00,mn\n",
+                }
+            }
+        },
+    }
+}
+
+
 def _institution_json(inst: Institution) -> dict[str, Any]:
     """An entry of the catalogue with its provenance: a `source`, or `provisional: true` (no source = provisional)."""
     return {
@@ -176,8 +203,49 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return payload
 
 
+def _csv_import_target(grant: TokenGrant, request: Request, institution: str | None) -> str:
+    """The institution a CSV import is for (an operator names it), once the body is known to be CSV
+    and not declared larger than the import limit."""
+    target = _listed_institution(grant, institution)
+    if target is None:
+        raise ApiError(422, "missing_institution", "an operator names the institution: ?institution=<code>")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in ("text/csv", "application/csv"):
+        raise ApiError(415, "unsupported_media_type", "send the CSV as 'Content-Type: text/csv'")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > IMPORT_MAX_BYTES:
+        raise ApiError(413, "payload_too_large", f"CSV imports are limited to {IMPORT_MAX_BYTES} bytes")
+    return target
+
+
+async def _import_response(
+    run: Awaitable[object], institution: str, dry_run: bool, report: ImportReport | CompletionReport
+) -> JSONResponse:
+    """The per-row report; a failure midway (past a limit, a bad header) still reports the rows before it."""
+    status = 200
+    extra: dict[str, Any] = {}
+    try:
+        await run
+    except ImportTooLarge as exc:
+        status, extra = 413, {"error": {"code": exc.code, "message": exc.message}}
+    except CommandRejected as exc:
+        status, extra = STATUS_BY_CODE.get(exc.code, 422), {"error": {"code": exc.code, "message": exc.message}}
+    rows: list[Any] = list(report.rows)
+    body = {
+        "institution": institution,
+        "dry_run": dry_run,
+        "summary": report.summary(),
+        "rows": [{k: v for k, v in vars(row).items() if v is not None} for row in rows],
+        **extra,
+    }
+    return JSONResponse(body, status_code=status)
+
+
 def build_router(
-    registrations: Registrations, records: CascadeRecords, institutions: Mapping[str, Institution]
+    registrations: Registrations,
+    records: CascadeRecords,
+    institutions: Mapping[str, Institution],
+    completions: CompletionImports,
 ) -> APIRouter:
     router = APIRouter()
 
@@ -259,33 +327,33 @@ def build_router(
     ) -> Response:
         """Register the rows of a CSV body (`text/csv`, UTF-8; at most 4 MiB and 20 000 rows), streamed
         row by row; the reply reports each row. Idempotent through (institution, e-mail)."""
-        target = _listed_institution(grant, institution)
-        if target is None:
-            raise ApiError(422, "missing_institution", "an operator names the institution: ?institution=<code>")
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in ("text/csv", "application/csv"):
-            raise ApiError(415, "unsupported_media_type", "send the CSV as 'Content-Type: text/csv'")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > IMPORT_MAX_BYTES:
-            raise ApiError(413, "payload_too_large", f"CSV imports are limited to {IMPORT_MAX_BYTES} bytes")
+        target = _csv_import_target(grant, request, institution)
         report = ImportReport()
         rows = csv_rows(request.stream(), max_bytes=IMPORT_MAX_BYTES, max_rows=IMPORT_MAX_ROWS)
-        status = 200
-        extra: dict[str, Any] = {}
-        try:
-            await registrations.import_educators(target, rows, dry_run=dry_run, report=report)
-        except ImportTooLarge as exc:  # the rows before the limit were handled: say which
-            status, extra = 413, {"error": {"code": exc.code, "message": exc.message}}
-        except CommandRejected as exc:
-            status, extra = STATUS_BY_CODE.get(exc.code, 422), {"error": {"code": exc.code, "message": exc.message}}
-        body = {
-            "institution": target,
-            "dry_run": dry_run,
-            "summary": report.summary(),
-            "rows": [{k: v for k, v in vars(row).items() if v is not None} for row in report.rows],
-            **extra,
-        }
-        return JSONResponse(body, status_code=status)
+        run = registrations.import_educators(target, rows, dry_run=dry_run, report=report)
+        return await _import_response(run, target, dry_run, report)
+
+    @router.post(
+        COMPLETIONS_IMPORT_PATH, openapi_extra=COMPLETIONS_IMPORT_BODY_DOC, tags=["completions"], dependencies=BEARER
+    )
+    async def import_completions(
+        grant: Grant, request: Request, dry_run: bool = False, institution: str | None = None
+    ) -> Response:
+        """Publish a CourseCompleted for each row of a CSV body (`text/csv`, UTF-8; columns `educator_id`,
+        `course_id`, `score`, `completed_at`, `language`?; at most 4 MiB and 20 000 rows), streamed row by
+        row; the reply reports each row. Idempotent through (institution, educator, course, completed_at,
+        score): a row imported before is `already_published` and publishes nothing."""
+        target = _csv_import_target(grant, request, institution)
+        report = CompletionReport()
+        rows = csv_rows(
+            request.stream(),
+            max_bytes=IMPORT_MAX_BYTES,
+            max_rows=IMPORT_MAX_ROWS,
+            columns=COMPLETION_COLUMNS,
+            required=COMPLETION_REQUIRED_COLUMNS,
+        )
+        run = completions.import_completions(target, rows, dry_run=dry_run, actor=grant.actor, report=report)
+        return await _import_response(run, target, dry_run, report)
 
     @router.get("/v1/educators/{educator_id}", tags=["educators"], dependencies=BEARER)
     async def get_educator(grant: Grant, educator_id: str) -> dict[str, Any]:
