@@ -7,12 +7,13 @@ The institution catalogue stays public.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
@@ -44,6 +45,7 @@ from services.registration.usecases import (
     ChangeRole,
     CompletionImports,
     CompletionReport,
+    CompletionRow,
     EducatorQuery,
     ImportReport,
     RecordOutcome,
@@ -241,6 +243,57 @@ async def _import_response(
     return JSONResponse(body, status_code=status)
 
 
+def _streamed_import(
+    start: Callable[[], Awaitable[object]], institution: str, dry_run: bool, report: CompletionReport
+) -> StreamingResponse:
+    """Progress: one JSON line per row as it is handled, then one line with the summary (and the
+    error that ended the import early, if any). The status is 200 once streaming has begun."""
+    lines: asyncio.Queue[CompletionRow | None] = asyncio.Queue()
+    report.on_row = lines.put_nowait
+    ended: dict[str, Any] = {}
+
+    async def run() -> None:
+        try:
+            await start()
+        except CommandRejected as exc:
+            ended["error"] = {"code": exc.code, "message": exc.message}
+        finally:
+            lines.put_nowait(None)
+
+    async def body() -> AsyncIterator[bytes]:
+        task = asyncio.create_task(run())
+        try:
+            while (row := await lines.get()) is not None:
+                yield _ndjson({k: v for k, v in vars(row).items() if v is not None})
+            await task  # re-raises an unexpected failure: the response ends without a summary line
+            yield _ndjson({"institution": institution, "dry_run": dry_run, "summary": report.summary(), **ended})
+        finally:
+            task.cancel()  # the client went away: stop at the next row (each row is its own transaction)
+
+    return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
+async def _read_upto(request: Request, limit: int) -> list[bytes]:
+    """The body's chunks, stopping as soon as they exceed `limit` (the CSV reader then reports it)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return chunks
+
+
+async def _replayed(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+def _ndjson(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
+
+
 def build_router(
     registrations: Registrations,
     records: CascadeRecords,
@@ -342,18 +395,29 @@ def build_router(
         """Publish a CourseCompleted for each row of a CSV body (`text/csv`, UTF-8; columns `educator_id`,
         `course_id`, `score`, `completed_at`, `language`?; at most 4 MiB and 20 000 rows), streamed row by
         row; the reply reports each row. Idempotent through (institution, educator, course, completed_at,
-        score): a row imported before is `already_published` and publishes nothing."""
+        score): a row imported before is `already_published` and publishes nothing. With
+        `Accept: application/x-ndjson` the rows stream back as they are handled (one JSON line each),
+        then a summary line."""
         target = _csv_import_target(grant, request, institution)
         report = CompletionReport()
+        streamed = "application/x-ndjson" in request.headers.get("accept", "")
+        # A streamed reply reads the body first (at most the limit): once the response has started,
+        # Starlette's disconnect listener would take the request's remaining body messages.
+        chunks = _replayed(await _read_upto(request, IMPORT_MAX_BYTES)) if streamed else request.stream()
         rows = csv_rows(
-            request.stream(),
+            chunks,
             max_bytes=IMPORT_MAX_BYTES,
             max_rows=IMPORT_MAX_ROWS,
             columns=COMPLETION_COLUMNS,
             required=COMPLETION_REQUIRED_COLUMNS,
         )
-        run = completions.import_completions(target, rows, dry_run=dry_run, actor=grant.actor, report=report)
-        return await _import_response(run, target, dry_run, report)
+
+        def run() -> Awaitable[CompletionReport]:
+            return completions.import_completions(target, rows, dry_run=dry_run, actor=grant.actor, report=report)
+
+        if streamed:
+            return _streamed_import(run, target, dry_run, report)
+        return await _import_response(run(), target, dry_run, report)
 
     @router.get("/v1/educators/{educator_id}", tags=["educators"], dependencies=BEARER)
     async def get_educator(grant: Grant, educator_id: str) -> dict[str, Any]:

@@ -411,6 +411,13 @@ class CompletionRow:
 @dataclass
 class CompletionReport:
     rows: list[CompletionRow] = field(default_factory=list)
+    on_row: Callable[[CompletionRow], None] | None = None
+    """Told of each row as soon as it is handled (the HTTP layer streams them as progress)."""
+
+    def add(self, row: CompletionRow) -> None:
+        self.rows.append(row)
+        if self.on_row is not None:
+            self.on_row(row)
 
     def summary(self) -> dict[str, int]:
         counts = {"published": 0, "already_published": 0, "error": 0}
@@ -473,9 +480,9 @@ class CompletionImports:
                     planned.add(event_id)
                 else:
                     outcome = await self._publish(completion, event_id, actor)
-                report.rows.append(CompletionRow(number, outcome, event_id))
+                report.add(CompletionRow(number, outcome, event_id))
             except CommandRejected as exc:
-                report.rows.append(CompletionRow(number, "error", error=exc.code, message=exc.message))
+                report.add(CompletionRow(number, "error", error=exc.code, message=exc.message))
             if len(report.rows) % PROGRESS_EVERY == 0:
                 log.info("completions import progress", institution=institution, dry_run=dry_run, **report.summary())
         log.info("completions imported", institution=institution, dry_run=dry_run, actor=actor, **report.summary())

@@ -5,6 +5,7 @@ a re-import publishes nothing new."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -127,3 +128,35 @@ async def test_completions_import_publishes_once_with_derived_ids_and_the_tokens
     assert unnamed.status_code == 422 and unnamed.json()["error"]["code"] == "missing_institution"
     large = b"educator_id,course_id,score,completed_at\n" + b"x" * (5 * 1024 * 1024)
     assert (await http.post("/v1/completions/import", content=large, headers=headers)).status_code == 413
+
+
+async def test_completions_import_streams_its_progress_as_ndjson(
+    http: httpx.AsyncClient, nc: NATS, must_token: dict[str, str], ref: str
+) -> None:
+    edu = await register(http, ref, 1)
+    rows = "".join(f"{edu},course-{n},{50 + n},2025-04-02T15:00:00+08:00,en\n" for n in range(30))
+    csv_body = (
+        "educator_id,course_id,score,completed_at,language\n" + rows + "edu-unknown,c,90,2025-04-02T15:00:00Z,\n"
+    ).encode()
+    headers = {**must_token, "content-type": "text/csv", "accept": "application/x-ndjson"}
+
+    async with http.stream("POST", "/v1/completions/import", content=csv_body, headers=headers) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) async for line in response.aiter_lines() if line]
+
+    assert [(line["row"], line["outcome"]) for line in lines[:-1]] == [
+        *((n, "published") for n in range(2, 32)),
+        (32, "error"),
+    ]
+    assert lines[-2]["error"] == "educator_not_found"
+    assert lines[-1] == {
+        "institution": "must",
+        "dry_run": False,
+        "summary": {"published": 30, "already_published": 0, "error": 1},
+    }
+    await completions_of(nc, edu, 30)
+
+    bad_header = b"educator_id,course_id\nedu-1,c\n"
+    async with http.stream("POST", "/v1/completions/import", content=bad_header, headers=headers) as response:
+        ended = [json.loads(line) async for line in response.aiter_lines() if line]
+    assert ended[-1]["error"]["code"] == "invalid_csv_header" and ended[-1]["summary"]["published"] == 0
