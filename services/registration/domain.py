@@ -3,16 +3,19 @@ contract model (`iioe.commands.RegisterEducatorRequest`). Pure: no I/O, no trans
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from iioe.commands import CommandRejected, RegisterEducatorRequest
 from iioe.events import (
+    CourseCompleted,
     EducatorContact,
     EducatorErased,
     EducatorRegistered,
@@ -218,3 +221,52 @@ def add_portfolio_entry(entry: PortfolioEntryAdded, *, now: datetime) -> Portfol
 def report_practice(report: PracticeIntegrationReported, *, now: datetime) -> PracticeIntegrationReported:
     _not_in_future(report.reported_on, "reported_on", now)
     return report
+
+
+# --- course completions imported from CSV by institution staff (issue #13) -----------------------
+
+COMPLETION_ID_NAMESPACE = uuid.UUID("6f1c7a52-5d0e-4c55-9d55-2f8e0b7c1a13")
+"""Namespace of the name-based (UUID v5) ids of imported completions: never change it, or a
+re-import would publish every completion again under new ids."""
+
+
+def parse_completion(institution: str, values: Mapping[str, str]) -> CourseCompleted:
+    """A CSV row (`educator_id`, `course_id`, `score`, `completed_at`, `language`?) as CourseCompleted
+    of `institution`; the first problem becomes `missing_<field>` / `invalid_<field>`."""
+    body: dict[str, Any] = {key: value for key, value in values.items() if value not in ("", None)}
+    if "score" in body:
+        try:
+            score = float(body["score"])
+        except ValueError:
+            raise RecordRejected("invalid_score", f"score: {body['score']!r} is not a number") from None
+        if not math.isfinite(score):
+            raise RecordRejected("invalid_score", f"score: {body['score']!r} is not a number")
+        body["score"] = score
+    return parse_record(CourseCompleted, {**body, "institution": institution})
+
+
+def completion_event_id(completion: CourseCompleted) -> str:
+    """The event id of an imported completion, derived from its natural key (institution, educator,
+    course, completion instant, score) alone: importing the same completion again — in another
+    file, with `85` for `85.0` or the same instant in another offset — gives the same id, which the
+    outbox and JetStream's duplicate window both refuse to publish twice. `language` is not part of
+    the key."""
+    instant = completion.completed_at.astimezone(UTC).isoformat(timespec="microseconds")
+    key = [completion.institution, completion.educator_id, completion.course_id, instant, repr(float(completion.score))]
+    return f"cc-{uuid.uuid5(COMPLETION_ID_NAMESPACE, json.dumps(key))}"
+
+
+def import_completion(completion: CourseCompleted, educator: Educator | None, *, now: datetime) -> CourseCompleted:
+    """A completion is imported only for a registered, not erased educator of its own institution,
+    and not from the future (beyond `CLOCK_SKEW`)."""
+    if educator is None or educator.institution != completion.institution:
+        raise RecordRejected(
+            "educator_not_found", f"no educator {completion.educator_id!r} at {completion.institution!r}"
+        )
+    if educator.erased:
+        raise RecordRejected("educator_erased", f"educator {completion.educator_id!r} was erased")
+    if completion.completed_at > now + CLOCK_SKEW:
+        raise RecordRejected(
+            "completed_at_in_future", f"completed_at {completion.completed_at.isoformat()} is in the future"
+        )
+    return completion

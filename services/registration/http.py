@@ -7,12 +7,13 @@ The institution catalogue stays public.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
@@ -31,10 +32,21 @@ from iioe.runtime.exports import EXPORT_RESPONSES, XLSX_MEDIA_TYPE
 from iioe.runtime.http import ApiError
 from iioe.runtime.tokens import TokenGrant
 from services.registration.domain import Educator, RegisterEducator
-from services.registration.spreadsheets import EXPORT_COLUMNS, ImportTooLarge, csv_rows, to_csv, to_xlsx
+from services.registration.spreadsheets import (
+    COMPLETION_COLUMNS,
+    COMPLETION_REQUIRED_COLUMNS,
+    EXPORT_COLUMNS,
+    ImportTooLarge,
+    csv_rows,
+    to_csv,
+    to_xlsx,
+)
 from services.registration.usecases import (
     CascadeRecords,
     ChangeRole,
+    CompletionImports,
+    CompletionReport,
+    CompletionRow,
     EducatorQuery,
     ImportReport,
     RecordOutcome,
@@ -43,6 +55,7 @@ from services.registration.usecases import (
 
 T = TypeVar("T")
 IMPORT_PATH = "/v1/educators/import"
+COMPLETIONS_IMPORT_PATH = "/v1/completions/import"
 IMPORT_MAX_BYTES = 4 * 1024 * 1024
 IMPORT_MAX_ROWS = 20_000
 EXPORT_MAX_ROWS = 100_000
@@ -126,6 +139,20 @@ ALREADY_RECORDED: dict[int | str, dict[str, Any]] = {
     }
 }
 EXPORT_DOC = EXPORT_RESPONSES
+COMPLETIONS_IMPORT_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {
+                "schema": {
+                    "type": "string",
+                    "example": "educator_id,course_id,score,completed_at,language\n"
+                    "edu-…,genai-fundamentals,92,2025-04-02T15:00:00+08:00,mn\n",
+                }
+            }
+        },
+    }
+}
 
 
 def _institution_json(inst: Institution) -> dict[str, Any]:
@@ -188,8 +215,100 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return payload
 
 
+def _csv_import_target(grant: TokenGrant, request: Request, institution: str | None) -> str:
+    """The institution a CSV import is for (an operator names it), once the body is known to be CSV
+    and not declared larger than the import limit."""
+    target = _listed_institution(grant, institution)
+    if target is None:
+        raise ApiError(422, "missing_institution", "an operator names the institution: ?institution=<code>")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in ("text/csv", "application/csv"):
+        raise ApiError(415, "unsupported_media_type", "send the CSV as 'Content-Type: text/csv'")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > IMPORT_MAX_BYTES:
+        raise ApiError(413, "payload_too_large", f"CSV imports are limited to {IMPORT_MAX_BYTES} bytes")
+    return target
+
+
+async def _import_response(
+    run: Awaitable[object], institution: str, dry_run: bool, report: ImportReport | CompletionReport
+) -> JSONResponse:
+    """The per-row report; a failure midway (past a limit, a bad header) still reports the rows before it."""
+    status = 200
+    extra: dict[str, Any] = {}
+    try:
+        await run
+    except ImportTooLarge as exc:
+        status, extra = 413, {"error": {"code": exc.code, "message": exc.message}}
+    except CommandRejected as exc:
+        status, extra = STATUS_BY_CODE.get(exc.code, 422), {"error": {"code": exc.code, "message": exc.message}}
+    rows: list[Any] = list(report.rows)
+    body = {
+        "institution": institution,
+        "dry_run": dry_run,
+        "summary": report.summary(),
+        "rows": [{k: v for k, v in vars(row).items() if v is not None} for row in rows],
+        **extra,
+    }
+    return JSONResponse(body, status_code=status)
+
+
+def _streamed_import(
+    start: Callable[[], Awaitable[object]], institution: str, dry_run: bool, report: CompletionReport
+) -> StreamingResponse:
+    """Progress: one JSON line per row as it is handled, then one line with the summary (and the
+    error that ended the import early, if any). The status is 200 once streaming has begun."""
+    lines: asyncio.Queue[CompletionRow | None] = asyncio.Queue()
+    report.on_row = lines.put_nowait
+    ended: dict[str, Any] = {}
+
+    async def run() -> None:
+        try:
+            await start()
+        except CommandRejected as exc:
+            ended["error"] = {"code": exc.code, "message": exc.message}
+        finally:
+            lines.put_nowait(None)
+
+    async def body() -> AsyncIterator[bytes]:
+        task = asyncio.create_task(run())
+        try:
+            while (row := await lines.get()) is not None:
+                yield _ndjson({k: v for k, v in vars(row).items() if v is not None})
+            await task  # re-raises an unexpected failure: the response ends without a summary line
+            yield _ndjson({"institution": institution, "dry_run": dry_run, "summary": report.summary(), **ended})
+        finally:
+            task.cancel()  # the client went away: stop at the next row (each row is its own transaction)
+
+    return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
+async def _read_upto(request: Request, limit: int) -> list[bytes]:
+    """The body's chunks, stopping as soon as they exceed `limit` (the CSV reader then reports it)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return chunks
+
+
+async def _replayed(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+def _ndjson(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
+
+
 def build_router(
-    registrations: Registrations, records: CascadeRecords, institutions: Mapping[str, Institution]
+    registrations: Registrations,
+    records: CascadeRecords,
+    institutions: Mapping[str, Institution],
+    completions: CompletionImports,
 ) -> APIRouter:
     router = APIRouter()
 
@@ -281,33 +400,44 @@ def build_router(
     ) -> Response:
         """Register the rows of a CSV body (`text/csv`, UTF-8; at most 4 MiB and 20 000 rows), streamed
         row by row; the reply reports each row. Idempotent through (institution, e-mail)."""
-        target = _listed_institution(grant, institution)
-        if target is None:
-            raise ApiError(422, "missing_institution", "an operator names the institution: ?institution=<code>")
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in ("text/csv", "application/csv"):
-            raise ApiError(415, "unsupported_media_type", "send the CSV as 'Content-Type: text/csv'")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > IMPORT_MAX_BYTES:
-            raise ApiError(413, "payload_too_large", f"CSV imports are limited to {IMPORT_MAX_BYTES} bytes")
+        target = _csv_import_target(grant, request, institution)
         report = ImportReport()
         rows = csv_rows(request.stream(), max_bytes=IMPORT_MAX_BYTES, max_rows=IMPORT_MAX_ROWS)
-        status = 200
-        extra: dict[str, Any] = {}
-        try:
-            await registrations.import_educators(target, rows, dry_run=dry_run, report=report)
-        except ImportTooLarge as exc:  # the rows before the limit were handled: say which
-            status, extra = 413, {"error": {"code": exc.code, "message": exc.message}}
-        except CommandRejected as exc:
-            status, extra = STATUS_BY_CODE.get(exc.code, 422), {"error": {"code": exc.code, "message": exc.message}}
-        body = {
-            "institution": target,
-            "dry_run": dry_run,
-            "summary": report.summary(),
-            "rows": [{k: v for k, v in vars(row).items() if v is not None} for row in report.rows],
-            **extra,
-        }
-        return JSONResponse(body, status_code=status)
+        run = registrations.import_educators(target, rows, dry_run=dry_run, report=report)
+        return await _import_response(run, target, dry_run, report)
+
+    @router.post(
+        COMPLETIONS_IMPORT_PATH, openapi_extra=COMPLETIONS_IMPORT_BODY_DOC, tags=["completions"], dependencies=BEARER
+    )
+    async def import_completions(
+        grant: Grant, request: Request, dry_run: bool = False, institution: str | None = None
+    ) -> Response:
+        """Publish a CourseCompleted for each row of a CSV body (`text/csv`, UTF-8; columns `educator_id`,
+        `course_id`, `score`, `completed_at`, `language`?; at most 4 MiB and 20 000 rows), streamed row by
+        row; the reply reports each row. Idempotent through (institution, educator, course, completed_at,
+        score): a row imported before is `already_published` and publishes nothing. With
+        `Accept: application/x-ndjson` the rows stream back as they are handled (one JSON line each),
+        then a summary line."""
+        target = _csv_import_target(grant, request, institution)
+        report = CompletionReport()
+        streamed = "application/x-ndjson" in request.headers.get("accept", "")
+        # A streamed reply reads the body first (at most the limit): once the response has started,
+        # Starlette's disconnect listener would take the request's remaining body messages.
+        chunks = _replayed(await _read_upto(request, IMPORT_MAX_BYTES)) if streamed else request.stream()
+        rows = csv_rows(
+            chunks,
+            max_bytes=IMPORT_MAX_BYTES,
+            max_rows=IMPORT_MAX_ROWS,
+            columns=COMPLETION_COLUMNS,
+            required=COMPLETION_REQUIRED_COLUMNS,
+        )
+
+        def run() -> Awaitable[CompletionReport]:
+            return completions.import_completions(target, rows, dry_run=dry_run, actor=grant.actor, report=report)
+
+        if streamed:
+            return _streamed_import(run, target, dry_run, report)
+        return await _import_response(run(), target, dry_run, report)
 
     @router.get("/v1/educators/{educator_id}", tags=["educators"], dependencies=BEARER)
     async def get_educator(grant: Grant, educator_id: str) -> dict[str, Any]:

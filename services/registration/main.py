@@ -12,11 +12,11 @@ from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
 from services.registration.handlers import CommandResponder
-from services.registration.http import IMPORT_PATH, build_router
+from services.registration.http import COMPLETIONS_IMPORT_PATH, IMPORT_PATH, build_router
 from services.registration.limits import BodyLimit
 from services.registration.settings import RegistrationSettings
 from services.registration.store import PostgresUnitOfWork
-from services.registration.usecases import CascadeRecords, Registrations
+from services.registration.usecases import CascadeRecords, CompletionImports, Registrations
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -29,17 +29,19 @@ def create_app(settings: RegistrationSettings | None = None, **overrides: Any) -
     uow = PostgresUnitOfWork(runtime.transaction)
     registrations = Registrations(uow, institutions, source=settings.source)
     records = CascadeRecords(uow, institutions, source=settings.source)
+    completions = CompletionImports(uow, institutions, source=settings.source)
     commands = CommandResponder(
         registrations, queue=settings.command_queue, max_in_flight=settings.command_max_in_flight
     )
     app = build_service(
         runtime,
         title="IIOE registration service",
-        routers=[build_router(registrations, records, institutions)],
+        routers=[build_router(registrations, records, institutions, completions)],
         on_start=[lambda: commands.start(runtime.nc)],
         on_stop=[commands.stop],
         health=[commands.health],
-        state={"registrations": registrations, "records": records, "commands": commands},
+        state={"registrations": registrations, "records": records, "completions": completions, "commands": commands},
     )
-    app.add_middleware(BodyLimit, exempt={IMPORT_PATH})  # the CSV import streams under its own limit
+    # the CSV imports stream under their own limit
+    app.add_middleware(BodyLimit, exempt={IMPORT_PATH, COMPLETIONS_IMPORT_PATH})
     return app

@@ -1,5 +1,6 @@
-"""CSV import (streamed, record by record) and CSV/XLSX export of educators. No I/O of its own:
-bytes in, rows out; rows in, bytes out (the export format itself is `iioe.runtime.exports`)."""
+"""CSV import (streamed, record by record) of educators and of course completions, and CSV/XLSX export
+of educators. No I/O of its own: bytes in, rows out; rows in, bytes out (the export format itself is
+`iioe.runtime.exports`)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,22 @@ from iioe.commands import CommandRejected
 from iioe.runtime import exports
 from iioe.runtime.exports import safe_cell
 
-__all__ = ["EXPORT_COLUMNS", "IMPORT_COLUMNS", "ImportTooLarge", "csv_rows", "safe_cell", "to_csv", "to_xlsx"]
+__all__ = [
+    "COMPLETION_COLUMNS",
+    "COMPLETION_REQUIRED_COLUMNS",
+    "EXPORT_COLUMNS",
+    "IMPORT_COLUMNS",
+    "ImportTooLarge",
+    "csv_rows",
+    "safe_cell",
+    "to_csv",
+    "to_xlsx",
+]
 
 IMPORT_COLUMNS = ("full_name", "email", "language", "role", "registered_at")
 REQUIRED_COLUMNS = ("full_name", "email", "language")
+COMPLETION_COLUMNS = ("educator_id", "course_id", "score", "completed_at", "language")
+COMPLETION_REQUIRED_COLUMNS = ("educator_id", "course_id", "score", "completed_at")
 EXPORT_COLUMNS = ("educator_id", "institution", "full_name", "email", "language", "role", "registered_at")
 _LINES = re.compile(r"(?<=\n)")
 
@@ -29,13 +42,20 @@ class ImportTooLarge(CommandRejected):
 
 
 async def csv_rows(
-    chunks: AsyncIterable[bytes], *, max_bytes: int, max_rows: int
+    chunks: AsyncIterable[bytes],
+    *,
+    max_bytes: int,
+    max_rows: int,
+    columns: Sequence[str] = IMPORT_COLUMNS,
+    required: Sequence[str] = REQUIRED_COLUMNS,
 ) -> AsyncIterator[tuple[int, dict[str, str]]]:
     """(record number, {column: value}) for each data record of a UTF-8 CSV body, as it arrives.
 
-    The first record is the header (row 1; `full_name`, `email`, `language` required, `role` and
-    `registered_at` optional, other columns ignored); blank records are skipped but counted. A
-    record ends at a line break outside quotes, so quoted fields may span lines (RFC 4180)."""
+    The first record is the header (row 1; it must name the `required` columns, the others of
+    `columns` are optional, unknown ones ignored — by default the educator import's: `full_name`,
+    `email`, `language` required, `role` and `registered_at` optional); blank records are skipped
+    but counted. A record ends at a line break outside quotes, so quoted fields may span lines
+    (RFC 4180)."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     header: list[str] | None = None
     pending = ""  # text of the record being read (possibly several lines of a quoted field)
@@ -86,7 +106,7 @@ async def csv_rows(
                 raise CommandRejected("invalid_csv", f"record {number} is not valid CSV: {exc}") from None
             if header is None:
                 header = [name.strip().lower() for name in fields]
-                missing = [c for c in REQUIRED_COLUMNS if c not in header]
+                missing = [c for c in required if c not in header]
                 if missing:
                     raise CommandRejected(
                         "invalid_csv_header", f"the header row must name the columns {', '.join(missing)}"
@@ -97,7 +117,7 @@ async def csv_rows(
             if number - 1 > max_rows:
                 raise ImportTooLarge(f"the CSV exceeds the import limit of {max_rows} rows")
             values = {name: value.strip() for name, value in zip(header, fields, strict=False)}
-            yield number, {name: values.get(name, "") for name in IMPORT_COLUMNS}
+            yield number, {name: values.get(name, "") for name in columns}
     if header is None:
         raise CommandRejected("invalid_csv_header", "the CSV is empty: a header row is required")
 

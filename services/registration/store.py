@@ -127,8 +127,10 @@ class PostgresOutbox:
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
 
-    async def enqueue_event(self, event: BaseModel, *, source: str, subject: str) -> None:
-        await enqueue_event(self._conn, event, source=source, subject=subject)
+    async def enqueue_event(
+        self, event: BaseModel, *, source: str, subject: str, event_id: str | None = None, actor: str | None = None
+    ) -> None:
+        await enqueue_event(self._conn, event, source=source, subject=subject, event_id=event_id, actor=actor)
 
     async def forget_contacts(self, educator_id: str) -> int:
         """Contact messages carry the name and e-mail: delete the educator's rows, sent or not."""

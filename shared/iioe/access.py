@@ -23,6 +23,7 @@ from iioe.events import (
     CERTIFICATE_REINSTATED,
     CERTIFICATE_REVOKED,
     CERTIFICATE_SUSPENDED,
+    COURSE_COMPLETED,
     CREDIT_RECOGNIZED,
     CREDIT_TRANSFER_DECIDED,
     CREDIT_TRANSFER_REQUESTED,
@@ -59,7 +60,8 @@ TOKENS_BUCKET = "IIOE_TOKENS"
 SERVICE_NAMES = ("registration", "certification", "analytics", "notifications")
 
 _SERVICE_EMITS: dict[str, tuple[EventSpec, ...]] = {
-    # registration also takes cascade and portfolio records entered over HTTP by institution staff
+    # registration also takes cascade and portfolio records entered over HTTP by institution staff,
+    # and CSV imports of course completions (POST /v1/completions/import)
     "registration": (
         EDUCATOR_REGISTERED,
         EDUCATOR_ROLE_CHANGED,
@@ -69,6 +71,7 @@ _SERVICE_EMITS: dict[str, tuple[EventSpec, ...]] = {
         TRAINEE_ATTENDED,
         PORTFOLIO_ENTRY_ADDED,
         PRACTICE_INTEGRATION_REPORTED,
+        COURSE_COMPLETED,
     ),
     "certification": (
         CERTIFICATE_ISSUED,

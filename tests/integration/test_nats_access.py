@@ -163,8 +163,10 @@ async def test_services_publish_only_their_own_event_types(bus: Bus) -> None:
     js = registration.nc.jetstream()
     assert (await js.publish("iioe.events.must.educator_registered.v1", b"{}")).stream == EVENTS_STREAM
     assert (await js.publish("iioe.contacts.must.educator_contact.v1", b"{}")).stream == CONTACTS_STREAM
+    # completions imported over HTTP (POST /v1/completions/import); other partner types stay the partners'
+    assert (await js.publish("iioe.events.must.course_completed.v1", b"{}")).stream == EVENTS_STREAM
     await denied_publish(registration, "iioe.events.must.certificate_issued.v1")
-    await denied_publish(registration, "iioe.events.must.course_completed.v1")
+    await denied_publish(registration, "iioe.events.must.course_evaluated.v1")
 
     certification = await bus.connect(service_user("certification"))
     cjs = certification.nc.jetstream()

@@ -94,15 +94,25 @@ class StagedEvent:
     event: BaseModel
     source: str
     subject: str
+    event_id: str | None = None
+    actor: str | None = None
 
 
 @dataclass
 class FakeOutbox:
     staged: list[StagedEvent] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
+    known_ids: set[str] = field(default_factory=set)
 
-    async def enqueue_event(self, event: BaseModel, *, source: str, subject: str) -> None:
-        self.staged.append(StagedEvent(event, source, subject))
+    async def enqueue_event(
+        self, event: BaseModel, *, source: str, subject: str, event_id: str | None = None, actor: str | None = None
+    ) -> None:
+        """Like the outbox table: an `event_id` staged before (committed or in this transaction) is ignored."""
+        if event_id is not None and event_id in self.known_ids:
+            return
+        if event_id is not None:
+            self.known_ids.add(event_id)
+        self.staged.append(StagedEvent(event, source, subject, event_id, actor))
 
     async def forget_contacts(self, educator_id: str) -> int:
         self.forgotten.append(educator_id)
@@ -134,7 +144,7 @@ class FakeUnitOfWork:
             FakeEducators(dict(self.educators)),
             FakeRecords(dict(self.records), dict(self.record_actors)),
             FakeAudit(list(self.audit)),
-            FakeOutbox(),
+            FakeOutbox(known_ids={s.event_id for s in self.events if s.event_id is not None}),
         )
         yield tx
         self.educators = tx.educators.rows

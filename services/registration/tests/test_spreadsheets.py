@@ -27,7 +27,8 @@ async def chunked(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 async def parse(data: bytes, size: int = 1 << 16, **limits: int) -> list[tuple[int, dict[str, str]]]:
     options = {"max_bytes": 1 << 20, "max_rows": 100, **limits}
-    return [row async for row in csv_rows(chunked(data, size), **options)]
+    rows = csv_rows(chunked(data, size), max_bytes=options["max_bytes"], max_rows=options["max_rows"])
+    return [row async for row in rows]
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1 << 16])
