@@ -6,6 +6,7 @@ are the same in every service; a service's `main.py` only says what it consumes 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from iioe.runtime.http import ERROR_RESPONSES, install_error_handlers
 from iioe.runtime.limits import BodySizeLimit, PublicRateLimit
 from iioe.runtime.metrics import CONTENT_TYPE_LATEST, HttpMetrics
-from iioe.runtime.service import ServiceRuntime
+from iioe.runtime.service import STOP_TIMEOUT_SECONDS, ServiceRuntime
 from iioe.runtime.tracing import TraceMiddleware, configure_tracing
 
 Hook = Callable[[], Awaitable[Any]]
@@ -57,7 +58,7 @@ def build_service(
         finally:
             for hook in reversed(on_stop):
                 with contextlib.suppress(Exception):
-                    await hook()
+                    await asyncio.wait_for(hook(), STOP_TIMEOUT_SECONDS)  # a stuck hook must not hold the stop
             await runtime.stop()
 
     configure_tracing(runtime.settings.service_name)

@@ -149,7 +149,7 @@ class ServiceRuntime:
             with contextlib.suppress(Exception):
                 await self._nc.flush(timeout=2)
             with contextlib.suppress(Exception):
-                await self._nc.close()
+                await asyncio.wait_for(self._nc.close(), STOP_TIMEOUT_SECONDS)
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), STOP_TIMEOUT_SECONDS)

@@ -132,8 +132,10 @@ class TokenRegistry:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # bounded: a KV watch blocked inside the client must not hold the service's shutdown
+            _, stuck = await asyncio.wait({self._task}, timeout=5.0)
+            if stuck:
+                log.warning("token watch did not stop in time")
             self._task = None
 
     async def lookup(self, token: str) -> TokenGrant | None:
