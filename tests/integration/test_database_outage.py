@@ -4,7 +4,6 @@ dead-lettered, and every effect happens once the database answers again."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import asyncpg
 import pytest
@@ -14,30 +13,9 @@ from iioe.runtime.inbox import claim
 from iioe.runtime.service import ServiceRuntime
 from iioe.runtime.settings import ServiceSettings
 from iioe.subjects import DLQ_STREAM, EVENTS_STREAM
-from tests.support.helpers import eventually, stream_messages
+from tests.support.helpers import completion, eventually, stream_messages
 
 pytestmark = pytest.mark.integration
-
-
-def completion(event_id: str, institution: str) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": "urn:iioe:partner:test-lms",
-            "type": "org.iioe.learning.course_completed.v1",
-            "time": "2025-04-01T10:00:00+08:00",
-            "subject": "edu-1",
-            "datacontenttype": "application/json",
-            "data": {
-                "educator_id": "edu-1",
-                "institution": institution,
-                "course_id": "genai-fundamentals",
-                "score": 90,
-                "completed_at": "2025-04-01T10:00:00+08:00",
-            },
-        }
-    ).encode()
 
 
 def test_world_errors_are_told_apart_from_message_errors() -> None:

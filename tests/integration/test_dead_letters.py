@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 
 import pytest
@@ -12,30 +11,9 @@ from nats.aio.client import Client as NATS
 from iioe.runtime.consumer import ConsumerSpec, EventConsumer, ReceivedEvent
 from iioe.runtime.dlq import H_CONSUMER, H_REASON, H_SUBJECT, list_dead_letters, redrive
 from iioe.subjects import DLQ_STREAM, EVENTS_STREAM, dlq_filter, dlq_subject, event_subject
-from tests.support.helpers import StoredMessage, eventually, stream_messages
+from tests.support.helpers import StoredMessage, completion, eventually, stream_messages
 
 pytestmark = pytest.mark.integration
-
-
-def completion(event_id: str, institution: str, score: object = 90) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": "urn:iioe:partner:test-lms",
-            "type": "org.iioe.learning.course_completed.v1",
-            "time": "2025-04-01T10:00:00+08:00",
-            "subject": "edu-1",
-            "datacontenttype": "application/json",
-            "data": {
-                "educator_id": "edu-1",
-                "institution": institution,
-                "course_id": "genai-fundamentals",
-                "score": score,
-                "completed_at": "2025-04-01T10:00:00+08:00",
-            },
-        }
-    ).encode()
 
 
 async def test_junk_is_dead_lettered_with_reasons_while_good_events_flow(nc: NATS, ref: str) -> None:

@@ -4,7 +4,6 @@ that outlives `ack_wait` keeps its message (in-progress heartbeats) instead of h
 from __future__ import annotations
 
 import asyncio
-import json
 
 import asyncpg
 import pytest
@@ -14,7 +13,7 @@ from iioe.runtime.db import DatabaseTimeouts, create_pool
 from iioe.runtime.nats import connect, server_list
 from iioe.runtime.settings import ServiceSettings
 from iioe.subjects import EVENTS_STREAM
-from tests.support.helpers import eventually
+from tests.support.helpers import completion, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -65,23 +64,7 @@ async def test_handler_outliving_ack_wait_is_not_redelivered(nc, ref) -> None:
     await consumer.start()
     task = asyncio.create_task(consumer.run())
     try:
-        body = {
-            "specversion": "1.0",
-            "id": f"{ref}-1",
-            "source": "urn:iioe:partner:test-lms",
-            "type": "org.iioe.learning.course_completed.v1",
-            "time": "2025-04-01T10:00:00+08:00",
-            "subject": "edu-1",
-            "datacontenttype": "application/json",
-            "data": {
-                "educator_id": "edu-1",
-                "institution": f"x{ref}",
-                "course_id": "genai-fundamentals",
-                "score": 90,
-                "completed_at": "2025-04-01T10:00:00+08:00",
-            },
-        }
-        await js.publish(subject, json.dumps(body).encode())
+        await js.publish(subject, completion(f"{ref}-1", f"x{ref}"))
 
         async def processed() -> bool:
             return consumer.processed == 1

@@ -183,3 +183,25 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+def completion(event_id: str, institution: str, score: object = 90) -> bytes:
+    """A CourseCompleted CloudEvent's bytes, as a partner LMS publishes it (runtime tests need no service)."""
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "urn:iioe:partner:test-lms",
+            "type": "org.iioe.learning.course_completed.v1",
+            "time": "2025-04-01T10:00:00+08:00",
+            "subject": "edu-1",
+            "datacontenttype": "application/json",
+            "data": {
+                "educator_id": "edu-1",
+                "institution": institution,
+                "course_id": "genai-fundamentals",
+                "score": score,
+                "completed_at": "2025-04-01T10:00:00+08:00",
+            },
+        }
+    ).encode()
