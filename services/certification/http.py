@@ -9,7 +9,7 @@ their institution (or an operator's); operator actions need an operator token wi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -19,7 +19,7 @@ from iioe.runtime.auth import audit, authenticated, check_institution_access, re
 from iioe.runtime.http import ApiError
 from iioe.runtime.tokens import TokenGrant
 from iioe.subjects import MAX_EVENT_BYTES
-from services.certification.catalogue import LocalizedText
+from services.certification.catalogue import LocalizedText, ProgrammeCatalogue
 from services.certification.credentials import STATUS_LIST_MEDIA_TYPE
 from services.certification.domain import Certificate, CertificateStatus, CertificationError, Recognition, StatusChange
 from services.certification.settings import CertificationSettings
@@ -194,28 +194,34 @@ def change_view(change: StatusChange) -> StatusChangeView:
     )
 
 
+def certificate_fields(cert: Certificate, catalogue: ProgrammeCatalogue, verification_url: str) -> dict[str, Any]:
+    """What every view of a certificate says (the full view, listings and exports add to it)."""
+    programme = catalogue.get(cert.programme_id)
+    return {
+        "certificate_id": cert.certificate_id,
+        "educator_id": cert.educator_id,
+        "institution": cert.institution,
+        "programme_id": cert.programme_id,
+        "programme_names": programme.names if programme else None,
+        "course_ids": list(cert.course_ids),
+        "credits": cert.credits,
+        "credit_system": catalogue.credit_system,
+        "issued_at": cert.issued_at,
+        "status": cert.status,
+        "verification_url": verification_url,
+    }
+
+
 def certificate_view(
     cert: Certificate,
     certification: Certification,
     recognitions: list[Recognition] | None = None,
 ) -> CertificateView:
-    catalogue = certification.catalogue
-    programme = catalogue.get(cert.programme_id)
     revocation = cert.revocation
     return CertificateView(
-        certificate_id=cert.certificate_id,
-        educator_id=cert.educator_id,
-        institution=cert.institution,
-        programme_id=cert.programme_id,
-        programme_names=programme.names if programme else None,
-        course_ids=list(cert.course_ids),
-        credits=cert.credits,
-        credit_system=catalogue.credit_system,
-        issued_at=cert.issued_at,
-        status=cert.status,
+        **certificate_fields(cert, certification.catalogue, certification.verification_url(cert.certificate_id)),
         revocation=RevocationView(**vars(revocation)) if revocation else None,
         suspension=change_view(cert.suspension) if cert.suspension else None,
-        verification_url=certification.verification_url(cert.certificate_id),
         kid=cert.kid,
         credential=cert.credential,
         recognitions=[RecognitionView(**vars(r)) for r in recognitions or []],

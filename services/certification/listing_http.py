@@ -22,6 +22,7 @@ from iioe.runtime.http import ApiError
 from iioe.runtime.tokens import TokenGrant
 from services.certification.catalogue import LocalizedText
 from services.certification.domain import Certificate, CertificateStatus, CertificationError
+from services.certification.http import certificate_fields
 from services.certification.listing import (
     CERTIFICATE_COLUMNS,
     PROGRESS_COLUMNS,
@@ -78,21 +79,8 @@ def build_listing_router(listing: CertificateListing) -> APIRouter:
     catalogue = listing.catalogue
 
     def summary(cert: Certificate) -> CertificateSummaryView:
-        programme = catalogue.get(cert.programme_id)
-        return CertificateSummaryView(
-            certificate_id=cert.certificate_id,
-            educator_id=cert.educator_id,
-            institution=cert.institution,
-            programme_id=cert.programme_id,
-            programme_names=programme.names if programme else None,
-            course_ids=list(cert.course_ids),
-            credits=cert.credits,
-            credit_system=catalogue.credit_system,
-            issued_at=cert.issued_at,
-            status=cert.status,
-            status_changed_at=status_changed_at(cert),
-            verification_url=listing.verification_url(cert.certificate_id),
-        )
+        fields = certificate_fields(cert, catalogue, listing.verification_url(cert.certificate_id))
+        return CertificateSummaryView(**fields, status_changed_at=status_changed_at(cert))
 
     def certificate_query(
         grant: TokenGrant,
