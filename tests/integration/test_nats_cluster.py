@@ -73,6 +73,20 @@ class Effects:
             return int(row["n"]), int(row["d"])
 
 
+async def streams_answer(nc: NATS, *streams: str) -> bool:
+    """True once every stream has a leader that answers: after a node restarts, the cluster may still
+    be electing one (a `STREAM.INFO` then times out), which says nothing about the stream's contents."""
+    js = nc.jetstream()
+    for stream in streams:
+        try:
+            info = await asyncio.wait_for(js.stream_info(stream), timeout=2.0)
+        except Exception:
+            return False
+        if info.cluster is None or not info.cluster.leader:
+            return False
+    return True
+
+
 async def stream_leader(nc: NATS) -> str:
     info = await nc.jetstream().stream_info(EVENTS_STREAM)
     assert info.cluster is not None and info.cluster.leader
@@ -115,6 +129,10 @@ async def test_stream_leader_killed_mid_burst_loses_and_duplicates_nothing(
 
         await eventually(all_applied, timeout=60, interval=0.2, what="every event applied after the leader kill")
         assert await service.counts() == (len(ids), len(ids))
+        assert service.runtime.consumers[0].dead_lettered == 0
+        await eventually(
+            lambda: streams_answer(nc, EVENTS_STREAM, DLQ_STREAM), timeout=60, interval=0.5, what="stream leaders"
+        )
         assert await stream_messages(nc, DLQ_STREAM, f"iioe.dlq.{service.runtime.consumers[0].spec.durable}.>") == []
     finally:
         await nc.close()
