@@ -5,23 +5,24 @@ One durable pull consumer for registrations and completions, so a single replica
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
 from iioe.events import COURSE_COMPLETED, EDUCATOR_REGISTERED, CourseCompleted, EducatorRegistered
-from iioe.runtime.consumer import ConsumerSpec, Handler, ReceivedEvent, Unprocessable
+from iioe.runtime.consumer import BatchHandler, ConsumerSpec, Handler, ReceivedEvent, Unprocessable
 from iioe.runtime.service import ServiceRuntime
 from iioe.subjects import EVENTS_STREAM, event_filter
 from services.certification.domain import CertificationError
 from services.certification.portfolio_usecases import PORTFOLIO_EVENTS, Portfolios
 from services.certification.usecases import Certification, MessageOrigin
+from services.certification.usecases_events import EventsIn
 
 CONSUMER_NAME = "progress"
 """One durable for both types: a single replica then sees a registration before later completions."""
 
 
 def event_handler(
-    certification: Certification,
+    certification: EventsIn,
     durable: str,
     portfolios: Portfolios | None = None,
     ready: Callable[[], Awaitable[object]] | None = None,
@@ -50,6 +51,52 @@ def event_handler(
     return on_event
 
 
+def batch_handler(
+    certification: Certification,
+    durable: str,
+    portfolios: Portfolios | None = None,
+    ready: Callable[[], Awaitable[object]] | None = None,
+) -> BatchHandler:
+    """The consumer's fast path: each run of registrations and completions in a fetched batch is applied in
+    one transaction (`Certification.batch`), in stream order; portfolio events between runs keep their own.
+
+    Raising anything hands the whole batch back to the consumer, which retries it one event at a time
+    (`event_handler`): a refused event is dead-lettered alone, and the events of a run already committed are
+    skipped by the inbox."""
+
+    async def on_batch(events: Sequence[ReceivedEvent]) -> None:
+        if ready is not None:
+            await ready()
+        for run in _runs(events):
+            if run[0].spec in _PROGRESS_EVENTS:
+                educators = [cast(EducatorRegistered | CourseCompleted, e.event.data).educator_id for e in run]
+                async with certification.batch(educators) as in_batch:
+                    handle = event_handler(in_batch, durable)
+                    for received in run:
+                        await handle(received)
+            else:
+                handle = event_handler(certification, durable, portfolios)
+                for received in run:
+                    await handle(received)
+
+    return on_batch
+
+
+_PROGRESS_EVENTS = (EDUCATOR_REGISTERED, COURSE_COMPLETED)
+
+
+def _runs(events: Sequence[ReceivedEvent]) -> list[list[ReceivedEvent]]:
+    """Consecutive events split where they change between progress events and the rest, order kept."""
+    runs: list[list[ReceivedEvent]] = []
+    for received in events:
+        progress = received.spec in _PROGRESS_EVENTS
+        if runs and (runs[-1][0].spec in _PROGRESS_EVENTS) == progress:
+            runs[-1].append(received)
+        else:
+            runs.append([received])
+    return runs
+
+
 def origin_of(received: ReceivedEvent, durable: str) -> MessageOrigin:
     """Keep the original bytes in case a parked completion must be dead-lettered later."""
     return MessageOrigin(
@@ -71,5 +118,11 @@ def build_consumers(
     filters = [event_filter(EDUCATOR_REGISTERED.name), event_filter(COURSE_COMPLETED.name)]
     if portfolios is not None:  # the Faculty AI Portfolio read model (portfolio_usecases.py)
         filters += [event_filter(spec.name) for spec in PORTFOLIO_EVENTS]
-    handler = event_handler(certification, runtime.durable(CONSUMER_NAME), portfolios, ready)
-    return [runtime.add_consumer(CONSUMER_NAME, EVENTS_STREAM, filters, handler, batch_size=batch_size)]
+    durable = runtime.durable(CONSUMER_NAME)
+    handler = event_handler(certification, durable, portfolios, ready)
+    on_batch = batch_handler(certification, durable, portfolios, ready)
+    return [
+        runtime.add_consumer(
+            CONSUMER_NAME, EVENTS_STREAM, filters, handler, batch_size=batch_size, batch_handler=on_batch
+        )
+    ]

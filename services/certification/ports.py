@@ -7,8 +7,8 @@ the outgoing events — which is what makes effects happen exactly once under at
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Protocol
 
@@ -34,6 +34,10 @@ class ProgressRepository(Protocol):
 
     async def lock(self, educator_id: str) -> None:
         """Serialize every transaction about one educator (across replicas) until commit."""
+
+    async def lock_all(self, educator_ids: Sequence[str]) -> None:
+        """`lock` each educator in one step, in sorted order (two batches then never wait on each other in a
+        cycle); a later `lock` of one of them in the same transaction costs nothing."""
 
     async def get_educator(self, educator_id: str) -> Educator | None: ...
 
@@ -189,3 +193,18 @@ class UnitOfWork(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Repositories]:
         """All-or-nothing: commits when the block ends, rolls back everything if it raises."""
         ...
+
+
+class SharedTransaction:
+    """A unit of work whose every `transaction()` is one already open: the events of a fetched batch are then
+    applied under one commit (the batch path of the consumer), with the same use-case code as one by one.
+
+    Nothing is committed or rolled back here: the owner of the open transaction does that, for all of them.
+    """
+
+    def __init__(self, tx: Repositories) -> None:
+        self._tx = tx
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Repositories]:
+        yield self._tx

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.certification.domain import Completion, Educator, PendingCompletion
@@ -12,13 +13,28 @@ from services.certification.store_conn import Conn
 @dataclass(frozen=True)
 class PostgresProgress:
     conn: Conn
+    _locked: set[str] = field(default_factory=set)
+    """Educators locked in this transaction (transaction-level advisory locks are held until its end)."""
 
     async def lock(self, educator_id: str) -> None:
         """An advisory lock rather than `SELECT … FOR UPDATE`: a completion may arrive before the educator row
         exists, and a registration racing it must still see the parked completion afterwards."""
+        if educator_id in self._locked:
+            return
+        await self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _lock_key(educator_id))
+        self._locked.add(educator_id)
+
+    async def lock_all(self, educator_ids: Sequence[str]) -> None:
+        todo = sorted(set(educator_ids) - self._locked)
+        if not todo:
+            return
+        # WITH ORDINALITY + ORDER BY: the locks are taken in the sorted order of the array, one after another
         await self.conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"certification:educator:{educator_id}"
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
+            " FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+            [_lock_key(e) for e in todo],
         )
+        self._locked.update(todo)
 
     async def add_educator(self, educator: Educator) -> bool:
         inserted = await self.conn.fetchval(
@@ -104,3 +120,7 @@ class PostgresProgress:
             "SELECT count(*) FROM pending_completions WHERE educator_id = $1", educator_id
         )
         return count
+
+
+def _lock_key(educator_id: str) -> str:
+    return f"certification:educator:{educator_id}"

@@ -7,9 +7,11 @@ single certificate per (educator, programme).
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -38,7 +40,7 @@ from services.certification.domain import (
     status_list_id,
     status_list_is_full,
 )
-from services.certification.ports import Repositories
+from services.certification.ports import Repositories, SharedTransaction
 from services.certification.usecases_base import CertificationBase
 
 log = get_logger(__name__)
@@ -55,8 +57,43 @@ class MessageOrigin:
     stream_seq: int | None = None
 
 
+@dataclass
+class _BatchMemo:
+    """What stays true for the length of one batch transaction, so each event need not read it again."""
+
+    keyring: KeyRing | None = None
+    status_lists: dict[StatusPurpose, tuple[StatusList, int]] = field(default_factory=dict)
+    """purpose → (the newest list, entries allocated in it)."""
+    issued: list[str] = field(default_factory=list)
+    """Programme ids issued in the batch: counted once it commits (a rolled-back batch is retried)."""
+
+
 class EventsIn(CertificationBase):
     """Registrations and completions in; certificates (and their status list entries) out."""
+
+    _memo: _BatchMemo | None = None
+    """Set only on the view a `batch()` hands out."""
+
+    @asynccontextmanager
+    async def batch(self, educator_ids: Iterable[str]) -> AsyncIterator[EventsIn]:
+        """One transaction for a whole fetched batch: yields a view of this object whose use cases all run in
+        it, with every educator of the batch locked up front (sorted, see `ProgressRepository.lock_all`).
+
+        The rules are the same code as one by one; what is saved is a transaction, a commit and a pool
+        round trip per event, and re-reading the key ring and the newest status lists. If anything raises,
+        everything rolls back (the consumer then retries the events one by one, each in its own transaction,
+        so one refused event is dead-lettered alone)."""
+        memo = _BatchMemo()
+        async with self._uow.transaction() as tx:
+            await tx.progress.lock_all(sorted(set(educator_ids)))
+            view = copy.copy(self)
+            view._uow = SharedTransaction(tx)
+            view._memo = memo
+            view._on_issued = memo.issued.append
+            yield view
+        if self._on_issued is not None:
+            for programme_id in memo.issued:
+                self._on_issued(programme_id)
 
     # --- events in -----------------------------------------------------------------------------------
 
@@ -159,7 +196,7 @@ class EventsIn(CertificationBase):
         if not earned:
             log.debug("progress recorded", educator_id=educator.educator_id)
             return
-        keyring = await keys.ensure_keyring(tx.keys)
+        keyring = await self._signing_keyring(tx)
         for programme in earned:
             await self._issue(tx, educator, programme, keyring)
 
@@ -220,23 +257,40 @@ class EventsIn(CertificationBase):
         if self._on_issued is not None:
             self._on_issued(programme.id)
 
+    async def _signing_keyring(self, tx: Repositories) -> KeyRing:
+        """The key ring (created on first use); read once per batch transaction."""
+        if self._memo is not None and self._memo.keyring is not None:
+            return self._memo.keyring
+        keyring = await keys.ensure_keyring(tx.keys)
+        if self._memo is not None:
+            self._memo.keyring = keyring
+        return keyring
+
     async def _allocate_status(
         self, tx: Repositories, certificate_id: str, purpose: StatusPurpose, at: datetime
     ) -> StatusEntry:
         """A random unused index in the newest list of `purpose` (a new list once it is half full)."""
-        status_list = await tx.status_lists.newest(purpose)
-        if status_list is None or status_list_is_full(
-            await tx.status_lists.allocated(status_list.list_id), status_list.size
-        ):
+        status_list, allocated = await self._newest_status_list(tx, purpose)
+        if status_list is None or status_list_is_full(allocated, status_list.size):
             seq = status_list.seq + 1 if status_list else 1
             status_list = await tx.status_lists.create(
                 StatusList(status_list_id(purpose, seq), purpose, seq, self._status_list_size, at)
             )
+            allocated = await tx.status_lists.allocated(status_list.list_id)
         for _ in range(1000):  # at most half full: a draw fails with p <= 1/2, so 1000 failures never happen
             entry = StatusEntry(certificate_id, purpose, status_list.list_id, self._draw_index(status_list.size))
             if await tx.status_lists.allocate(entry):
+                if self._memo is not None:
+                    self._memo.status_lists[purpose] = (status_list, allocated + 1)
                 return entry
         raise RuntimeError(f"no free index found in status list {status_list.list_id!r}")
+
+    async def _newest_status_list(self, tx: Repositories, purpose: StatusPurpose) -> tuple[StatusList | None, int]:
+        """The newest list of `purpose` and how many entries it holds; read once per batch transaction."""
+        if self._memo is not None and purpose in self._memo.status_lists:
+            return self._memo.status_lists[purpose]
+        status_list = await tx.status_lists.newest(purpose)
+        return status_list, (await tx.status_lists.allocated(status_list.list_id) if status_list else 0)
 
 
 def _source_of(raw: bytes) -> str:

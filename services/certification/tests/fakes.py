@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -65,6 +65,8 @@ class FakeState:
     dead_letters: list[StagedDeadLetter] = field(default_factory=list)
     inbox: set[tuple[str, str]] = field(default_factory=set)
     transfers: dict[str, CreditTransfer] = field(default_factory=dict)
+    locked_batches: list[list[str]] = field(default_factory=list)
+    """The educator ids each `lock_all` was given, in the order given."""
 
 
 class FakeProgress:
@@ -73,6 +75,9 @@ class FakeProgress:
 
     async def lock(self, educator_id: str) -> None:
         return None  # transactions are serialized as a whole
+
+    async def lock_all(self, educator_ids: Sequence[str]) -> None:
+        self._s.locked_batches.append(list(educator_ids))
 
     async def get_educator(self, educator_id: str) -> Educator | None:
         return self._s.educators.get(educator_id)
