@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -30,7 +31,7 @@ VAULT = KeyVault(os.urandom(32))
 
 
 @pytest.fixture
-async def pool(database_url: str) -> asyncpg.Pool:
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await setup_database(database_url, "certification", MIGRATIONS, max_size=3)
     yield pool
     await pool.close()

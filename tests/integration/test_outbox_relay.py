@@ -191,3 +191,30 @@ async def test_a_row_marked_unsent_again_is_due_at_once_not_after_a_lease(
         await pool.execute("UPDATE outbox SET published_at = NULL")  # as after a crash before marking
         await eventually(lambda: drained(pool), timeout=5, what="the re-send, long before the 600 s lease")
         assert relay.duplicate_alarms == 0
+
+
+async def test_relay_outlives_a_broken_connection_and_an_unexpected_error(
+    pool: asyncpg.Pool, nc: NATS, ref: str
+) -> None:
+    """Seen after a PostgreSQL restart: asyncpg's "cannot switch to state" from a connection broken
+    mid-operation killed the relay, and no event of that process was published until it restarted."""
+    inst = f"x{ref}"
+    relay = OutboxRelay(pool, nc.jetstream(), poll_seconds=0.2)
+    real_claim = relay._claim
+    failures: list[BaseException] = [
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
+        RuntimeError("something nobody foresaw"),
+    ]
+
+    async def claim_failing_first() -> Any:
+        if failures:
+            raise failures.pop(0)
+        return await real_claim()
+
+    relay._claim = claim_failing_first  # type: ignore[method-assign]
+    ids = [f"{ref}-{i}" for i in range(50)]
+    await stage(pool, inst, ids)
+    async with running(relay):
+        await eventually(lambda: drained(pool), timeout=15, what="the relay to publish after its failed claims")
+    assert failures == []
+    assert relay.published == len(ids)

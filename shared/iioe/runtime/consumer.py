@@ -139,6 +139,19 @@ def _bounded_increment(counts: dict[int, int], seq: int) -> int:
     return value
 
 
+TOP_UP_SECONDS = 0.02
+"""How long a fetch that already holds a message waits for the rest of a batch (replies arriving later
+stay in the subscription's queue and start the next batch)."""
+
+
+def _pending_after(msg: Msg) -> int:
+    """Messages the consumer still holds after `msg` (0 when unknown, e.g. a status message)."""
+    try:
+        return int(msg.metadata.num_pending)
+    except Exception:
+        return 0
+
+
 Handler = Callable[[ReceivedEvent], Awaitable[None]]
 BatchHandler = Callable[[Sequence[ReceivedEvent]], Awaitable[None]]
 
@@ -193,6 +206,8 @@ class EventConsumer:
         self._logic_failures: dict[int, int] = {}
         """stream seq → deliveries that ended in a handler logic error (the retry budget)."""
         self._world_down = False
+        self._backlog = False
+        """The last fetched message said more were pending: ask for a full batch at once."""
         self._outage_delay: float | None = None
         """Current pause between probes while an outage lasts; None when the world answers."""
 
@@ -225,7 +240,7 @@ class EventConsumer:
             if self._world_down:
                 await self.wait_for_dependencies()
             try:
-                msgs = await self._sub.fetch(self.spec.batch_size, timeout=1.0)
+                msgs = await self._fetch()
             except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
                 if not self._nats_connected():
                     self._world_down = True
@@ -241,6 +256,26 @@ class EventConsumer:
             except Exception as exc:  # e.g. NATS gone while dead-lettering: unacked → redelivered later
                 log.error("batch processing failed", durable=self.spec.durable, error=repr(exc))
                 self._world_down = True
+
+    async def _fetch(self) -> list[Msg]:
+        """The next batch: as soon as one message is there, with whatever else is already waiting.
+
+        nats-py's `fetch(n)` on a drained consumer leaves a pull request open and returns only when `n`
+        messages have come or the timeout has passed — at a trickle, every message would wait up to the
+        whole timeout. So: with a backlog (the last message said more are pending) a full batch is asked
+        for, which returns at once; otherwise `fetch(1)` wakes on the next message, and a short `no_wait`
+        top-up adds what arrived with it.
+        """
+        assert self._sub is not None
+        batch = self.spec.batch_size
+        if self._backlog or batch == 1:
+            msgs = await self._sub.fetch(batch, timeout=1.0)
+        else:
+            msgs = await self._sub.fetch(1, timeout=1.0)
+            with contextlib.suppress(FetchTimeoutError, NatsTimeoutError, TimeoutError):
+                msgs += await self._sub.fetch(batch - 1, timeout=TOP_UP_SECONDS)
+        self._backlog = _pending_after(msgs[-1]) > 0
+        return msgs
 
     def _nats_connected(self) -> bool:
         nc = getattr(self._js, "_nc", None)

@@ -45,7 +45,12 @@ log = get_logger(__name__)
 MAX_RETRY_DELAY_SECONDS = 60
 NOTIFY_CHANNEL_PREFIX = "iioe_outbox_"
 """`LISTEN` channel of a schema's outbox: `iioe_outbox_<schema>`."""
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_DB_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # "cannot switch to state …": a connection broken mid-operation
+)
 _STAGE_SQL = (
     "WITH staged AS ("
     " INSERT INTO outbox (event_id, subject, payload, headers) VALUES ($1, $2, $3, $4)"
@@ -178,9 +183,12 @@ class OutboxRelay:
                 self._wake.clear()
                 try:
                     rows = await self._claim()
-                except _DB_ERRORS as exc:
-                    slots.release()
-                    log.warning("outbox claim failed, will retry", error=str(exc))
+                except Exception as exc:  # the relay never stops for an error: a dead relay loses nothing
+                    slots.release()  # but delays every event until the process restarts
+                    if isinstance(exc, _DB_ERRORS):
+                        log.warning("outbox claim failed, will retry", error=str(exc))
+                    else:
+                        log.error("outbox claim failed unexpectedly, will retry", error=repr(exc))
                     await self._wait_for_work(max_wait=1.0)
                     continue
                 if not rows:
@@ -324,8 +332,8 @@ class OutboxRelay:
                         if not conn.is_closed():
                             with contextlib.suppress(*_DB_ERRORS):
                                 await conn.remove_listener(channel, self._on_notify)
-            except _DB_ERRORS as exc:
-                log.warning("outbox LISTEN connection lost, polling until it is back", error=str(exc))
+            except Exception as exc:  # polling carries on meanwhile (every `poll_seconds`)
+                log.warning("outbox LISTEN connection lost, polling until it is back", error=repr(exc))
             await asyncio.sleep(1.0)
 
     def _on_notify(self, *_args: Any) -> None:

@@ -24,6 +24,10 @@ from iioe.runtime.tokens import OPERATOR_SCOPES, TokenGrant, TokenRegistry
 
 log = get_logger(__name__)
 STOP_TIMEOUT_SECONDS = 10.0
+RESTART_INITIAL_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+FAILING_AFTER = 5
+"""Deaths in a row after which a restarted task counts as failed for liveness."""
 BackgroundTask = Callable[[], Awaitable[None]]
 
 
@@ -52,6 +56,8 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self.consumers: list[EventConsumer] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.task_failures: dict[str, int] = {}
+        """Task name → deaths in a row (a task that then runs a good while starts again from 1)."""
         self.metrics = ServiceMetrics(settings.service_name)  # observability hook: served at /metrics
         operator = TokenGrant(kind="operator", actor="operator", scopes=OPERATOR_SCOPES)
         self.tokens = TokenRegistry({settings.api_token: operator} if settings.api_token else None)
@@ -113,25 +119,41 @@ class ServiceRuntime:
         await self.tokens.start(self._js)
         if self._run_relay:
             self.relay = OutboxRelay(self._pool, self._js, poll_seconds=s.outbox_poll_seconds, metrics=self.metrics)
-            self._spawn(self.relay.run(), "outbox-relay")
+            self._spawn(self.relay.run, "outbox-relay")
         for spec in self._consumer_specs:
             consumer = EventConsumer(self._js, spec, probe=self.probe_database, metrics=self.metrics)
             await consumer.start()
             self.consumers.append(consumer)
-            self._spawn(consumer.run(), spec.durable)
+            self._spawn(consumer.run, spec.durable)
         for name, run in self._background:
-            self._spawn(run(), name)
+            self._spawn(run, name)
         log.info("service started", consumers=[c.spec.durable for c in self.consumers])
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._on_task_done)
+    def _spawn(self, run: Callable[[], Awaitable[None]], name: str) -> None:
+        task = asyncio.create_task(self._supervise(run, name), name=name)
         self._tasks.append(task)
 
-    @staticmethod
-    def _on_task_done(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task died", task=task.get_name(), error=repr(task.exception()))
+    async def _supervise(self, run: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run a long-lived task until the service stops; if it dies, log it and start it again.
+
+        A relay or consumer that died of one unexpected error would otherwise hold every later event back
+        until someone restarts the process. Restarts back off (1 s doubling to 30 s); a task that keeps
+        dying fails liveness (`/livez`), so an orchestrator restarts the whole process."""
+        loop = asyncio.get_running_loop()
+        delay = RESTART_INITIAL_SECONDS
+        while True:
+            started = loop.time()
+            try:
+                await run()
+                error = "returned"  # these tasks run until cancelled: returning is a failure too
+            except Exception as exc:
+                error = repr(exc)
+            self.task_failures[name] = self.task_failures.get(name, 0) + 1
+            if loop.time() - started > RESTART_MAX_SECONDS * 2:  # it ran a good while: a fresh failure
+                delay, self.task_failures[name] = RESTART_INITIAL_SECONDS, 1
+            log.error("background task died, restarting", task=name, error=error, restart_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX_SECONDS)
 
     async def stop(self) -> None:
         await self.tokens.stop()
@@ -177,8 +199,13 @@ class ServiceRuntime:
     def liveness(self) -> dict[str, Any]:
         """Is the process doing its work? Only its own tasks count: a database outage is not a reason
         to restart it (that is readiness)."""
-        dead_tasks = [t.get_name() for t in self._tasks if t.done()]
+        dead_tasks = self._dead_tasks()
         return {"status": "ok" if not dead_tasks else "failed", "stopped_tasks": dead_tasks}
+
+    def _dead_tasks(self) -> list[str]:
+        """Tasks that ended, or keep dying (restarted `FAILING_AFTER` times in a row)."""
+        failing = {name for name, n in self.task_failures.items() if n >= FAILING_AFTER}
+        return [t.get_name() for t in self._tasks if t.done() or t.get_name() in failing]
 
     async def health(self) -> dict[str, Any]:
         """Readiness facts (`/readyz`, `/healthz`): the database and NATS answer, and every task runs."""
@@ -189,7 +216,7 @@ class ServiceRuntime:
         except Exception:
             db_ok = False
         nats_ok = self._nc is not None and self._nc.is_connected
-        dead_tasks = [t.get_name() for t in self._tasks if t.done()]
+        dead_tasks = self._dead_tasks()
         return {
             "status": "ok" if db_ok and nats_ok and not dead_tasks else "degraded",
             "service": self.settings.service_name,
