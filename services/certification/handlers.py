@@ -70,7 +70,7 @@ def batch_handler(
         for run in _runs(events):
             if run[0].spec in _PROGRESS_EVENTS:
                 educators = [cast(EducatorRegistered | CourseCompleted, e.event.data).educator_id for e in run]
-                async with certification.batch(educators) as in_batch:
+                async with certification.batch(educators, [(e.source, e.id) for e in run]) as in_batch:
                     handle = event_handler(in_batch, durable)
                     for received in run:
                         await handle(received)

@@ -194,6 +194,14 @@ class UnitOfWork(Protocol):
         """All-or-nothing: commits when the block ends, rolls back everything if it raises."""
         ...
 
+    def batch(
+        self, educator_ids: Sequence[str], event_keys: Sequence[tuple[str, str]]
+    ) -> AbstractAsyncContextManager[Repositories]:
+        """A `transaction()` for a batch of events about `educator_ids` (their `(source, id)` in `event_keys`):
+        every educator is locked up front (`ProgressRepository.lock_all`), and the adapter may read what the
+        batch needs at once and write some of it only at the end — the repositories behave the same."""
+        ...
+
 
 class SharedTransaction:
     """A unit of work whose every `transaction()` is one already open: the events of a fetched batch are then
@@ -207,4 +215,11 @@ class SharedTransaction:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Repositories]:
+        yield self._tx
+
+    @asynccontextmanager
+    async def batch(
+        self, educator_ids: Sequence[str], event_keys: Sequence[tuple[str, str]]
+    ) -> AsyncIterator[Repositories]:
+        await self._tx.progress.lock_all(sorted(set(educator_ids)))
         yield self._tx

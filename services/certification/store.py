@@ -13,7 +13,7 @@ The unit of work, the inbox and the outbox are here; the repositories per aggreg
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +26,7 @@ from iioe.runtime.outbox import enqueue_event, enqueue_raw
 from iioe.subjects import dlq_subject
 from services.certification.domain import PendingCompletion
 from services.certification.key_vault import KeyVault
+from services.certification.store_batch import BatchRepositories
 from services.certification.store_certificates import (
     _CERTIFICATE_SELECT,
     _RECOGNITION_SELECT,
@@ -90,6 +91,22 @@ class PostgresUnitOfWork:
         if repositories.outbox.staged and self._after_outbox is not None:
             self._after_outbox()
 
+    @contextlib.asynccontextmanager
+    async def batch(
+        self, educator_ids: Sequence[str], event_keys: Sequence[tuple[str, str]]
+    ) -> AsyncIterator[BatchRepositories]:
+        """One transaction for a batch of events: its educators locked (sorted), what they need read up front,
+        course records written back before commit (`store_batch.py`)."""
+        educators = sorted(set(educator_ids))
+        async with self._pool().acquire() as conn, conn.transaction():
+            inner = PostgresRepositories(conn, self._source, self._vault)
+            await inner.progress.lock_all(educators)
+            repositories = await BatchRepositories.load(inner, conn, educators, event_keys)
+            yield repositories
+            await repositories.flush()
+        if inner.outbox.staged and self._after_outbox is not None:
+            self._after_outbox()
+
 
 class PostgresRepositories:
     def __init__(self, conn: Conn, source: str, vault: KeyVault | None = None) -> None:
@@ -108,6 +125,10 @@ class PostgresInbox:
 
     async def claim(self, event_id: str, *, source: str = "") -> bool:
         return await inbox.claim(self.conn, INBOX_CONSUMER, event_id, source=source)
+
+    async def claim_many(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """`claim` for many `(source, id)` keys in one statement: the keys claimed now."""
+        return await inbox.claim_many(self.conn, INBOX_CONSUMER, keys)
 
     async def release(self, event_id: str, *, source: str = "") -> None:
         await self.conn.execute(

@@ -64,18 +64,13 @@ class PostgresProgress:
         return {r["course_id"]: Completion(**dict(r)) for r in rows}
 
     async def save_completion(self, educator_id: str, completion: Completion) -> None:
-        await self.conn.execute(
-            "INSERT INTO completions (educator_id, course_id, best_score, attempts, first_completed_at,"
-            " best_completed_at) VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (educator_id, course_id) DO UPDATE SET best_score = EXCLUDED.best_score,"
-            " attempts = EXCLUDED.attempts, first_completed_at = EXCLUDED.first_completed_at,"
-            " best_completed_at = EXCLUDED.best_completed_at, updated_at = now()",
-            educator_id,
-            completion.course_id,
-            completion.best_score,
-            completion.attempts,
-            completion.first_completed_at,
-            completion.best_completed_at,
+        await self.save_completions([(educator_id, completion)])
+
+    async def save_completions(self, records: Sequence[tuple[str, Completion]]) -> None:
+        """Store course records as decided (insert or replace), pipelined in one `executemany`."""
+        await self.conn.executemany(
+            _SAVE_COMPLETION,
+            [(e, c.course_id, c.best_score, c.attempts, c.first_completed_at, c.best_completed_at) for e, c in records],
         )
 
     async def park(self, pending: PendingCompletion) -> None:
@@ -120,6 +115,15 @@ class PostgresProgress:
             "SELECT count(*) FROM pending_completions WHERE educator_id = $1", educator_id
         )
         return count
+
+
+_SAVE_COMPLETION = (
+    "INSERT INTO completions (educator_id, course_id, best_score, attempts, first_completed_at,"
+    " best_completed_at) VALUES ($1, $2, $3, $4, $5, $6)"
+    " ON CONFLICT (educator_id, course_id) DO UPDATE SET best_score = EXCLUDED.best_score,"
+    " attempts = EXCLUDED.attempts, first_completed_at = EXCLUDED.first_completed_at,"
+    " best_completed_at = EXCLUDED.best_completed_at, updated_at = now()"
+)
 
 
 def _lock_key(educator_id: str) -> str:

@@ -75,17 +75,19 @@ class EventsIn(CertificationBase):
     """Set only on the view a `batch()` hands out."""
 
     @asynccontextmanager
-    async def batch(self, educator_ids: Iterable[str]) -> AsyncIterator[EventsIn]:
+    async def batch(
+        self, educator_ids: Iterable[str], event_keys: Iterable[tuple[str, str]]
+    ) -> AsyncIterator[EventsIn]:
         """One transaction for a whole fetched batch: yields a view of this object whose use cases all run in
         it, with every educator of the batch locked up front (sorted, see `ProgressRepository.lock_all`).
 
         The rules are the same code as one by one; what is saved is a transaction, a commit and a pool
-        round trip per event, and re-reading the key ring and the newest status lists. If anything raises,
+        round trip per event, re-reading the key ring and the newest status lists, and — as the adapter
+        chooses (`UnitOfWork.batch`) — a few round trips per event for reads done up front. If anything raises,
         everything rolls back (the consumer then retries the events one by one, each in its own transaction,
         so one refused event is dead-lettered alone)."""
         memo = _BatchMemo()
-        async with self._uow.transaction() as tx:
-            await tx.progress.lock_all(sorted(set(educator_ids)))
+        async with self._uow.batch(sorted(set(educator_ids)), list(event_keys)) as tx:
             view = copy.copy(self)
             view._uow = SharedTransaction(tx)
             view._memo = memo

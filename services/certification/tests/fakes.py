@@ -305,5 +305,13 @@ class FakeUnitOfWork:
             self.state = working  # reached only if the block did not raise: commit
             self.commits += 1
 
+    @contextlib.asynccontextmanager
+    async def batch(
+        self, educator_ids: Sequence[str], event_keys: Sequence[tuple[str, str]]
+    ) -> AsyncIterator[FakeRepositories]:
+        async with self.transaction() as tx:
+            await tx.progress.lock_all(sorted(set(educator_ids)))
+            yield tx
+
     def events_of(self, model: type[BaseModel]) -> list[BaseModel]:
         return [e.data for e in self.state.events if isinstance(e.data, model)]
