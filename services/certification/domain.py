@@ -296,6 +296,13 @@ def evaluate(programme: Programme, best_scores: Mapping[str, float], held: Itera
     )
 
 
+def is_earned(programme: Programme, best_scores: Mapping[str, float], held: set[str]) -> bool:
+    """`evaluate(...).earned` without building the progress report (the rule runs on every completion)."""
+    return all(r in held for r in programme.requires) and all(
+        (score := best_scores.get(c)) is not None and score >= programme.min_score for c in programme.course_ids
+    )
+
+
 def _course_progress(programme: Programme, course_id: str, best_scores: Mapping[str, float]) -> CourseProgress:
     score = best_scores.get(course_id)
     return CourseProgress(
@@ -326,7 +333,7 @@ def programmes_newly_earned(
         for programme in catalogue.in_prerequisite_order():
             if programme.id in held_now or programme.id in barred_ids:
                 continue
-            if evaluate(programme, best_scores, held_now).earned:
+            if is_earned(programme, best_scores, held_now):
                 held_now.add(programme.id)
                 earned.append(programme)
                 changed = True

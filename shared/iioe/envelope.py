@@ -6,6 +6,7 @@ while unknown extension attributes are kept (`extra="allow"`) and passed on unto
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -37,6 +38,16 @@ class CloudEvent(BaseModel, Generic[DataT]):
         return self.model_dump_json(exclude_none=True).encode()
 
 
+@functools.cache
+def envelope_of(data_model: Any) -> Any:
+    """`CloudEvent[data_model]`, built once per data model.
+
+    pydantic holds parametrized generic classes only weakly: without a strong reference each
+    `CloudEvent[X]` in a hot path may rebuild the class (schema and validator) — measured at ~10 % of
+    the certification consumer's CPU."""
+    return CloudEvent[data_model]
+
+
 def new_event_id() -> str:
     return str(uuid.uuid4())
 
@@ -60,7 +71,7 @@ def make_event(
     `actor` (an extension attribute) names who caused an operator or institution action, e.g.
     `operator` or `partner-must`: never a person's name or e-mail.
     """
-    model: Any = CloudEvent[type(data)]  # type: ignore[misc]
+    model: Any = envelope_of(type(data))
     extensions = {"actor": actor} if actor else {}
     return model(
         id=event_id or new_event_id(),

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from iioe.envelope import CloudEvent
+from iioe.envelope import CloudEvent, envelope_of
 from iioe.events import BY_TYPE, EventSpec
 from iioe.reasons import Reason
 from iioe.subjects import MAX_EVENT_BYTES, parse_contact_subject, parse_event_subject
@@ -106,11 +106,11 @@ def parse_event(raw: bytes, subject: str | None = None) -> tuple[EventSpec, Clou
         raise InvalidEvent(Reason.UNKNOWN_TYPE, f"unknown event type {body['type']!r}")
     envelope_only = {k: v for k, v in body.items() if k != "data"}
     try:
-        CloudEvent[Any].model_validate({**envelope_only, "data": None})
+        envelope_of(Any).model_validate({**envelope_only, "data": None})
     except ValidationError as exc:
         raise InvalidEvent(Reason.INVALID_ATTRIBUTE, _first_error(exc)) from None
     try:
-        event = CloudEvent[spec.model].model_validate(body)  # type: ignore[name-defined]
+        event = envelope_of(spec.model).model_validate(body)
     except ValidationError as exc:
         raise InvalidEvent(_data_reason(exc), _first_error(exc)) from None
     if subject is not None:

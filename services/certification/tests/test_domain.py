@@ -22,6 +22,7 @@ from services.certification.domain import (
     best_score,
     certificate_id_for,
     evaluate,
+    is_earned,
     programmes_newly_earned,
     recognize,
     record_attempt,
@@ -362,3 +363,22 @@ def test_the_domain_and_use_cases_import_no_io_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_fast_earned_check_agrees_with_the_progress_report_on_generated_cases() -> None:
+    """`is_earned` runs on every completion; `evaluate` builds the report people see: one rule, two forms."""
+    import random
+
+    catalogue = builtin_catalogue()
+    courses = [c for p in catalogue.programmes for c in p.course_ids]
+    programme_ids = [p.id for p in catalogue.programmes]
+    rng = random.Random(7)
+    outcomes = set()
+    for _ in range(2000):
+        scores = {c: rng.choice((0.0, 79.99, 80.0, 100.0)) for c in rng.sample(courses, rng.randint(0, len(courses)))}
+        held = set(rng.sample(programme_ids, rng.randint(0, 3)))
+        for programme in catalogue.programmes:
+            earned = evaluate(programme, scores, held).earned
+            assert is_earned(programme, scores, held) == earned, (programme.id, scores, held)
+            outcomes.add(earned)
+    assert outcomes == {True, False}
