@@ -25,7 +25,7 @@ def create_app(settings: RegistrationSettings | None = None, **overrides: Any) -
     """Build the service from settings; nothing connects until the app starts."""
     settings = settings or RegistrationSettings(**overrides)
     institutions = load_institutions(settings.institutions_file)
-    runtime = ServiceRuntime(settings, MIGRATIONS)
+    runtime = ServiceRuntime(settings, MIGRATIONS, pool_size=settings.db_pool_size)
     uow = PostgresUnitOfWork(runtime.transaction)
     registrations = Registrations(uow, institutions, source=settings.source)
     records = CascadeRecords(uow, institutions, source=settings.source)
