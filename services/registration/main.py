@@ -11,12 +11,13 @@ from fastapi import FastAPI
 from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
+from services.registration.completions import CompletionImports
 from services.registration.handlers import CommandResponder
 from services.registration.http import COMPLETIONS_IMPORT_PATH, IMPORT_PATH, build_router
 from services.registration.limits import BodyLimit
 from services.registration.settings import RegistrationSettings
 from services.registration.store import PostgresUnitOfWork
-from services.registration.usecases import CascadeRecords, CompletionImports, Registrations
+from services.registration.usecases import CascadeRecords, Registrations
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

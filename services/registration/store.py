@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from iioe.runtime.db import Conn
 from iioe.runtime.outbox import enqueue_event
 from services.registration.domain import Educator
-from services.registration.usecases import EducatorQuery
+from services.registration.ports import EducatorQuery
 
 _COLUMNS = "educator_id, institution, full_name, email, language, role, registered_at, erased_at"
 

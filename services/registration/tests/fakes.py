@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from services.registration.domain import Educator
-from services.registration.usecases import EducatorQuery
+from services.registration.ports import EducatorQuery
 
 
 class FakeEducators:
