@@ -28,7 +28,13 @@ def create_app(settings: RegistrationSettings | None = None, **overrides: Any) -
     institutions = load_institutions(settings.institutions_file)
     runtime = ServiceRuntime(settings, MIGRATIONS, pool_size=settings.db_pool_size)
     uow = PostgresUnitOfWork(runtime.transaction)
-    registrations = Registrations(uow, institutions, source=settings.source)
+    registrations = Registrations(
+        uow,
+        institutions,
+        source=settings.source,
+        batch_size=settings.register_batch_size,
+        batches_at_once=settings.register_batches_at_once,
+    )
     records = CascadeRecords(uow, institutions, source=settings.source)
     completions = CompletionImports(uow, institutions, source=settings.source)
     commands = CommandResponder(

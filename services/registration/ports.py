@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -80,6 +82,16 @@ class Outbox(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class NewRegistration:
+    """An educator to store with the events its registration stages (`Transaction.register_all`)."""
+
+    educator: Educator
+    events: tuple[BaseModel, ...]
+    context: contextvars.Context
+    """The registering command's own context: its events are built in it, so they carry its trace."""
+
+
 class Transaction(Protocol):
     @property
     def educators(self) -> Educators: ...
@@ -92,6 +104,12 @@ class Transaction(Protocol):
 
     @property
     def outbox(self) -> Outbox: ...
+
+    async def register_all(self, registrations: Sequence[NewRegistration], *, source: str) -> list[str | None]:
+        """Per registration, what `educators.add` + `outbox.enqueue_event` of each event would do, for
+        many at once: None when the educator was stored and its events staged; else the id already
+        registered for its (institution, e-mail), nothing staged. Within the batch the first one wins."""
+        ...
 
 
 class UnitOfWork(Protocol):

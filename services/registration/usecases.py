@@ -6,7 +6,8 @@ the in-memory fake of the unit tests.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Container, Mapping
+import contextvars
+from collections.abc import AsyncIterable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from iioe.commands import ChangeRoleReply, CommandRejected, RegisterEducatorRepl
 from iioe.events import PortfolioEntryAdded, PracticeIntegrationReported, TrainingSessionHeld
 from iioe.events.common import Role
 from iioe.runtime.logging import get_logger
+from services.registration.batching import Batcher
 from services.registration.domain import (
     Educator,
     RecordRejected,
@@ -35,7 +37,7 @@ from services.registration.domain import (
     parse_record,
     report_practice,
 )
-from services.registration.ports import EducatorQuery, Transaction, UnitOfWork
+from services.registration.ports import EducatorQuery, NewRegistration, Transaction, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -94,26 +96,54 @@ class Registrations:
         source: str,
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], str] = new_educator_id,
+        batch_size: int = 64,
+        batches_at_once: int = 4,
     ) -> None:
+        """`batch_size` > 1: concurrent `register` calls share a transaction (`batching.py`); 1: each alone."""
         self._uow = uow
         self._institutions = institutions
         self._source = source
         self._clock = clock
         self._new_id = new_id
+        self.batcher: Batcher[NewRegistration, RegisterEducatorReply] | None = None
+        if batch_size > 1:
+            self.batcher = Batcher(
+                self._register_all, name="registration", max_size=batch_size, max_running=batches_at_once
+            )
 
     async def register(self, command: RegisterEducator) -> RegisterEducatorReply:
         """Store the educator and stage EducatorRegistered + EducatorContact — or return the first id."""
         educator = new_educator(command, self._institutions, now=self._clock(), educator_id=self._new_id())
+        reply = None
+        if self.batcher is not None:
+            reply = await self.batcher.submit(NewRegistration(educator, educator.events(), contextvars.copy_context()))
+        if reply is None:  # not batched, or its batch failed: alone, with its own error if it has one
+            reply = await self._register_alone(educator)
+        if reply.status == "registered":
+            log.info("educator registered", educator_id=reply.educator_id, institution=educator.institution)
+        else:
+            log.info("already registered", educator_id=reply.educator_id, institution=educator.institution)
+        return reply
+
+    async def _register_all(self, batch: Sequence[NewRegistration]) -> list[RegisterEducatorReply]:
+        async with self._uow.transaction() as tx:
+            found = await tx.register_all(batch, source=self._source)
+        return [
+            RegisterEducatorReply(educator_id=new.educator.educator_id, status="registered")
+            if existing is None
+            else RegisterEducatorReply(educator_id=existing, status="already_registered")
+            for new, existing in zip(batch, found, strict=True)
+        ]
+
+    async def _register_alone(self, educator: Educator) -> RegisterEducatorReply:
         async with self._uow.transaction() as tx:
             if not await tx.educators.add(educator):
                 assert educator.email_key is not None, "a new educator always has an e-mail"
                 existing = await tx.educators.id_for_email(educator.institution, educator.email_key)
                 assert existing is not None, "add() refused but no educator has this e-mail"
-                log.info("already registered", educator_id=existing, institution=educator.institution)
                 return RegisterEducatorReply(educator_id=existing, status="already_registered")
             for event in educator.events():
                 await tx.outbox.enqueue_event(event, source=self._source, subject=educator.educator_id)
-        log.info("educator registered", educator_id=educator.educator_id, institution=educator.institution)
         return RegisterEducatorReply(educator_id=educator.educator_id, status="registered")
 
     async def preview(self, command: RegisterEducator) -> RegisterEducatorReply | None:
