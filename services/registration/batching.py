@@ -36,7 +36,7 @@ class Batcher(Generic[T, R]):
         self._max_size = max_size
         self._max_running = max_running
         self._pending: deque[tuple[T, asyncio.Future[R | None]]] = deque()
-        self._runners: set[asyncio.Task[None]] = set()
+        self._runners: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly: these are the strong refs
         self._running = 0
         """Runners not yet past their last look at `_pending` (counted down there, not when the task ends,
         so a submit never finds every runner finished but still counted, leaving its item behind)."""
