@@ -31,7 +31,9 @@ from iioe.runtime.auth import authenticated, check_institution_access, require_s
 from iioe.runtime.exports import EXPORT_RESPONSES, XLSX_MEDIA_TYPE
 from iioe.runtime.http import ApiError
 from iioe.runtime.tokens import TokenGrant
+from services.registration.completions import CompletionImports, CompletionReport, CompletionRow
 from services.registration.domain import Educator, RegisterEducator
+from services.registration.ports import EducatorQuery
 from services.registration.spreadsheets import (
     COMPLETION_COLUMNS,
     COMPLETION_REQUIRED_COLUMNS,
@@ -44,10 +46,6 @@ from services.registration.spreadsheets import (
 from services.registration.usecases import (
     CascadeRecords,
     ChangeRole,
-    CompletionImports,
-    CompletionReport,
-    CompletionRow,
-    EducatorQuery,
     ImportReport,
     RecordOutcome,
     Registrations,

@@ -11,12 +11,13 @@ from fastapi import FastAPI
 from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
+from services.registration.completions import CompletionImports
 from services.registration.handlers import CommandResponder
 from services.registration.http import COMPLETIONS_IMPORT_PATH, IMPORT_PATH, build_router
 from services.registration.limits import BodyLimit
 from services.registration.settings import RegistrationSettings
 from services.registration.store import PostgresUnitOfWork
-from services.registration.usecases import CascadeRecords, CompletionImports, Registrations
+from services.registration.usecases import CascadeRecords, Registrations
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -25,9 +26,15 @@ def create_app(settings: RegistrationSettings | None = None, **overrides: Any) -
     """Build the service from settings; nothing connects until the app starts."""
     settings = settings or RegistrationSettings(**overrides)
     institutions = load_institutions(settings.institutions_file)
-    runtime = ServiceRuntime(settings, MIGRATIONS)
+    runtime = ServiceRuntime(settings, MIGRATIONS, pool_size=settings.db_pool_size)
     uow = PostgresUnitOfWork(runtime.transaction)
-    registrations = Registrations(uow, institutions, source=settings.source)
+    registrations = Registrations(
+        uow,
+        institutions,
+        source=settings.source,
+        batch_size=settings.register_batch_size,
+        batches_at_once=settings.register_batches_at_once,
+    )
     records = CascadeRecords(uow, institutions, source=settings.source)
     completions = CompletionImports(uow, institutions, source=settings.source)
     commands = CommandResponder(

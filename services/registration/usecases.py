@@ -1,23 +1,24 @@
 """The registration application service: commands in, replies out, one transaction per command.
 
-It sees only a unit-of-work port (below), so the same code runs on PostgreSQL (`store.py`) and on
+It sees only a unit-of-work port (`ports.py`), so the same code runs on PostgreSQL (`store.py`) and on
 the in-memory fake of the unit tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Container, Mapping
-from contextlib import AbstractAsyncContextManager
+import contextvars
+from collections.abc import AsyncIterable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from iioe.commands import ChangeRoleReply, CommandRejected, RegisterEducatorReply, RegisterEducatorRequest
-from iioe.events import CourseCompleted, PortfolioEntryAdded, PracticeIntegrationReported, TrainingSessionHeld
+from iioe.events import PortfolioEntryAdded, PracticeIntegrationReported, TrainingSessionHeld
 from iioe.events.common import Role
 from iioe.runtime.logging import get_logger
+from services.registration.batching import Batcher
 from services.registration.domain import (
     Educator,
     RecordRejected,
@@ -27,109 +28,22 @@ from services.registration.domain import (
     add_portfolio_entry,
     attend,
     change_role,
-    completion_event_id,
     educator_in_scope,
     erase,
     hold_session,
-    import_completion,
     new_educator,
     new_educator_id,
     new_record_id,
-    parse_completion,
     parse_record,
     report_practice,
 )
+from services.registration.ports import EducatorQuery, NewRegistration, Transaction, UnitOfWork
 
 log = get_logger(__name__)
 
 
-class Educators(Protocol):
-    """The educators repository, unique per (institution, e-mail key)."""
-
-    async def add(self, educator: Educator) -> bool:
-        """Store `educator`; False (and nothing stored) when its e-mail is already registered there."""
-        ...
-
-    async def id_for_email(self, institution: str, email_key: str) -> str | None: ...
-
-    async def get(self, educator_id: str, *, lock: bool = False) -> Educator | None:
-        """The educator; `lock` holds it until the transaction ends (concurrent changes queue up)."""
-        ...
-
-    async def update(self, educator: Educator) -> None:
-        """Store the educator's role, name, e-mail and erasure as given."""
-        ...
-
-    async def search(self, query: EducatorQuery) -> tuple[int, list[Educator]]:
-        """(total matches, one page) of the educators that are not erased, oldest first."""
-        ...
-
-
-class Records(Protocol):
-    """Cascade and portfolio records, unique per (kind, record id): what makes their intake idempotent."""
-
-    async def add(self, kind: str, record_id: str, *, institution: str, data: dict[str, Any], actor: str) -> bool:
-        """Store the record; False (nothing stored) when (kind, record_id) exists."""
-        ...
-
-    async def get(self, kind: str, record_id: str) -> dict[str, Any] | None: ...
-
-
-class Audit(Protocol):
-    async def record(self, educator_id: str, action: str, *, actor: str, detail: dict[str, Any]) -> None:
-        """Who did what to an educator (never personal data in `detail`)."""
-        ...
-
-
-class Outbox(Protocol):
-    """Events staged here are published after, and only if, the transaction commits."""
-
-    async def enqueue_event(
-        self, event: BaseModel, *, source: str, subject: str, event_id: str | None = None, actor: str | None = None
-    ) -> None:
-        """Stage `event`; a given `event_id` already staged is ignored (staged once, published once).
-        `actor` becomes the CloudEvent's `actor` extension attribute."""
-        ...
-
-    async def forget_contacts(self, educator_id: str) -> int:
-        """Delete the educator's contact messages kept in the outbox (sent or not); how many."""
-        ...
-
-
-class Transaction(Protocol):
-    @property
-    def educators(self) -> Educators: ...
-
-    @property
-    def records(self) -> Records: ...
-
-    @property
-    def audit(self) -> Audit: ...
-
-    @property
-    def outbox(self) -> Outbox: ...
-
-
-class UnitOfWork(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        """Commits when the block exits normally, rolls back when it raises."""
-        ...
-
-
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class EducatorQuery:
-    """Filters of `GET /v1/educators`: `institution` None means every one (operators only)."""
-
-    institution: str | None = None
-    q: str | None = None
-    """A substring of the name or the e-mail, case-insensitive."""
-    role: Role | None = None
-    offset: int = 0
-    limit: int | None = 50
 
 
 @dataclass(frozen=True)
@@ -182,26 +96,54 @@ class Registrations:
         source: str,
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], str] = new_educator_id,
+        batch_size: int = 64,
+        batches_at_once: int = 4,
     ) -> None:
+        """`batch_size` > 1: concurrent `register` calls share a transaction (`batching.py`); 1: each alone."""
         self._uow = uow
         self._institutions = institutions
         self._source = source
         self._clock = clock
         self._new_id = new_id
+        self.batcher: Batcher[NewRegistration, RegisterEducatorReply] | None = None
+        if batch_size > 1:
+            self.batcher = Batcher(
+                self._register_all, name="registration", max_size=batch_size, max_running=batches_at_once
+            )
 
     async def register(self, command: RegisterEducator) -> RegisterEducatorReply:
         """Store the educator and stage EducatorRegistered + EducatorContact — or return the first id."""
         educator = new_educator(command, self._institutions, now=self._clock(), educator_id=self._new_id())
+        reply = None
+        if self.batcher is not None:
+            reply = await self.batcher.submit(NewRegistration(educator, educator.events(), contextvars.copy_context()))
+        if reply is None:  # not batched, or its batch failed: alone, with its own error if it has one
+            reply = await self._register_alone(educator)
+        if reply.status == "registered":
+            log.info("educator registered", educator_id=reply.educator_id, institution=educator.institution)
+        else:
+            log.info("already registered", educator_id=reply.educator_id, institution=educator.institution)
+        return reply
+
+    async def _register_all(self, batch: Sequence[NewRegistration]) -> list[RegisterEducatorReply]:
+        async with self._uow.transaction() as tx:
+            found = await tx.register_all(batch, source=self._source)
+        return [
+            RegisterEducatorReply(educator_id=new.educator.educator_id, status="registered")
+            if existing is None
+            else RegisterEducatorReply(educator_id=existing, status="already_registered")
+            for new, existing in zip(batch, found, strict=True)
+        ]
+
+    async def _register_alone(self, educator: Educator) -> RegisterEducatorReply:
         async with self._uow.transaction() as tx:
             if not await tx.educators.add(educator):
                 assert educator.email_key is not None, "a new educator always has an e-mail"
                 existing = await tx.educators.id_for_email(educator.institution, educator.email_key)
                 assert existing is not None, "add() refused but no educator has this e-mail"
-                log.info("already registered", educator_id=existing, institution=educator.institution)
                 return RegisterEducatorReply(educator_id=existing, status="already_registered")
             for event in educator.events():
                 await tx.outbox.enqueue_event(event, source=self._source, subject=educator.educator_id)
-        log.info("educator registered", educator_id=educator.educator_id, institution=educator.institution)
         return RegisterEducatorReply(educator_id=educator.educator_id, status="registered")
 
     async def preview(self, command: RegisterEducator) -> RegisterEducatorReply | None:
@@ -395,118 +337,3 @@ class CascadeRecords:
         await tx.outbox.enqueue_event(event, source=self._source, subject=subject)
         log.info("record added", kind=kind, record_id=record_id, institution=institution, actor=actor)
         return RecordOutcome(record_id, "recorded", institution)
-
-
-@dataclass(frozen=True)
-class CompletionRow:
-    """One CSV row's outcome; `row` is the line-of-record number (the header is row 1)."""
-
-    row: int
-    outcome: Literal["published", "already_published", "error"]
-    event_id: str | None = None
-    error: str | None = None
-    message: str | None = None
-
-
-@dataclass
-class CompletionReport:
-    rows: list[CompletionRow] = field(default_factory=list)
-    on_row: Callable[[CompletionRow], None] | None = None
-    """Told of each row as soon as it is handled (the HTTP layer streams them as progress)."""
-
-    def add(self, row: CompletionRow) -> None:
-        self.rows.append(row)
-        if self.on_row is not None:
-            self.on_row(row)
-
-    def summary(self) -> dict[str, int]:
-        counts = {"published": 0, "already_published": 0, "error": 0}
-        for row in self.rows:
-            counts[row.outcome] += 1
-        return counts
-
-
-COMPLETION_KIND = "course_completion"
-"""`records.kind` of imported completions; `record_id` is the event id (see `completion_event_id`)."""
-PROGRESS_EVERY = 1000
-"""An import logs its progress every this many rows (INFO per batch, never per row)."""
-
-
-class CompletionImports:
-    """CSV import of course completions by institution staff (or operators): each valid row is a
-    CourseCompleted of that institution, staged in registration's outbox with an id derived from
-    its natural key, so importing it again publishes nothing."""
-
-    def __init__(
-        self,
-        uow: UnitOfWork,
-        institutions: Container[str],
-        *,
-        source: str,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._uow = uow
-        self._institutions = institutions
-        self._source = source
-        self._clock = clock
-
-    async def import_completions(
-        self,
-        institution: str,
-        rows: AsyncIterable[tuple[int, Mapping[str, str]]],
-        *,
-        dry_run: bool,
-        actor: str,
-        report: CompletionReport | None = None,
-    ) -> CompletionReport:
-        """Publish each row (one transaction per row); a bad row is reported, not fatal.
-
-        A dry run validates every row (the educator included) and says what would happen — a
-        completion repeated in the same file is `already_published` — and stores nothing.
-        `report` fills as rows are handled (the caller keeps it if reading the rows fails midway)."""
-        report = report if report is not None else CompletionReport()
-        if institution not in self._institutions:
-            raise RecordRejected("unknown_institution", f"institution {institution!r} is not in the catalogue")
-        planned: set[str] = set()  # event ids a dry run would have published by now
-        async for number, values in rows:
-            try:
-                completion = parse_completion(institution, values)
-                event_id = completion_event_id(completion)
-                if dry_run:
-                    known = await self._check(completion, event_id)
-                    outcome: Literal["published", "already_published"] = (
-                        "already_published" if known or event_id in planned else "published"
-                    )
-                    planned.add(event_id)
-                else:
-                    outcome = await self._publish(completion, event_id, actor)
-                report.add(CompletionRow(number, outcome, event_id))
-            except CommandRejected as exc:
-                report.add(CompletionRow(number, "error", error=exc.code, message=exc.message))
-            if len(report.rows) % PROGRESS_EVERY == 0:
-                log.info("completions import progress", institution=institution, dry_run=dry_run, **report.summary())
-        log.info("completions imported", institution=institution, dry_run=dry_run, actor=actor, **report.summary())
-        return report
-
-    async def _check(self, completion: CourseCompleted, event_id: str) -> bool:
-        """Validate against the stored state; True when this completion was imported before."""
-        async with self._uow.transaction() as tx:
-            import_completion(completion, await tx.educators.get(completion.educator_id), now=self._clock())
-            return await tx.records.get(COMPLETION_KIND, event_id) is not None
-
-    async def _publish(
-        self, completion: CourseCompleted, event_id: str, actor: str
-    ) -> Literal["published", "already_published"]:
-        async with self._uow.transaction() as tx:
-            educator = await tx.educators.get(completion.educator_id)
-            completion = import_completion(completion, educator, now=self._clock())
-            data = completion.model_dump(mode="json")
-            added = await tx.records.add(
-                COMPLETION_KIND, event_id, institution=completion.institution, data=data, actor=actor
-            )
-            if not added:
-                return "already_published"
-            await tx.outbox.enqueue_event(
-                completion, source=self._source, subject=completion.educator_id, event_id=event_id, actor=actor
-            )
-        return "published"

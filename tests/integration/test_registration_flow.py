@@ -143,10 +143,11 @@ async def test_http_api_registers_lists_and_reads(infra: Infra, database_url: st
 async def test_concurrent_requests_are_all_answered_and_one_email_is_one_educator(
     infra: Infra, database_url: str, nc: NATS, ref: str
 ) -> None:
-    """More requests at once than the responder handles (16): the rest wait, none is lost or doubled."""
+    """More requests at once than the responder handles (16 here): the rest wait, none is lost or doubled."""
     same = {"full_name": "Oyun Bold", "email": f"oyun.{ref}@must.edu.mn", "language": "mn"}
     others = [{"full_name": f"E {n}", "email": f"e{n}.{ref}@must.edu.mn", "language": "en"} for n in range(30)]
-    async with running_app(create_app(settings_for(infra, database_url, ref))):
+    settings = settings_for(infra, database_url, ref).model_copy(update={"command_max_in_flight": 16})
+    async with running_app(create_app(settings)):
         replies = await asyncio.gather(*(request(nc, "must", body) for body in [same] * 20 + others))
         same_replies, other_replies = replies[:20], replies[20:]
         assert len({r["educator_id"] for r in same_replies}) == 1

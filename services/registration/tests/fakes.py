@@ -7,7 +7,7 @@ together with the events it staged, so tests see exactly what a real commit woul
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from services.registration.domain import Educator
-from services.registration.usecases import EducatorQuery
+from services.registration.ports import EducatorQuery, NewRegistration
 
 
 class FakeEducators:
@@ -125,6 +125,20 @@ class FakeTransaction:
     records: FakeRecords
     audit: FakeAudit
     outbox: FakeOutbox
+
+    async def register_all(self, registrations: Sequence[NewRegistration], *, source: str) -> list[str | None]:
+        """The port's meaning, spelled out: each in turn, as `Registrations` alone would do it."""
+        found: list[str | None] = []
+        for new in registrations:
+            educator = new.educator
+            if not await self.educators.add(educator):
+                assert educator.email_key is not None
+                found.append(await self.educators.id_for_email(educator.institution, educator.email_key))
+                continue
+            for event in new.events:
+                await self.outbox.enqueue_event(event, source=source, subject=educator.educator_id)
+            found.append(None)
+        return found
 
 
 class FakeUnitOfWork:

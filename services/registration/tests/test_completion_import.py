@@ -10,10 +10,11 @@ import pytest
 
 from iioe.commands import CommandRejected, RegisterEducatorRequest
 from iioe.events import CourseCompleted
+from services.registration.completions import COMPLETION_KIND, CompletionImports, CompletionReport
 from services.registration.domain import RegisterEducator, completion_event_id, parse_completion
 from services.registration.spreadsheets import COMPLETION_COLUMNS, COMPLETION_REQUIRED_COLUMNS, csv_rows
 from services.registration.tests.fakes import FakeUnitOfWork
-from services.registration.usecases import COMPLETION_KIND, CompletionImports, CompletionReport, Registrations
+from services.registration.usecases import Registrations
 
 NOW = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 SOURCE = "urn:iioe:service:registration"

@@ -11,8 +11,9 @@ import pytest
 from iioe.commands import RegisterEducatorRequest
 from iioe.events import EducatorContact, EducatorErased, EducatorRegistered, EducatorRoleChanged
 from services.registration.domain import RegisterEducator, RegistrationError
+from services.registration.ports import EducatorQuery
 from services.registration.tests.fakes import FakeUnitOfWork
-from services.registration.usecases import ChangeRole, EducatorQuery, Registrations
+from services.registration.usecases import ChangeRole, Registrations
 
 NOW = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 SOURCE = "urn:iioe:service:registration"

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -118,6 +120,49 @@ async def enqueue_raw(conn: Conn, message_id: str, subject: str, payload: bytes,
     One statement: the insert and, if a row was inserted, the `NOTIFY` PostgreSQL delivers at commit."""
     # observability hook: the traceparent travels with the row
     await conn.execute(_STAGE_SQL, message_id, subject, payload, with_trace_context(headers))
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One outbox row before it is written: what `enqueue_raw` stages, as a value, so that a caller can
+    write many in one statement (e.g. registration's batches, `unnest` of `outbox_columns`)."""
+
+    message_id: str
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+    """With the `traceparent` of the context it was built in (`outbox_message`)."""
+
+
+def outbox_message(
+    data: BaseModel,
+    *,
+    source: str,
+    subject: str | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
+    actor: str | None = None,
+) -> OutboxMessage:
+    """The row `enqueue_event` would stage for `data`, built now and written later by the caller.
+
+    The current trace context goes into its headers, so build it in the context of the request the
+    event belongs to (e.g. `contextvars.Context.run`), not in a task that writes for many requests."""
+    spec = BY_MODEL[type(data)]
+    event = make_event(
+        data, event_type=spec.type, source=source, subject=subject, event_id=event_id, time=time, actor=actor
+    )
+    headers = with_trace_context(event_headers(event))  # observability hook: the traceparent travels with the row
+    return OutboxMessage(event.id, spec.subject(data.institution), event.to_json_bytes(), headers)  # type: ignore[attr-defined]
+
+
+def outbox_columns(messages: Sequence[OutboxMessage]) -> tuple[list[str], list[str], list[bytes], list[str]]:
+    """(ids, subjects, payloads, JSON headers): `messages` as the arrays a multi-row `unnest` insert takes."""
+    return (
+        [m.message_id for m in messages],
+        [m.subject for m in messages],
+        [m.payload for m in messages],
+        [json.dumps(m.headers) for m in messages],
+    )
 
 
 @dataclass(frozen=True)
