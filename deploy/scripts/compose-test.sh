@@ -10,6 +10,11 @@ cd "$(dirname "$0")/../.."
 BIN=${BIN:-.venv/bin}
 . deploy/scripts/docker-env.sh
 skip() { echo "compose-test: SKIPPED: $*"; exit 0; }
+# Debian's docker-compose implements the compose file format; install it where we can (root, apt-get)
+if ! command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "compose-test: installing docker-compose"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) || true
+fi
 command -v docker-compose >/dev/null 2>&1 || skip "docker-compose is not installed (apt-get install docker-compose)"
 timeout 20 docker info >/dev/null 2>&1 || skip "no Docker engine answers"
 
