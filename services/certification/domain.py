@@ -292,12 +292,13 @@ def evaluate(programme: Programme, best_scores: Mapping[str, float], held: Itera
         not_attempted=tuple(c.course_id for c in courses if c.best_score is None),
         missing_prerequisites=missing_prerequisites,
         already_held=programme.id in held_ids,
-        earned=all(c.passed for c in courses) and not missing_prerequisites,
+        earned=is_earned(programme, best_scores, held_ids),
     )
 
 
 def is_earned(programme: Programme, best_scores: Mapping[str, float], held: set[str]) -> bool:
-    """`evaluate(...).earned` without building the progress report (the rule runs on every completion)."""
+    """Every course passed and every prerequisite held: the issuance rule, on its own because it runs on every
+    completion (`evaluate` builds the whole progress report around it)."""
     return all(r in held for r in programme.requires) and all(
         (score := best_scores.get(c)) is not None and score >= programme.min_score for c in programme.course_ids
     )

@@ -221,5 +221,5 @@ class SharedTransaction:
     async def batch(
         self, educator_ids: Sequence[str], event_keys: Sequence[tuple[str, str]]
     ) -> AsyncIterator[Repositories]:
-        await self._tx.progress.lock_all(sorted(set(educator_ids)))
+        await self._tx.progress.lock_all(educator_ids)
         yield self._tx

@@ -97,11 +97,11 @@ class PostgresUnitOfWork:
     ) -> AsyncIterator[BatchRepositories]:
         """One transaction for a batch of events: its educators locked (sorted), what they need read up front,
         course records written back before commit (`store_batch.py`)."""
-        educators = sorted(set(educator_ids))
+        educators = list(dict.fromkeys(educator_ids))
         async with self._pool().acquire() as conn, conn.transaction():
             inner = PostgresRepositories(conn, self._source, self._vault)
             await inner.progress.lock_all(educators)
-            repositories = await BatchRepositories.load(inner, conn, educators, event_keys)
+            repositories = await BatchRepositories.load(inner, educators, event_keys)
             yield repositories
             await repositories.flush()
         if inner.outbox.staged and self._after_outbox is not None:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from services.certification.domain import Certificate, Completion, Educator
 from services.certification.store_certificates import _CERTIFICATE_SELECT, PostgresCertificates, _certificate
-from services.certification.store_conn import Conn
 from services.certification.store_progress import PostgresProgress
 
 if TYPE_CHECKING:  # store.py builds these repositories; only the types are needed here
@@ -35,7 +34,8 @@ class BatchProgress:
         self._completions: dict[str, dict[str, Completion]] = {}
         self._dirty: dict[tuple[str, str], Completion] = {}
 
-    async def load(self, conn: Conn, educator_ids: Sequence[str]) -> None:
+    async def load(self, educator_ids: Sequence[str]) -> None:
+        conn = self._inner.conn
         self._educators = dict.fromkeys(educator_ids)
         self._completions = {e: {} for e in educator_ids}
         for row in await conn.fetch(
@@ -93,9 +93,9 @@ class BatchCertificates:
         self._of: dict[str, list[Certificate]] = {}
         self._by_id: dict[str, Certificate] = {}
 
-    async def load(self, conn: Conn, educator_ids: Sequence[str]) -> None:
+    async def load(self, educator_ids: Sequence[str]) -> None:
         self._of = {e: [] for e in educator_ids}
-        rows = await conn.fetch(
+        rows = await self._inner.conn.fetch(
             _CERTIFICATE_SELECT + " WHERE c.educator_id = ANY($1::text[]) ORDER BY c.issued_at, c.certificate_id",
             list(educator_ids),
         )
@@ -165,12 +165,12 @@ class BatchRepositories:
 
     @classmethod
     async def load(
-        cls, inner: PostgresRepositories, conn: Conn, educator_ids: Sequence[str], event_keys: Sequence[tuple[str, str]]
+        cls, inner: PostgresRepositories, educator_ids: Sequence[str], event_keys: Sequence[tuple[str, str]]
     ) -> BatchRepositories:
         batch = cls(inner)
         await batch.inbox.load(event_keys)
-        await batch.progress.load(conn, educator_ids)
-        await batch.certificates.load(conn, educator_ids)
+        await batch.progress.load(educator_ids)
+        await batch.certificates.load(educator_ids)
         return batch
 
     async def flush(self) -> None:

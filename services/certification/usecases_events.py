@@ -87,7 +87,7 @@ class EventsIn(CertificationBase):
         everything rolls back (the consumer then retries the events one by one, each in its own transaction,
         so one refused event is dead-lettered alone)."""
         memo = _BatchMemo()
-        async with self._uow.batch(sorted(set(educator_ids)), list(event_keys)) as tx:
+        async with self._uow.batch(list(educator_ids), list(event_keys)) as tx:
             view = copy.copy(self)
             view._uow = SharedTransaction(tx)
             view._memo = memo

@@ -72,3 +72,28 @@ async def test_a_task_that_keeps_dying_fails_liveness(runtime: ServiceRuntime) -
         assert set(runtime.liveness()["stopped_tasks"]) == {"broken", "returns-early"}
     finally:
         await stop(runtime)
+
+
+async def test_a_task_that_recovers_after_dying_repeatedly_is_live_again(runtime: ServiceRuntime) -> None:
+    deaths = 0
+    recovered = asyncio.Event()
+
+    async def dies_then_runs() -> None:
+        nonlocal deaths
+        if deaths < FAILING_AFTER:
+            deaths += 1
+            raise ConnectionResetError("the database went away")
+        recovered.set()
+        await asyncio.Event().wait()
+
+    runtime._spawn(dies_then_runs, "dies-then-runs")
+    try:
+        await asyncio.wait_for(recovered.wait(), timeout=5)
+        assert runtime.task_failures["dies-then-runs"] == FAILING_AFTER
+
+        async def live() -> bool:
+            return runtime.liveness()["status"] == "ok"
+
+        await eventually(live, timeout=5, what="liveness to recover once the task keeps running")
+    finally:
+        await stop(runtime)

@@ -66,7 +66,7 @@ class FakeState:
     inbox: set[tuple[str, str]] = field(default_factory=set)
     transfers: dict[str, CreditTransfer] = field(default_factory=dict)
     locked_batches: list[list[str]] = field(default_factory=list)
-    """The educator ids each `lock_all` was given, in the order given."""
+    """The educators each `lock_all` locked, in the order it locked them."""
 
 
 class FakeProgress:
@@ -77,7 +77,7 @@ class FakeProgress:
         return None  # transactions are serialized as a whole
 
     async def lock_all(self, educator_ids: Sequence[str]) -> None:
-        self._s.locked_batches.append(list(educator_ids))
+        self._s.locked_batches.append(sorted(set(educator_ids)))  # as PostgreSQL takes them
 
     async def get_educator(self, educator_id: str) -> Educator | None:
         return self._s.educators.get(educator_id)
@@ -310,7 +310,7 @@ class FakeUnitOfWork:
         self, educator_ids: Sequence[str], event_keys: Sequence[tuple[str, str]]
     ) -> AsyncIterator[FakeRepositories]:
         async with self.transaction() as tx:
-            await tx.progress.lock_all(sorted(set(educator_ids)))
+            await tx.progress.lock_all(educator_ids)
             yield tx
 
     def events_of(self, model: type[BaseModel]) -> list[BaseModel]:

@@ -366,7 +366,8 @@ def test_the_domain_and_use_cases_import_no_io_library() -> None:
 
 
 def test_the_fast_earned_check_agrees_with_the_progress_report_on_generated_cases() -> None:
-    """`is_earned` runs on every completion; `evaluate` builds the report people see: one rule, two forms."""
+    """`is_earned` runs on every completion; `evaluate` builds the report people see around it: the rule must
+    agree with what the report shows (nothing missing ⇔ earned)."""
     import random
 
     catalogue = builtin_catalogue()
@@ -378,7 +379,9 @@ def test_the_fast_earned_check_agrees_with_the_progress_report_on_generated_case
         scores = {c: rng.choice((0.0, 79.99, 80.0, 100.0)) for c in rng.sample(courses, rng.randint(0, len(courses)))}
         held = set(rng.sample(programme_ids, rng.randint(0, 3)))
         for programme in catalogue.programmes:
-            earned = evaluate(programme, scores, held).earned
+            progress = evaluate(programme, scores, held)
+            earned = not progress.missing_courses and not progress.missing_prerequisites
             assert is_earned(programme, scores, held) == earned, (programme.id, scores, held)
+            assert progress.earned == earned
             outcomes.add(earned)
     assert outcomes == {True, False}

@@ -106,12 +106,26 @@ async def enqueue_event(
     `data`'s model names its v1 type, and its `institution` the subject, so an event can never be
     staged under another type's or institution's subject.
     """
+    event, nats_subject = _catalogued(data, source=source, subject=subject, event_id=event_id, time=time, actor=actor)
+    await enqueue(conn, event, nats_subject)
+    return event
+
+
+def _catalogued(
+    data: BaseModel,
+    *,
+    source: str,
+    subject: str | None,
+    event_id: str | None,
+    time: datetime | None,
+    actor: str | None,
+) -> tuple[CloudEvent[Any], str]:
+    """`data` as the CloudEvent of its catalogue type, and the NATS subject of its institution."""
     spec = BY_MODEL[type(data)]
     event = make_event(
         data, event_type=spec.type, source=source, subject=subject, event_id=event_id, time=time, actor=actor
     )
-    await enqueue(conn, event, spec.subject(data.institution))  # type: ignore[attr-defined]
-    return event
+    return event, spec.subject(data.institution)  # type: ignore[attr-defined]
 
 
 async def enqueue_raw(conn: Conn, message_id: str, subject: str, payload: bytes, headers: dict[str, str]) -> None:
@@ -147,12 +161,9 @@ def outbox_message(
 
     The current trace context goes into its headers, so build it in the context of the request the
     event belongs to (e.g. `contextvars.Context.run`), not in a task that writes for many requests."""
-    spec = BY_MODEL[type(data)]
-    event = make_event(
-        data, event_type=spec.type, source=source, subject=subject, event_id=event_id, time=time, actor=actor
-    )
+    event, nats_subject = _catalogued(data, source=source, subject=subject, event_id=event_id, time=time, actor=actor)
     headers = with_trace_context(event_headers(event))  # observability hook: the traceparent travels with the row
-    return OutboxMessage(event.id, spec.subject(data.institution), event.to_json_bytes(), headers)  # type: ignore[attr-defined]
+    return OutboxMessage(event.id, nats_subject, event.to_json_bytes(), headers)
 
 
 def outbox_columns(messages: Sequence[OutboxMessage]) -> tuple[list[str], list[str], list[bytes], list[str]]:

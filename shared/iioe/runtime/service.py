@@ -31,6 +31,11 @@ FAILING_AFTER = 5
 BackgroundTask = Callable[[], Awaitable[None]]
 
 
+def _recovered_after() -> float:
+    """A task that ran this long before dying (or since its last start) is no longer "dying repeatedly"."""
+    return RESTART_MAX_SECONDS * 2
+
+
 class ServiceRuntime:
     """Lifecycle of a service's infrastructure: pool, NATS connection, outbox relay, consumers and
     background tasks. The composition root declares consumers and tasks before `start()`; use cases
@@ -58,6 +63,8 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.task_failures: dict[str, int] = {}
         """Task name → deaths in a row (a task that then runs a good while starts again from 1)."""
+        self._task_started: dict[str, float] = {}
+        """Task name → when it was last (re)started (loop time)."""
         self.metrics = ServiceMetrics(settings.service_name)  # observability hook: served at /metrics
         operator = TokenGrant(kind="operator", actor="operator", scopes=OPERATOR_SCOPES)
         self.tokens = TokenRegistry({settings.api_token: operator} if settings.api_token else None)
@@ -142,14 +149,14 @@ class ServiceRuntime:
         loop = asyncio.get_running_loop()
         delay = RESTART_INITIAL_SECONDS
         while True:
-            started = loop.time()
+            started = self._task_started[name] = loop.time()
             try:
                 await run()
                 error = "returned"  # these tasks run until cancelled: returning is a failure too
             except Exception as exc:
                 error = repr(exc)
             self.task_failures[name] = self.task_failures.get(name, 0) + 1
-            if loop.time() - started > RESTART_MAX_SECONDS * 2:  # it ran a good while: a fresh failure
+            if loop.time() - started > _recovered_after():  # it ran a good while: a fresh failure
                 delay, self.task_failures[name] = RESTART_INITIAL_SECONDS, 1
             log.error("background task died, restarting", task=name, error=error, restart_in=delay)
             await asyncio.sleep(delay)
@@ -203,8 +210,13 @@ class ServiceRuntime:
         return {"status": "ok" if not dead_tasks else "failed", "stopped_tasks": dead_tasks}
 
     def _dead_tasks(self) -> list[str]:
-        """Tasks that ended, or keep dying (restarted `FAILING_AFTER` times in a row)."""
-        failing = {name for name, n in self.task_failures.items() if n >= FAILING_AFTER}
+        """Tasks that ended, or keep dying (`FAILING_AFTER` deaths in a row, and not running well since)."""
+        now = asyncio.get_running_loop().time()
+        failing = {
+            name
+            for name, n in self.task_failures.items()
+            if n >= FAILING_AFTER and now - self._task_started.get(name, now) <= _recovered_after()
+        }
         return [t.get_name() for t in self._tasks if t.done() or t.get_name() in failing]
 
     async def health(self) -> dict[str, Any]:
