@@ -27,6 +27,7 @@ from iioe.subjects import dlq_subject
 from services.certification.domain import PendingCompletion
 from services.certification.key_vault import KeyVault
 from services.certification.store_batch import BatchRepositories
+from services.certification.store_batch_writes import TakenIndexes
 from services.certification.store_certificates import (
     _CERTIFICATE_SELECT,
     _RECOGNITION_SELECT,
@@ -82,6 +83,8 @@ class PostgresUnitOfWork:
         self._after_outbox = after_outbox
         self._vault = vault
         """Seals signing keys at rest; without one, signing keys can be neither read nor written."""
+        self._taken = TakenIndexes()
+        """Status indexes taken, for batches to draw from memory (`store_batch_writes.py`)."""
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresRepositories]:
@@ -101,9 +104,10 @@ class PostgresUnitOfWork:
         async with self._pool().acquire() as conn, conn.transaction():
             inner = PostgresRepositories(conn, self._source, self._vault)
             await inner.progress.lock_all(educators)
-            repositories = await BatchRepositories.load(inner, educators, event_keys)
+            repositories = await BatchRepositories.load(inner, educators, event_keys, self._taken)
             yield repositories
             await repositories.flush()
+        self._taken.committed(repositories.status_lists.written)
         if inner.outbox.staged and self._after_outbox is not None:
             self._after_outbox()
 

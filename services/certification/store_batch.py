@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+
 from services.certification.domain import Certificate, Completion, Educator
+from services.certification.store_batch_writes import BatchConflict, BatchOutbox, BatchStatusLists, TakenIndexes
 from services.certification.store_certificates import _CERTIFICATE_SELECT, PostgresCertificates, _certificate
 from services.certification.store_progress import PostgresProgress
 
@@ -86,12 +89,14 @@ class BatchProgress:
 
 
 class BatchCertificates:
-    """The batch's educators' certificates from memory (kept current as certificates are added)."""
+    """The batch's educators' certificates from memory (kept current as certificates are added); the new ones
+    are inserted at flush (`store_batch_writes.py`)."""
 
     def __init__(self, inner: PostgresCertificates) -> None:
         self._inner = inner
         self._of: dict[str, list[Certificate]] = {}
         self._by_id: dict[str, Certificate] = {}
+        self._new: list[Certificate] = []
 
     async def load(self, educator_ids: Sequence[str]) -> None:
         self._of = {e: [] for e in educator_ids}
@@ -112,15 +117,29 @@ class BatchCertificates:
     async def get(self, certificate_id: str, *, for_update: bool = False) -> Certificate | None:
         if not for_update and certificate_id in self._by_id:
             return self._by_id[certificate_id]
+        await self.flush()
         return await self._inner.get(certificate_id, for_update=for_update)
 
     async def add(self, certificate: Certificate) -> bool:
-        added = await self._inner.add(certificate)
-        if added and certificate.educator_id in self._of:
-            held = [*self._of[certificate.educator_id], certificate]
-            self._of[certificate.educator_id] = sorted(held, key=lambda c: (c.issued_at, c.certificate_id))
-            self._by_id[certificate.certificate_id] = certificate
-        return added
+        if certificate.educator_id not in self._of:
+            return await self._inner.add(certificate)
+        if certificate.certificate_id in self._by_id:
+            return False
+        self._new.append(certificate)
+        held = [*self._of[certificate.educator_id], certificate]
+        self._of[certificate.educator_id] = sorted(held, key=lambda c: (c.issued_at, c.certificate_id))
+        self._by_id[certificate.certificate_id] = certificate
+        return True
+
+    async def flush(self) -> None:
+        """Insert the certificates issued in the batch; one that exists after all fails the batch."""
+        if not self._new:
+            return
+        try:
+            await self._inner.add_all(self._new)
+        except asyncpg.UniqueViolationError as exc:
+            raise BatchConflict(f"a certificate of the batch exists already: {exc}") from exc
+        self._new.clear()
 
     def __getattr__(self, name: str) -> Any:  # revocations, status changes, recognitions: as they are
         return getattr(self._inner, name)
@@ -154,24 +173,32 @@ class BatchInbox:
 class BatchRepositories:
     """`ports.Repositories` for one batch transaction (see the module docstring)."""
 
-    def __init__(self, inner: PostgresRepositories) -> None:
+    def __init__(self, inner: PostgresRepositories, taken: TakenIndexes) -> None:
         self.progress = BatchProgress(inner.progress)
         self.certificates = BatchCertificates(inner.certificates)
         self.inbox = BatchInbox(inner.inbox)
         self.keys = inner.keys
-        self.status_lists = inner.status_lists
+        self.status_lists = BatchStatusLists(inner.status_lists, taken)
         self.transfers = inner.transfers
-        self.outbox = inner.outbox
+        self.outbox = BatchOutbox(inner.outbox)
 
     @classmethod
     async def load(
-        cls, inner: PostgresRepositories, educator_ids: Sequence[str], event_keys: Sequence[tuple[str, str]]
+        cls,
+        inner: PostgresRepositories,
+        educator_ids: Sequence[str],
+        event_keys: Sequence[tuple[str, str]],
+        taken: TakenIndexes,
     ) -> BatchRepositories:
-        batch = cls(inner)
+        batch = cls(inner, taken)
         await batch.inbox.load(event_keys)
         await batch.progress.load(educator_ids)
         await batch.certificates.load(educator_ids)
         return batch
 
     async def flush(self) -> None:
+        """The deferred writes, before commit: what certificates point at first, their events last."""
+        await self.status_lists.flush()
+        await self.certificates.flush()
+        await self.outbox.flush()
         await self.progress.flush()

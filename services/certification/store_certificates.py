@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -78,6 +79,27 @@ class PostgresCertificates:
             certificate.credential,
         )
         return inserted is not None
+
+    async def add_all(self, certificates: Sequence[Certificate]) -> None:
+        """Insert new certificates in one pipelined statement; raises `UniqueViolationError` if one exists."""
+        await self.conn.executemany(
+            "INSERT INTO certificates (certificate_id, educator_id, institution, programme_id, course_ids, credits,"
+            " issued_at, kid, credential) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            [
+                (
+                    c.certificate_id,
+                    c.educator_id,
+                    c.institution,
+                    c.programme_id,
+                    list(c.course_ids),
+                    c.credits,
+                    c.issued_at,
+                    c.kid,
+                    c.credential,
+                )
+                for c in certificates
+            ],
+        )
 
     async def get(self, certificate_id: str, *, for_update: bool = False) -> Certificate | None:
         sql = _CERTIFICATE_SELECT + " WHERE c.certificate_id = $1" + (" FOR UPDATE OF c" if for_update else "")

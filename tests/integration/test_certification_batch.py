@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -19,10 +20,11 @@ from services.certification.main import MIGRATIONS
 from services.certification.reference import builtin_catalogue
 from services.certification.settings import SOURCE
 from services.certification.store import PostgresUnitOfWork
+from services.certification.store_batch_writes import BatchConflict
 from services.certification.store_progress import PostgresProgress
 from services.certification.tests.fakes import FakeUnitOfWork
-from services.certification.tests.test_batch import history
-from services.certification.tests.test_handlers import completed
+from services.certification.tests.test_batch import COURSES, history
+from services.certification.tests.test_handlers import completed, registered
 from services.certification.usecases import Certification
 from tests.integration.test_certification_store import snapshot
 
@@ -103,3 +105,57 @@ async def test_lock_all_takes_one_advisory_lock_per_educator_and_later_locks_are
                 "SELECT pg_try_advisory_xact_lock(hashtextextended('certification:educator:edu-c', 0))"
             )
             assert taken is False
+
+
+async def test_an_index_another_writer_took_fails_the_batch_and_one_by_one_issues_anyway(pool: asyncpg.Pool) -> None:
+    """Batches draw status indexes from what the process knows is taken (`TakenIndexes`). If another writer (a
+    replica) took a drawn index meanwhile, the insert at flush clashes: the batch rolls back, its events are
+    decided one at a time against the database, and the next batch learns the taken indexes again."""
+    taken_by_replica = 131_003
+    forced: list[int] = []  # the next draws, then unique ones
+    counter = iter(range(120_000, 131_000))
+    real = PostgresUnitOfWork(lambda: pool, source=SOURCE, vault=VAULT)
+    certification = Certification(
+        real, builtin_catalogue(), {"must": {}}, draw_index=lambda _size: forced.pop(0) if forced else next(counter)
+    )
+    on_batch, one = batch_handler(certification, "t-progress"), event_handler(certification, "t-progress")
+    run = uuid.uuid4().hex[:8]
+
+    def certifying(educator: str) -> list[ReceivedEvent]:
+        return [registered(educator)] + [completed(educator, c, 95.0, seq=n) for n, c in enumerate(COURSES, 2)]
+
+    await on_batch(certifying(f"a-{run}"))
+    async with pool.acquire() as conn:  # a replica takes the index in both newest lists
+        await conn.execute(
+            "INSERT INTO status_entries (list_id, status_index, certificate_id, purpose)"
+            " SELECT list_id, $1, 'cert-of-a-replica', purpose FROM status_lists"
+            " WHERE (purpose, seq) IN (SELECT purpose, max(seq) FROM status_lists GROUP BY purpose)"
+            " ON CONFLICT DO NOTHING",
+            taken_by_replica,
+        )
+    forced[:] = [taken_by_replica]
+    with pytest.raises(BatchConflict):
+        await on_batch(certifying(f"b-{run}"))
+    forced[:] = [taken_by_replica]
+    for received in certifying(f"b-{run}"):
+        await one(received)
+    assert not forced, "the one-by-one path drew the taken index (and was refused by the database)"
+    forced[:] = [taken_by_replica]
+    await on_batch(certifying(f"c-{run}"))  # learnt again: the index is skipped, no clash
+    assert not forced
+
+    async with pool.acquire() as conn:
+        for educator in (f"a-{run}", f"b-{run}", f"c-{run}"):
+            certificates = await conn.fetchval("SELECT count(*) FROM certificates WHERE educator_id = $1", educator)
+            indexes = await conn.fetch(
+                "SELECT e.status_index FROM status_entries e JOIN certificates c USING (certificate_id)"
+                " WHERE c.educator_id = $1",
+                educator,
+            )
+            issued = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE event_id LIKE 'certificate-issued:%'"
+                " AND convert_from(payload, 'UTF8')::jsonb -> 'data' ->> 'educator_id' = $1",
+                educator,
+            )
+            assert certificates > 0 and issued == certificates, educator
+            assert len(indexes) == 2 * certificates and taken_by_replica not in {r["status_index"] for r in indexes}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ from nats.js.api import StreamConfig
 from iioe.envelope import make_event
 from iioe.events import COURSE_COMPLETED, CourseCompleted
 from iioe.runtime.db import setup_database
-from iioe.runtime.outbox import OutboxRelay, duplicate_publish_alarms, enqueue, pending_count
+from iioe.runtime.outbox import (
+    OutboxMessage,
+    OutboxRelay,
+    duplicate_publish_alarms,
+    enqueue,
+    pending_count,
+    stage_many,
+)
 from iioe.subjects import EVENTS_STREAM, event_subject
 from tests.support.helpers import eventually, stream_messages
 
@@ -218,3 +226,31 @@ async def test_relay_outlives_a_broken_connection_and_an_unexpected_error(
         await eventually(lambda: drained(pool), timeout=15, what="the relay to publish after its failed claims")
     assert failures == []
     assert relay.published == len(ids)
+
+
+async def test_stage_many_keeps_order_skips_staged_ids_and_wakes_the_relay_once(
+    pool: asyncpg.Pool, nc: NATS, ref: str
+) -> None:
+    """The multi-row staging of batches (certification): rows in the given order, an id already staged
+    skipped as one by one would, and the relay — only woken by the commit's NOTIFY here — publishes them."""
+    await stage(pool, ref, [f"{ref}-1"])
+    messages = [
+        OutboxMessage(f"{ref}-{i}", event_subject(ref, "course_completed"), f'{{"n": {i}}}'.encode(), {"x": str(i)})
+        for i in (3, 1, 2)
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        assert await stage_many(conn, messages) == 2
+        assert await stage_many(conn, []) == 0
+    rows = await pool.fetch("SELECT event_id, headers FROM outbox ORDER BY seq")
+    assert [r["event_id"] for r in rows] == [f"{ref}-1", f"{ref}-3", f"{ref}-2"]
+    headers = rows[1]["headers"]
+    assert (json.loads(headers) if isinstance(headers, str) else headers)["x"] == "3"
+    relay = OutboxRelay(pool, nc.jetstream(), poll_seconds=60)
+    async with running(relay):
+        await eventually(lambda: drained(pool), timeout=10, what="the three rows published")
+    async with running(OutboxRelay(pool, nc.jetstream(), poll_seconds=60)) as waiting:
+        await eventually(lambda: asyncio.sleep(0, waiting.listening), what="the relay to LISTEN")
+        await asyncio.sleep(0.3)
+        async with pool.acquire() as conn, conn.transaction():
+            await stage_many(conn, [OutboxMessage(f"{ref}-4", event_subject(ref, "course_completed"), b"{}", {})])
+        await eventually(lambda: drained(pool), timeout=5, what="the NOTIFY of stage_many to wake the relay")

@@ -59,6 +59,18 @@ _STAGE_SQL = (
     " ON CONFLICT (event_id) DO NOTHING RETURNING 1)"
     f" SELECT pg_notify('{NOTIFY_CHANNEL_PREFIX}' || current_schema(), '') FROM staged"
 )
+_STAGE_MANY_SQL = (
+    "WITH staged AS ("
+    " INSERT INTO outbox (event_id, subject, payload, headers)"
+    " SELECT m.event_id, m.subject, m.payload, m.headers::jsonb"
+    " FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])"
+    " WITH ORDINALITY AS m(event_id, subject, payload, headers, n)"
+    " ORDER BY m.n"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING 1)"
+    " SELECT count(*) AS staged, (SELECT count(*) FROM"
+    f" (SELECT pg_notify('{NOTIFY_CHANNEL_PREFIX}' || current_schema(), '') FROM (SELECT 1 FROM staged LIMIT 1) AS one)"
+    " AS n) AS notified FROM staged"
+)
 _CLAIM_SQL = (
     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)"
     " WHERE seq IN (SELECT seq FROM outbox WHERE published_at IS NULL AND next_attempt_at <= now()"
@@ -164,6 +176,15 @@ def outbox_message(
     event, nats_subject = _catalogued(data, source=source, subject=subject, event_id=event_id, time=time, actor=actor)
     headers = with_trace_context(event_headers(event))  # observability hook: the traceparent travels with the row
     return OutboxMessage(event.id, nats_subject, event.to_json_bytes(), headers)
+
+
+async def stage_many(conn: Conn, messages: Sequence[OutboxMessage]) -> int:
+    """Stage `messages` in one statement, in their order (a message already staged is skipped, as one by one);
+    how many were new. One `NOTIFY` for them all, delivered at commit."""
+    if not messages:
+        return 0
+    staged: int = await conn.fetchval(_STAGE_MANY_SQL, *outbox_columns(messages))
+    return staged
 
 
 def outbox_columns(messages: Sequence[OutboxMessage]) -> tuple[list[str], list[str], list[bytes], list[str]]:
