@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from email import policy
-from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
 
+from services.notifications.domain import validate_notification_id
+from services.notifications.mime import OutgoingMail
 from services.notifications.ports import DeliveryError, MailSender
-from services.notifications.rendering import NOTIFICATION_ID_HEADER, validate_notification_id
 
 __all__ = ["DeliveryError", "MailSender", "MailboxSender", "SmtpSender"]
 
@@ -56,8 +55,8 @@ class SmtpSender:
     def __repr__(self) -> str:  # never show the password in logs
         return f"SmtpSender(host={self.host!r}, port={self.port}, starttls={self.starttls})"
 
-    async def send(self, msg: EmailMessage) -> None:
-        """Hand `msg` to the relay.
+    async def send(self, mail: OutgoingMail) -> None:
+        """Hand `mail` to the relay (envelope from `mail.sender` to `mail.recipients`).
 
         Only rejections of this message (sender, recipient or data refused with 5xx) are permanent.
         Connection problems, timeouts, 4xx and authentication/TLS failures are transient: they are
@@ -66,7 +65,9 @@ class SmtpSender:
         """
         try:
             errors, _ = await aiosmtplib.send(
-                msg,
+                mail.data,
+                sender=mail.sender,
+                recipients=list(mail.recipients),
                 hostname=self.host,
                 port=self.port,
                 username=self.username,
@@ -137,17 +138,14 @@ class MailboxSender:
         """Where the message with this notification id lands (the id is validated as a safe file name)."""
         return self.folder / f"{validate_notification_id(notification_id)}.eml"
 
-    async def send(self, msg: EmailMessage) -> None:
-        """Store `msg`; a missing or unsafe notification id is permanent, a disk problem transient."""
-        notification_id = msg.get(NOTIFICATION_ID_HEADER)
-        if not notification_id:
-            raise DeliveryError(f"message has no {NOTIFICATION_ID_HEADER} header", permanent=True)
+    async def send(self, mail: OutgoingMail) -> None:
+        """Store `mail` (CRLF line endings, what mail clients expect of an .eml file); a missing or
+        unsafe notification id is permanent, a disk problem transient."""
         try:
-            target = self.path_for(str(notification_id).strip())
+            target = self.path_for(mail.notification_id)
         except ValueError as exc:
             raise DeliveryError(str(exc), permanent=True) from exc
-        # CRLF line endings: what mail clients expect when opening an .eml file.
-        data = msg.as_bytes(policy=policy.SMTP)
+        data = mail.data
         try:
             await asyncio.to_thread(self._write_atomically, target, data)
         except OSError as exc:

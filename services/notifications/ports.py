@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
-from email.message import EmailMessage
 from typing import Any, Protocol, runtime_checkable
 
 from services.notifications.domain import Contact, Notification, NotificationStatus, Session
+from services.notifications.mime import OutgoingMail
 from services.notifications.targets import Target
 
 
@@ -266,7 +266,7 @@ class UnitOfWork(Protocol):
 class MailSender(Protocol):
     """Anything that can hand one e-mail to its next hop; raises `DeliveryError` on failure."""
 
-    async def send(self, msg: EmailMessage) -> None: ...
+    async def send(self, mail: OutgoingMail) -> None: ...
 
 
 class StoredMail(Protocol):
@@ -278,7 +278,7 @@ class StoredMail(Protocol):
 class Composer(Protocol):
     """Renders a notification for one person into an e-mail; raises ValueError when it cannot."""
 
-    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> EmailMessage: ...
+    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> OutgoingMail: ...
 
 
 class WebhookPoster(Protocol):

@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from services.notifications.domain import Contact, Notification, NotificationStatus, Session
+from services.notifications.mime import OutgoingMail
 from services.notifications.ports import (
     ClaimedDelivery,
     ClaimedNotification,
@@ -427,10 +428,10 @@ class FakeMailSender:
         self.sent: list[EmailMessage] = []
         self.failures = list(failures)
 
-    async def send(self, msg: EmailMessage) -> None:
+    async def send(self, mail: OutgoingMail) -> None:
         if self.failures:
             raise self.failures.pop(0)
-        self.sent.append(msg)
+        self.sent.append(mail.message())
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.sent if m["To"] == address]
@@ -443,14 +444,14 @@ class FakeComposer:
         self.languages: list[str] = []
         self.broken = broken
 
-    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> EmailMessage:
+    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> OutgoingMail:
         if notification.kind in self.broken:
             raise ValueError(f"{notification.kind} needs a value the event did not carry")
         self.languages.append(language)
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = sender, contact.email, f"{notification.kind} ({language})"
         msg.set_content(f"Dear {contact.full_name}")
-        return msg
+        return OutgoingMail(notification.notification_id, sender, (contact.email,), msg.as_bytes())
 
 
 class FakePoster:
