@@ -6,14 +6,9 @@ retrying later (transient) and giving up on this one message (permanent) without
 
 from __future__ import annotations
 
-import asyncio
-import os
-import tempfile
-from pathlib import Path
-
 import aiosmtplib
 
-from services.notifications.domain import validate_notification_id
+from services.notifications.mailbox import MailboxSender
 from services.notifications.mime import OutgoingMail
 from services.notifications.ports import DeliveryError, MailSender
 
@@ -104,63 +99,3 @@ class SmtpSender:
                 f"SMTP recipients refused: {details}",
                 permanent=all(_is_permanent(resp.code) for resp in errors.values()),
             )
-
-
-class MailboxSender:
-    """Writes each message to `<folder>/<notification-id>.eml` instead of sending it.
-
-    For demos and development without a mail server: a person double-clicks the file to read the
-    message as the educator would. The write goes to a hidden temp file that is then renamed, so a
-    reader never sees half a message, and a redelivered notification overwrites its own file.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-
-    def __repr__(self) -> str:
-        return f"MailboxSender(folder={str(self.folder)!r})"
-
-    async def forget(self, notification_ids: list[str]) -> int:
-        """Erasure: delete the stored copies of these notifications (they hold a name and an address)."""
-
-        def unlink() -> int:
-            removed = 0
-            for notification_id in notification_ids:
-                path = self.path_for(notification_id)
-                if path.exists():
-                    path.unlink()
-                    removed += 1
-            return removed
-
-        return await asyncio.to_thread(unlink)
-
-    def path_for(self, notification_id: str) -> Path:
-        """Where the message with this notification id lands (the id is validated as a safe file name)."""
-        return self.folder / f"{validate_notification_id(notification_id)}.eml"
-
-    async def send(self, mail: OutgoingMail) -> None:
-        """Store `mail` (CRLF line endings, what mail clients expect of an .eml file); a missing or
-        unsafe notification id is permanent, a disk problem transient."""
-        try:
-            target = self.path_for(mail.notification_id)
-        except ValueError as exc:
-            raise DeliveryError(str(exc), permanent=True) from exc
-        data = mail.data
-        try:
-            await asyncio.to_thread(self._write_atomically, target, data)
-        except OSError as exc:
-            raise DeliveryError(f"could not write {target}: {exc}", permanent=False) from exc
-
-    @staticmethod
-    def _write_atomically(target: Path, data: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise

@@ -79,6 +79,8 @@ class FakeState:
     completions: set[tuple[str, str]] = field(default_factory=set)
     certified: set[tuple[str, str]] = field(default_factory=set)
     digests: set[tuple[str, str]] = field(default_factory=set)
+    finish_batches: list[int] = field(default_factory=list)
+    """How many outcomes each `finish_many` recorded (one transaction each)."""
 
 
 @dataclass
@@ -94,10 +96,16 @@ class FakeInbox(_Repo):
         self.state.inbox.add((consumer, event_id))
         return True
 
+    async def claim_many(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        return {event_id for event_id in dict.fromkeys(event_ids) if await self.claim(consumer, event_id)}
+
 
 class FakeContacts(_Repo):
     async def lock(self, educator_id: str) -> None:
         return None  # one event loop and no await between read and write: nothing to serialise
+
+    async def lock_many(self, educator_ids: Sequence[str]) -> None:
+        return None
 
     async def upsert(self, contact: Contact, event_time: datetime) -> bool:
         current = self.state.contacts.get(contact.educator_id)
@@ -109,6 +117,13 @@ class FakeContacts(_Repo):
     async def get(self, educator_id: str) -> Contact | None:
         found = self.state.contacts.get(educator_id)
         return found[0] if found else None
+
+    async def upsert_many(self, contacts: Sequence[tuple[Contact, datetime]]) -> None:
+        for contact, event_time in contacts:
+            await self.upsert(contact, event_time)
+
+    async def get_many(self, educator_ids: Sequence[str]) -> dict[str, Contact]:
+        return {e: self.state.contacts[e][0] for e in educator_ids if e in self.state.contacts}
 
     async def delete(self, educator_id: str) -> bool:
         return self.state.contacts.pop(educator_id, None) is not None
@@ -124,6 +139,9 @@ class FakeErasures(_Repo):
     async def erased(self, educator_id: str) -> bool:
         return educator_id in self.state.erasures
 
+    async def erased_many(self, educator_ids: Sequence[str]) -> set[str]:
+        return {e for e in educator_ids if e in self.state.erasures}
+
 
 class FakeNotifications(_Repo):
     async def add(self, n: Notification) -> bool:
@@ -132,6 +150,12 @@ class FakeNotifications(_Repo):
         now = self.clock.now
         self.state.notifications[n.notification_id] = Row(n, now, now, status=str(n.status))
         return True
+
+    async def add_many(self, notifications: Sequence[Notification]) -> set[str]:
+        return {n.notification_id for n in notifications if await self.add(n)}
+
+    async def awaiting_contact_many(self, educator_ids: Sequence[str]) -> list[Notification]:
+        return [r.item for r in self._where(AWAITING) if r.item.educator_id in educator_ids]
 
     def _where(self, status: NotificationStatus) -> list[Row]:
         return [r for r in self.state.notifications.values() if r.item.status is status]
@@ -149,6 +173,10 @@ class FakeNotifications(_Repo):
 
     async def held(self, certificate_id: str) -> list[Notification]:
         return [r.item for r in self._where(NotificationStatus.HELD) if r.item.certificate_id == certificate_id]
+
+    async def with_held(self, certificate_ids: Sequence[str]) -> set[str]:
+        held = {r.item.certificate_id for r in self._where(NotificationStatus.HELD)}
+        return {c for c in certificate_ids if c in held}
 
     async def erase(self, educator_id: str) -> int:
         stopped = 0
@@ -203,6 +231,10 @@ class FakeMailQueue(_Repo):
         if outcome.status is NotificationStatus.PENDING:
             row.next_attempt_at = self.clock.now + timedelta(seconds=outcome.retry_after_seconds or 0.0)
         return True
+
+    async def finish_many(self, outcomes: Sequence[tuple[ClaimedNotification, Notification]]) -> list[bool]:
+        self.state.finish_batches.append(len(outcomes))
+        return [await self.finish(claimed, outcome) for claimed, outcome in outcomes]
 
     async def extend(self, claimed: Sequence[ClaimedNotification], lease_seconds: float) -> int:
         extended = 0
