@@ -73,6 +73,7 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
         # hand over fewer than a claimed batch; a relay gets `mail_concurrency` connections
         concurrency=s.mail_concurrency if s.smtp_host else s.mail_batch_size,
         observer=runtime.metrics,  # only the four outcome counters (`SendingObserver`), not the runtime
+        stored_mail=sender if isinstance(sender, MailboxSender) else None,
     )
     poster = HttpWebhookPoster(s.webhook_timeout_seconds)
     targets = TargetPolicy(allow=s.webhook_allow_list, platform=platform_urls([s.certification_url]))

@@ -38,6 +38,7 @@ from services.notifications.ports import (
     MailSender,
     Repositories,
     SendingObserver,
+    StoredMail,
     TargetGuard,
     UnitOfWork,
     WebhookPoster,
@@ -93,9 +94,11 @@ class MailDelivery:
         observer: SendingObserver | None = None,
         recorder: OutcomeRecorder | None = None,
         keep_every_seconds: float | None = None,
+        stored_mail: StoredMail | None = None,
     ) -> None:
         self._uow = uow
         self._sender = sender
+        self._stored_mail = stored_mail
         self._composer = composer
         self._schedule = schedule
         self._mail_from = mail_from
@@ -199,6 +202,18 @@ class MailDelivery:
             )
         else:  # the row was taken from us (erased meanwhile, or our lease ran out on another replica)
             log.warning("notification no longer ours when marking sent", notification_id=n.notification_id)
+            await self._forget_if_erased(n)
+
+    async def _forget_if_erased(self, n: Notification) -> None:
+        """An erasure that came while this mail was being stored deleted the person's copies before this
+        one existed: delete it too (a lease taken over by another replica keeps its rewritten file)."""
+        if self._stored_mail is None:
+            return
+        async with self._uow.transaction() as repo:
+            erased = await repo.erasures.erased(n.educator_id)
+        if erased:
+            await self._stored_mail.forget([n.notification_id])
+            log.info("stored copy of an erased educator's mail deleted", notification_id=n.notification_id)
 
     async def _finish(self, claimed: ClaimedNotification, outcome: Notification) -> bool:
         """Record the outcome together with the others arriving meanwhile; True if the token still held."""

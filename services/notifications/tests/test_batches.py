@@ -30,7 +30,7 @@ from services.notifications.sending import MailDelivery
 from services.notifications.tests.fakes import FakeMailQueue
 from services.notifications.tests.test_programme import revoked
 from services.notifications.tests.test_usecases import T0, Platform, issued, registered
-from services.notifications.usecases import ContactReceived, EventToNotify, RegisterWebhook
+from services.notifications.usecases import ContactReceived, EventToNotify, NotificationUseCases, RegisterWebhook
 
 S = NotificationStatus
 
@@ -225,3 +225,27 @@ def test_the_portable_barrier_writes_the_same_files(tmp_path: Path, count: int) 
     items = [(tmp_path / f"ntf-{n}.eml", f"mail {n}".encode()) for n in range(count)]
     assert write_batch(tmp_path, items, fsync_each) == [None] * count
     assert [p.read_bytes() for p, _ in items] == [d for _, d in items]
+
+
+async def test_an_erasure_during_the_mailbox_write_leaves_no_copy(tmp_path: Path) -> None:
+    p = Platform()
+    box = MailboxSender(tmp_path)
+    usecases = NotificationUseCases(
+        p.uow, certification_url="https://cert.example", contact_wait_seconds=60, stored_mail=box
+    )
+
+    class EraseMeanwhile:
+        """The erasure commits (and deletes the person's files) while the mail is on its way to disk."""
+
+        async def send(self, mail: OutgoingMail) -> None:
+            await usecases.erase_educator("edu-1", T0)
+            await box.send(mail)
+
+    await p.contact("edu-1")
+    recorded = await p.usecases.record_event(registered("edu-1"))
+    worker = MailDelivery(
+        p.uow, EraseMeanwhile(), p.composer, RetrySchedule(1.0, 4.0, 5), mail_from="x@iioe.example",
+        lease_seconds=60, stored_mail=box,
+    )  # fmt: skip
+    assert await worker.send_due() == 1
+    assert p.status(recorded.notification_id) is S.EXPIRED and os.listdir(tmp_path) == []
