@@ -45,6 +45,7 @@ def build_mail_sender(settings: NotificationsSettings) -> MailSender:
             settings.smtp_user,
             settings.smtp_password.get_secret_value() if settings.smtp_password else None,
             settings.smtp_timeout_seconds,
+            keep=settings.mail_concurrency,
         )
     return MailboxSender(settings.mailbox_path)
 
@@ -118,7 +119,16 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
     runtime.add_consumer(
         "contacts", CONTACTS_STREAM, [CONTACT_FILTER], handlers.on_contact, batch_handler=handlers.on_contacts
     )
-    runtime.add_background_task("mail-sender", mail_loop.run)
+
+    async def mail_sender() -> None:
+        """The mail loop; the relay connections it keeps are closed when the task ends."""
+        try:
+            await mail_loop.run()
+        finally:
+            if isinstance(sender, SmtpSender):
+                await sender.close()
+
+    runtime.add_background_task("mail-sender", mail_sender)
     runtime.add_background_task("webhook-senders", webhook_senders)
     runtime.add_background_task("contact-expiry", expiry_loop.run)
     runtime.add_background_task("monthly-digest", digest_loop.run)

@@ -167,3 +167,29 @@ async def test_smtp_connection_refused_is_transient() -> None:
 
 def test_smtp_repr_hides_password() -> None:
     assert "s3cret" not in repr(SmtpSender("smtp.example", 587, True, "user", "s3cret"))
+
+
+async def test_smtp_keeps_one_connection_across_mails_and_refusals(smtp_server: tuple[CollectingHandler, int]) -> None:
+    handler, port = smtp_server
+    before = len(handler.envelopes)
+    sender = SmtpSender("127.0.0.1", port, starttls=False, timeout=5)
+    await sender.send(make_message("ntf-keep-1"))
+    with pytest.raises(DeliveryError):
+        await sender.send(make_message("ntf-keep-2", recipient="nobody@msue.example"))  # refused: envelope reset
+    await sender.send(make_message("ntf-keep-3"))
+    assert sender.connections == 1
+    ids = [email.message_from_bytes(e.content)[NOTIFICATION_ID_HEADER] for e in handler.envelopes[before:]]
+    assert ids == ["ntf-keep-1", "ntf-keep-3"]
+    await sender.close()
+
+
+async def test_smtp_reconnects_when_a_kept_connection_was_closed(smtp_server: tuple[CollectingHandler, int]) -> None:
+    handler, port = smtp_server
+    sender = SmtpSender("127.0.0.1", port, starttls=False, timeout=5)
+    await sender.send(make_message("ntf-drop-1"))
+    [(client, _)] = sender._idle
+    await client.quit()  # closed while idle
+    await sender.send(make_message("ntf-drop-2"))
+    assert sender.connections == 2
+    assert email.message_from_bytes(handler.envelopes[-1].content)[NOTIFICATION_ID_HEADER] == "ntf-drop-2"
+    await sender.close()
