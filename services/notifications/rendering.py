@@ -218,6 +218,8 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # templates ship with the code: compiled once, never stat()ed again per mail
+            auto_reload=False,
         )
 
         @pass_context
