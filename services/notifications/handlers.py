@@ -5,6 +5,8 @@ Nothing else happens here; data that no retry can fix is dead-lettered at once (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from iioe.events import (
     BY_TYPE,
     CertificateIssued,
@@ -21,6 +23,7 @@ from iioe.events import (
 )
 from iioe.reasons import Reason
 from iioe.runtime.consumer import ReceivedEvent, Unprocessable
+from services.notifications.batches import BatchUseCases
 from services.notifications.domain import MESSAGE_FOR_TYPE, Contact, Session
 from services.notifications.usecases import Attended, ContactReceived, EventToNotify, NotificationUseCases
 
@@ -35,8 +38,28 @@ NOTIFYING = (
 
 
 class NotificationHandlers:
-    def __init__(self, usecases: NotificationUseCases) -> None:
+    def __init__(self, usecases: NotificationUseCases, batches: BatchUseCases | None = None) -> None:
         self._usecases = usecases
+        self._batches = batches
+
+    async def on_events(self, batch: Sequence[ReceivedEvent]) -> None:
+        """The consumer's fast path (`batch_handler`): each run of notifying events in one transaction
+        (`BatchUseCases.record_events`), every other event on its own, in stream order — an erasure
+        between two events of a run still comes after the first and before the second."""
+        for run in _runs(batch):
+            if self._batches is not None and _notifying(run[0]) and len(run) > 1:
+                await self._batches.record_events([to_event(r) for r in run])
+            else:
+                for received in run:
+                    await self.on_event(received)
+
+    async def on_contacts(self, batch: Sequence[ReceivedEvent]) -> None:
+        """The consumer's fast path for contacts: the batch in one transaction."""
+        if self._batches is None:
+            for received in batch:
+                await self.on_contact(received)
+            return
+        await self._batches.apply_contacts([to_contact(r) for r in batch])
 
     async def on_event(self, received: ReceivedEvent) -> None:
         """One e-mail (+ matching webhooks) per notifying event; attendance, sessions and progress feed
@@ -59,6 +82,21 @@ class NotificationHandlers:
     async def on_contact(self, received: ReceivedEvent) -> None:
         """EducatorContact → remember how to reach the educator."""
         await self._usecases.apply_contact(to_contact(received))
+
+
+def _notifying(received: ReceivedEvent) -> bool:
+    return received.event.type in MESSAGE_FOR_TYPE and isinstance(received.event.data, NOTIFYING)
+
+
+def _runs(batch: Sequence[ReceivedEvent]) -> list[list[ReceivedEvent]]:
+    """Consecutive events split where they change between notifying events and the rest, order kept."""
+    runs: list[list[ReceivedEvent]] = []
+    for received in batch:
+        if runs and _notifying(runs[-1][0]) == _notifying(received):
+            runs[-1].append(received)
+        else:
+            runs.append([received])
+    return runs
 
 
 def to_session(data: TrainingSessionHeld) -> Session:

@@ -14,6 +14,7 @@ from iioe.reference import load_institutions
 from iioe.runtime.builder import build_service
 from iioe.runtime.service import ServiceRuntime
 from iioe.subjects import CONTACTS_STREAM, EVENTS_STREAM, contact_filter, event_filter
+from services.notifications.batches import BatchUseCases
 from services.notifications.domain import MESSAGE_FOR_TYPE, RetrySchedule
 from services.notifications.handlers import NotificationHandlers
 from services.notifications.http import build_router
@@ -44,6 +45,7 @@ def build_mail_sender(settings: NotificationsSettings) -> MailSender:
             settings.smtp_user,
             settings.smtp_password.get_secret_value() if settings.smtp_password else None,
             settings.smtp_timeout_seconds,
+            keep=settings.mail_concurrency,
         )
     return MailboxSender(settings.mailbox_path)
 
@@ -68,8 +70,11 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
         mail_from=s.mail_from,
         lease_seconds=s.send_lease_seconds,
         batch_size=s.mail_batch_size,
-        concurrency=s.mail_concurrency,
+        # the mailbox writes whatever is handed over together in one batch (mailbox.py): no reason to
+        # hand over fewer than a claimed batch; a relay gets `mail_concurrency` connections
+        concurrency=s.mail_concurrency if s.smtp_host else s.mail_batch_size,
         observer=runtime.metrics,  # only the four outcome counters (`SendingObserver`), not the runtime
+        stored_mail=sender if isinstance(sender, MailboxSender) else None,
     )
     poster = HttpWebhookPoster(s.webhook_timeout_seconds)
     targets = TargetPolicy(allow=s.webhook_allow_list, platform=platform_urls([s.certification_url]))
@@ -85,15 +90,12 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
     mail_loop = PollLoop("mail", mail.send_due, s.mail_poll_seconds)
     webhook_loop = PollLoop("webhooks", webhooks.deliver_next, s.webhook_poll_seconds)
 
-    def queued() -> None:
-        mail_loop.wake()
-        webhook_loop.wake()
-
     usecases = NotificationUseCases(
         uow,
         certification_url=s.certification_url,
         contact_wait_seconds=s.contact_wait_seconds,
-        queued=queued,
+        queued=mail_loop.wake,
+        deliveries_queued=webhook_loop.wake,
         targets=targets,
         stored_mail=sender if isinstance(sender, MailboxSender) else None,
     )
@@ -107,12 +109,26 @@ def create_app(settings: NotificationsSettings | None = None, **overrides: Any) 
         async with poster:
             await asyncio.gather(*(webhook_loop.run() for _ in range(s.webhook_workers)))
 
-    handlers = NotificationHandlers(usecases)
+    batches = BatchUseCases(
+        uow, certification_url=s.certification_url, queued=mail_loop.wake, deliveries_queued=webhook_loop.wake
+    )
+    handlers = NotificationHandlers(usecases, batches)
     names = sorted({BY_TYPE[t].name for t in MESSAGE_FOR_TYPE} | {spec.name for spec in CONSUMED})
     events = [event_filter(name) for name in names]
-    runtime.add_consumer("events", EVENTS_STREAM, events, handlers.on_event)
-    runtime.add_consumer("contacts", CONTACTS_STREAM, [CONTACT_FILTER], handlers.on_contact)
-    runtime.add_background_task("mail-sender", mail_loop.run)
+    runtime.add_consumer("events", EVENTS_STREAM, events, handlers.on_event, batch_handler=handlers.on_events)
+    runtime.add_consumer(
+        "contacts", CONTACTS_STREAM, [CONTACT_FILTER], handlers.on_contact, batch_handler=handlers.on_contacts
+    )
+
+    async def mail_sender() -> None:
+        """The mail loop; the relay connections it keeps are closed when the task ends."""
+        try:
+            await mail_loop.run()
+        finally:
+            if isinstance(sender, SmtpSender):
+                await sender.close()
+
+    runtime.add_background_task("mail-sender", mail_sender)
     runtime.add_background_task("webhook-senders", webhook_senders)
     runtime.add_background_task("contact-expiry", expiry_loop.run)
     runtime.add_background_task("monthly-digest", digest_loop.run)

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
-from email.message import EmailMessage
 from typing import Any, Protocol, runtime_checkable
 
 from services.notifications.domain import Contact, Notification, NotificationStatus, Session
+from services.notifications.mime import OutgoingMail
 from services.notifications.targets import Target
 
 
@@ -93,6 +93,10 @@ class Inbox(Protocol):
         """True the first time; rolled back with the transaction."""
         ...
 
+    async def claim_many(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """`claim` for a batch: the ids seen for the first time."""
+        ...
+
 
 class Contacts(Protocol):
     async def lock(self, educator_id: str) -> None:
@@ -103,7 +107,19 @@ class Contacts(Protocol):
         """Store the newest contact; an older one arriving late does not overwrite it."""
         ...
 
+    async def upsert_many(self, contacts: Sequence[tuple[Contact, datetime]]) -> None:
+        """`upsert` of each, in order."""
+        ...
+
+    async def lock_many(self, educator_ids: Sequence[str]) -> None:
+        """`lock` for several educators, in sorted order (two batches never wait on each other)."""
+        ...
+
     async def get(self, educator_id: str) -> Contact | None: ...
+
+    async def get_many(self, educator_ids: Sequence[str]) -> dict[str, Contact]:
+        """The known contacts among these educators, by educator id (one query for a batch of mail)."""
+        ...
 
     async def delete(self, educator_id: str) -> bool: ...
 
@@ -115,13 +131,21 @@ class Erasures(Protocol):
 
     async def erased(self, educator_id: str) -> bool: ...
 
+    async def erased_many(self, educator_ids: Sequence[str]) -> set[str]: ...
+
 
 class Notifications(Protocol):
     async def add(self, notification: Notification) -> bool:
         """Insert once per notification id; False when it already exists."""
         ...
 
+    async def add_many(self, notifications: Sequence[Notification]) -> set[str]:
+        """`add` for a batch in one statement; returns the ids inserted."""
+        ...
+
     async def awaiting_contact(self, educator_id: str) -> list[Notification]: ...
+
+    async def awaiting_contact_many(self, educator_ids: Sequence[str]) -> list[Notification]: ...
 
     async def overdue(self, created_before: datetime, limit: int) -> list[Notification]:
         """`awaiting_contact` and `held` notifications created before the cutoff."""
@@ -131,6 +155,10 @@ class Notifications(Protocol):
 
     async def held(self, certificate_id: str) -> list[Notification]:
         """`held` notifications about this certificate, oldest first."""
+        ...
+
+    async def with_held(self, certificate_ids: Sequence[str]) -> set[str]:
+        """Those of the certificates that have `held` notifications (most have none)."""
         ...
 
     async def erase(self, educator_id: str) -> int:
@@ -189,6 +217,10 @@ class MailQueue(Protocol):
 
     async def finish(self, claimed: ClaimedNotification, outcome: Notification) -> bool:
         """Store `outcome` (sent, pending again after `retry_after_seconds`, failed) if the token still holds."""
+        ...
+
+    async def finish_many(self, outcomes: Sequence[tuple[ClaimedNotification, Notification]]) -> list[bool]:
+        """`finish` for each (claim, outcome), in order; the sent ones in one statement."""
         ...
 
     async def extend(self, claimed: Sequence[ClaimedNotification], lease_seconds: float) -> int:
@@ -266,7 +298,7 @@ class UnitOfWork(Protocol):
 class MailSender(Protocol):
     """Anything that can hand one e-mail to its next hop; raises `DeliveryError` on failure."""
 
-    async def send(self, msg: EmailMessage) -> None: ...
+    async def send(self, mail: OutgoingMail) -> None: ...
 
 
 class StoredMail(Protocol):
@@ -278,7 +310,7 @@ class StoredMail(Protocol):
 class Composer(Protocol):
     """Renders a notification for one person into an e-mail; raises ValueError when it cannot."""
 
-    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> EmailMessage: ...
+    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> OutgoingMail: ...
 
 
 class WebhookPoster(Protocol):

@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -23,6 +21,7 @@ from jinja2.runtime import Context
 
 from iioe.reference import Institution
 from iioe.runtime.logging import get_logger
+from services.notifications import mime
 from services.notifications.domain import (
     FALLBACK_LANGUAGE,
     MESSAGES,
@@ -33,12 +32,14 @@ from services.notifications.domain import (
     resolve_language,
     validate_notification_id,
 )
+from services.notifications.mime import OutgoingMail
 
 __all__ = [
     "FALLBACK_LANGUAGE",
     "MESSAGES",
     "SUPPORTED_LANGUAGES",
     "MessageName",
+    "OutgoingMail",
     "resolve_language",
     "validate_notification_id",
 ]
@@ -217,6 +218,8 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # templates ship with the code: compiled once, never stat()ed again per mail
+            auto_reload=False,
         )
 
         @pass_context
@@ -258,7 +261,7 @@ class Renderer:
         )
 
 
-def build_email(
+def build_mail(
     rendered: RenderedMessage,
     *,
     sender: str,
@@ -266,28 +269,25 @@ def build_email(
     message_id: str,
     domain: str = MESSAGE_ID_DOMAIN,
     sent_at: datetime | None = None,
-) -> EmailMessage:
+) -> OutgoingMail:
     """Wrap a rendered message as multipart/alternative (text first, HTML preferred by clients).
 
     `message_id` is the notification id: the same notification always gets the same Message-ID, so
-    a redelivery after a crash is recognisable as a duplicate by mail servers and by people.
-    """
-    validate_notification_id(message_id)
-    msg = EmailMessage()
-    msg["Subject"] = rendered.subject
-    msg["From"] = sender
-    msg["To"] = recipient
-    msg["Date"] = format_datetime(sent_at or datetime.now(UTC))
-    msg["Message-ID"] = f"<{message_id}@{domain}>"
-    msg[NOTIFICATION_ID_HEADER] = message_id
-    # RFC 3834: stops out-of-office replies from bouncing back to an unattended sender.
-    msg["Auto-Submitted"] = "auto-generated"
-    # quoted-printable keeps the parts 7-bit clean for relays without 8BITMIME.
-    msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    # Set after the parts: set_content() drops existing Content-* headers.
-    msg["Content-Language"] = rendered.language
-    return msg
+    a redelivery after a crash is recognisable as a duplicate by mail servers and by people. Both
+    parts are UTF-8 quoted-printable, 7-bit clean for relays without 8BITMIME (`mime.py` says why
+    the bytes are written by hand)."""
+    return mime.build_mail(
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        language=rendered.language,
+        sender=sender,
+        recipient=recipient,
+        message_id=message_id,
+        domain=domain,
+        id_header=NOTIFICATION_ID_HEADER,
+        sent_at=sent_at,
+    )
 
 
 @dataclass(frozen=True)
@@ -340,8 +340,8 @@ class MailComposer:
         context["full_name"] = contact.full_name
         return context
 
-    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> EmailMessage:
+    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> OutgoingMail:
         rendered = self._renderer.render(
             cast(MessageName, notification.kind), language, self.context(notification, contact, language)
         )
-        return build_email(rendered, sender=sender, recipient=contact.email, message_id=notification.notification_id)
+        return build_mail(rendered, sender=sender, recipient=contact.email, message_id=notification.notification_id)

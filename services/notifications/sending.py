@@ -17,15 +17,17 @@ overwrites its file).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
 
-import asyncpg
-
-from iioe.runtime.consumer import is_infrastructure_error
 from iioe.runtime.logging import get_logger
-from services.notifications.domain import GiveUp, Notification, RetrySchedule, resolve_language, scrub_addresses
+from services.notifications.domain import (
+    Contact,
+    GiveUp,
+    Notification,
+    RetrySchedule,
+    resolve_language,
+    scrub_addresses,
+)
 from services.notifications.ports import (
     ClaimedDelivery,
     ClaimedNotification,
@@ -36,140 +38,47 @@ from services.notifications.ports import (
     MailSender,
     Repositories,
     SendingObserver,
+    StoredMail,
     TargetGuard,
     UnitOfWork,
     WebhookPoster,
 )
+from services.notifications.recording import (
+    RECORD_RETRY_INITIAL_SECONDS,
+    RECORD_RETRY_MAX_SECONDS,
+    TRANSIENT_DATABASE_ERRORS,
+    OutcomeRecorder,
+    Unobserved,
+    keep_leases,
+    retryable,
+)
 from services.notifications.targets import FORBIDDEN, TargetRefused
 from services.notifications.usecases import release_held
 
+__all__ = [
+    "RECORD_RETRY_INITIAL_SECONDS",
+    "RECORD_RETRY_MAX_SECONDS",
+    "TRANSIENT_DATABASE_ERRORS",
+    "MailDelivery",
+    "OutcomeRecorder",
+    "Unobserved",
+    "WebhookDelivery",
+    "keep_leases",
+    "retryable",
+]
 log = get_logger(__name__)
-
-
-T = TypeVar("T")
-Sleep = Callable[[float], Awaitable[None]]
-RECORD_RETRY_INITIAL_SECONDS = 0.1
-RECORD_RETRY_MAX_SECONDS = 2.0
-
-
-TRANSIENT_DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.TransactionRollbackError,  # class 40: serialization failure, deadlock detected
-    asyncpg.LockNotAvailableError,  # lock_timeout, e.g. on the educator's lock of a certificate mail
-    asyncpg.QueryCanceledError,  # statement_timeout
-)
-"""Besides the world being down: errors after which the same write can succeed."""
-
-
-def retryable(exc: BaseException) -> bool:
-    """May an outcome write that failed with `exc` be tried again (it changes nothing when it failed)?"""
-    return is_infrastructure_error(exc) or isinstance(exc, TRANSIENT_DATABASE_ERRORS)
-
-
-class Unobserved:
-    """The observer of a delivery that nobody watches."""
-
-    def mail_sent(self) -> None: ...
-
-    def mail_failed(self) -> None: ...
-
-    def webhook_sent(self) -> None: ...
-
-    def webhook_failed(self) -> None: ...
-
-
-class OutcomeRecorder:
-    """Writes the outcome of a network call that already happened, whatever the database does meanwhile.
-
-    An infrastructure error (database unreachable, pool closed, connection lost) or a transient one
-    (`TRANSIENT_DATABASE_ERRORS`) is retried after `initial_seconds`, doubling up to `max_seconds`,
-    until the database answers — never given up,
-    because the row stays claimed (its lease renewed by `keep_leases`) and a re-claim would repeat
-    the call. Any other error is raised. While a write waits, `settled()` holds the claims of this
-    process, so none of its workers takes over a row whose outcome is still on its way.
-    """
-
-    def __init__(
-        self,
-        *,
-        initial_seconds: float = RECORD_RETRY_INITIAL_SECONDS,
-        max_seconds: float = RECORD_RETRY_MAX_SECONDS,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self._initial = initial_seconds
-        self._max = max_seconds
-        self._sleep = sleep
-        self._waiting = 0
-        self._settled = asyncio.Event()
-        self._settled.set()
-        self.retries = 0
-        """Writes that failed on the world and were tried again (all time)."""
-
-    @property
-    def waiting(self) -> int:
-        """Outcomes that met an outage and are not recorded yet."""
-        return self._waiting
-
-    async def settled(self) -> None:
-        """Returns at once unless an outcome of this process waits for the database; then once none does."""
-        await self._settled.wait()
-
-    async def write(self, write: Callable[[], Awaitable[T]], *, queue: str, key: str) -> T:
-        delay = self._initial
-        failures = 0
-        try:
-            while True:
-                try:
-                    result = await write()
-                except Exception as exc:
-                    if not retryable(exc):
-                        raise
-                    failures += 1
-                    self.retries += 1
-                    if failures == 1:
-                        self._waiting += 1
-                        self._settled.clear()
-                        log.warning(
-                            "outcome not recorded yet, database unreachable: retrying",
-                            queue=queue,
-                            key=key,
-                            error=scrub_addresses(repr(exc)),
-                        )
-                    await self._sleep(delay)
-                    delay = min(delay * 2, self._max)
-                    continue
-                if failures:
-                    log.info("outcome recorded after the outage", queue=queue, key=key, retries=failures)
-                return result
-        finally:
-            if failures:
-                self._waiting -= 1
-                if not self._waiting:
-                    self._settled.set()
-
-
-@contextlib.asynccontextmanager
-async def keep_leases(extend: Callable[[], Awaitable[object]], every_seconds: float) -> AsyncIterator[None]:
-    """Call `extend` every `every_seconds` while the block runs (a failed renewal is retried next time)."""
-
-    async def keep() -> None:
-        while True:
-            await asyncio.sleep(every_seconds)
-            try:
-                await extend()
-            except Exception as exc:  # the database away: the next beat tries again
-                log.debug("lease not renewed", error=scrub_addresses(repr(exc)))
-
-    task = asyncio.create_task(keep(), name="lease-keeper")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+Outcome = tuple[ClaimedNotification, Notification]
 
 
 class MailDelivery:
-    """Claims due e-mail notifications, renders them in the educator's language and sends them."""
+    """Claims due e-mail notifications, renders them in the educator's language and sends them.
+
+    Per batch: one transaction claims the rows and reads their contacts; the mails are composed and
+    handed to the sender in parallel (`concurrency`); outcomes that arrive together are recorded
+    together (`_finish` → `_flush`: one transaction, one UPDATE for the sent ones), so the database
+    work per mail is a fraction of a round trip instead of two transactions. An outcome is never held
+    back waiting for others: whatever has arrived while the previous write ran is written next.
+    """
 
     def __init__(
         self,
@@ -185,9 +94,11 @@ class MailDelivery:
         observer: SendingObserver | None = None,
         recorder: OutcomeRecorder | None = None,
         keep_every_seconds: float | None = None,
+        stored_mail: StoredMail | None = None,
     ) -> None:
         self._uow = uow
         self._sender = sender
+        self._stored_mail = stored_mail
         self._composer = composer
         self._schedule = schedule
         self._mail_from = mail_from
@@ -198,6 +109,8 @@ class MailDelivery:
         self._observer = observer or Unobserved()
         self.recorder = recorder or OutcomeRecorder()
         self.sent = 0
+        self._outcomes: list[tuple[ClaimedNotification, Notification, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def send_due(self) -> int:
         """Send one batch of due notifications (in parallel, bounded); returns how many were claimed.
@@ -206,6 +119,8 @@ class MailDelivery:
         await self.recorder.settled()
         async with self._uow.transaction() as repo:
             claimed = await repo.mail.claim(self._batch, self._lease)
+            educators = sorted({c.notification.educator_id for c in claimed})
+            contacts = await repo.contacts.get_many(educators) if claimed else {}
         if not claimed:
             return 0
         held = list(claimed)
@@ -215,13 +130,17 @@ class MailDelivery:
                 await repo.mail.extend(list(held), self._lease)
 
         async with keep_leases(extend, self._keep_every):
-            await asyncio.gather(*(self._send_bounded(c, held) for c in claimed))
+            await asyncio.gather(
+                *(self._send_bounded(c, contacts.get(c.notification.educator_id), held) for c in claimed)
+            )
         return len(claimed)
 
-    async def _send_bounded(self, claimed: ClaimedNotification, held: list[ClaimedNotification]) -> None:
+    async def _send_bounded(
+        self, claimed: ClaimedNotification, contact: Contact | None, held: list[ClaimedNotification]
+    ) -> None:
         try:
             async with self._slots:
-                await self.send(claimed)
+                await self.send(claimed, contact)
         except Exception as exc:  # not the world (that is retried): the lease brings the row back
             log.error(
                 "notification send failed unexpectedly",
@@ -231,18 +150,17 @@ class MailDelivery:
         finally:
             held.remove(claimed)
 
-    async def send(self, claimed: ClaimedNotification) -> None:
+    async def send(self, claimed: ClaimedNotification, contact: Contact | None) -> None:
+        """Compose and hand over one claimed mail to `contact` (read when it was claimed), then record it."""
         n = claimed.notification
-        async with self._uow.transaction() as repo:
-            contact = await repo.contacts.get(n.educator_id)
         if contact is None:  # cannot happen for a `pending` row, but never send to nobody
             self._observer.mail_failed()
             await self._finish(claimed, n.fail("no contact details for this educator"))
             return
         language = resolve_language(n.language or contact.language)
         try:
-            msg = self._composer.compose(n, contact, language, self._mail_from)
-            await self._sender.send(msg)
+            mail = self._composer.compose(n, contact, language, self._mail_from)
+            await self._sender.send(mail)
         except DeliveryError as exc:
             self._observer.mail_failed()
             error = scrub_addresses(exc.message)  # never store or log an address a server echoed
@@ -284,21 +202,79 @@ class MailDelivery:
             )
         else:  # the row was taken from us (erased meanwhile, or our lease ran out on another replica)
             log.warning("notification no longer ours when marking sent", notification_id=n.notification_id)
+            await self._forget_if_erased(n)
+
+    async def _forget_if_erased(self, n: Notification) -> None:
+        """An erasure that came while this mail was being stored deleted the person's copies before this
+        one existed: delete it too (a lease taken over by another replica keeps its rewritten file)."""
+        if self._stored_mail is None:
+            return
+        async with self._uow.transaction() as repo:
+            erased = await repo.erasures.erased(n.educator_id)
+        if erased:
+            await self._stored_mail.forget([n.notification_id])
+            log.info("stored copy of an erased educator's mail deleted", notification_id=n.notification_id)
 
     async def _finish(self, claimed: ClaimedNotification, outcome: Notification) -> bool:
-        """Record the outcome, waiting out a database outage (`OutcomeRecorder`)."""
-        return await self.recorder.write(
-            lambda: self._record(claimed, outcome), queue="mail", key=outcome.notification_id
-        )
+        """Record the outcome together with the others arriving meanwhile; True if the token still held."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((claimed, outcome, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="mail-outcomes")
+        return await asyncio.shield(future)  # a cancelled sender does not cancel the others' write
 
-    async def _record(self, claimed: ClaimedNotification, outcome: Notification) -> bool:
-        """One transaction: the outcome; a certificate's issued mail that is done lets its held mails go."""
+    async def _flush(self) -> None:
+        """Write the waiting outcomes, a batch per transaction, until none waits.
+
+        A batch is written through `OutcomeRecorder` (retried through any outage). Should it fail
+        otherwise (a bug, a row the database refuses), its outcomes are written one by one, so one bad
+        row never keeps the others' outcome from being recorded."""
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            items = [(claimed, outcome) for claimed, outcome, _ in batch]
+            results: Sequence[bool | BaseException]
+            try:
+                results = await self._write(items)
+            except Exception as exc:
+                log.error("outcome batch not recorded, recording one by one", error=scrub_addresses(repr(exc)))
+                results = [await self._write_alone(item) for item in items]
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _write_alone(self, item: Outcome) -> bool | BaseException:
+        try:
+            [finished] = await self._write([item])
+        except Exception as exc:
+            return exc
+        return finished
+
+    async def _write(self, items: list[Outcome]) -> list[bool]:
+        key = items[0][1].notification_id if len(items) == 1 else f"{len(items)} outcomes"
+        return await self.recorder.write(lambda: self._record(items), queue="mail", key=key)
+
+    async def _record(self, items: list[Outcome]) -> list[bool]:
+        """One transaction: the outcomes; a certificate's issued mail that is done lets its held mails go.
+
+        The educators of issued mails are locked first (sorted), as `record_event` locks them: a
+        revocation recorded meanwhile is either seen held here or sees the issued mail done."""
         async with self._uow.transaction() as repo:
-            if outcome.kind == "certificate_issued":
-                await repo.contacts.lock(outcome.educator_id)
-            finished = await repo.mail.finish(claimed, outcome)
-            if finished and outcome.final and outcome.kind == "certificate_issued" and outcome.certificate_id:
-                await release_held(repo, outcome.certificate_id)
+            issued = sorted({o.educator_id for _, o in items if o.kind == "certificate_issued"})
+            if issued:
+                await repo.contacts.lock_many(issued)
+            finished = await repo.mail.finish_many(items)
+            done = [
+                o.certificate_id
+                for (_, o), ok in zip(items, finished, strict=True)
+                if ok and o.final and o.kind == "certificate_issued" and o.certificate_id
+            ]
+            if done:
+                for certificate_id in sorted(await repo.notifications.with_held(done)):
+                    await release_held(repo, certificate_id)
             return finished
 
 

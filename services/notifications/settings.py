@@ -47,7 +47,8 @@ class NotificationsSettings(ServiceSettings):
     mail_poll_seconds: float = 0.5
     mail_batch_size: int = 50
     mail_concurrency: int = 8
-    """Messages handed to the relay at once (one SMTP connection each): a backlog drains in parallel."""
+    """Messages handed to the relay at once (one kept SMTP connection each): a backlog drains in parallel.
+    The mailbox takes a whole claimed batch at once (it writes them together)."""
     mail_max_attempts: int = 8
     mail_retry_base_seconds: float = 5.0
     mail_retry_cap_seconds: float = 600.0

@@ -10,7 +10,7 @@ deliveries in `store_webhooks.py`, the cascade facts in `store_cascade.py`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +47,21 @@ class PgInbox:
     async def claim(self, consumer: str, event_id: str) -> bool:
         return await inbox.claim(self.conn, consumer, event_id)
 
+    async def claim_many(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        claimed = await inbox.claim_many(self.conn, consumer, [(inbox.LEGACY_SOURCE, i) for i in event_ids])
+        return {event_id for _, event_id in claimed}
+
+
+_UPSERT = (
+    "INSERT INTO contacts (educator_id, institution, full_name, email, language, event_time)"
+    " VALUES ($1, $2, $3, $4, $5, $6)"
+    " ON CONFLICT (educator_id) DO UPDATE SET institution = EXCLUDED.institution,"
+    "  full_name = EXCLUDED.full_name, email = EXCLUDED.email, language = EXCLUDED.language,"
+    "  event_time = EXCLUDED.event_time, updated_at = now()"
+    " WHERE contacts.event_time <= EXCLUDED.event_time"
+)
+"""The newest contact wins: a late redelivery of an older one changes nothing."""
+
 
 @dataclass(frozen=True)
 class PgContacts:
@@ -55,15 +70,16 @@ class PgContacts:
     async def lock(self, educator_id: str) -> None:
         await self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('notifications:' || $1))", educator_id)
 
+    async def lock_many(self, educator_ids: Sequence[str]) -> None:
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('notifications:' || e.id))"
+            " FROM (SELECT id FROM unnest($1::text[]) AS id ORDER BY id) AS e",
+            sorted(set(educator_ids)),
+        )
+
     async def upsert(self, contact: Contact, event_time: datetime) -> bool:
         updated = await self.conn.fetchval(
-            "INSERT INTO contacts (educator_id, institution, full_name, email, language, event_time)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (educator_id) DO UPDATE SET institution = EXCLUDED.institution,"
-            "  full_name = EXCLUDED.full_name, email = EXCLUDED.email, language = EXCLUDED.language,"
-            "  event_time = EXCLUDED.event_time, updated_at = now()"
-            " WHERE contacts.event_time <= EXCLUDED.event_time"
-            " RETURNING 1",
+            _UPSERT + " RETURNING 1",
             contact.educator_id,
             contact.institution,
             contact.full_name,
@@ -73,12 +89,26 @@ class PgContacts:
         )
         return updated is not None
 
+    async def upsert_many(self, contacts: Sequence[tuple[Contact, datetime]]) -> None:
+        await self.conn.executemany(
+            _UPSERT,
+            [(c.educator_id, c.institution, c.full_name, c.email, c.language, t) for c, t in contacts],
+        )
+
     async def get(self, educator_id: str) -> Contact | None:
         row = await self.conn.fetchrow(
             "SELECT educator_id, institution, full_name, email, language FROM contacts WHERE educator_id = $1",
             educator_id,
         )
         return Contact(**dict(row)) if row else None
+
+    async def get_many(self, educator_ids: Sequence[str]) -> dict[str, Contact]:
+        rows = await self.conn.fetch(
+            "SELECT educator_id, institution, full_name, email, language FROM contacts"
+            " WHERE educator_id = ANY($1::text[])",
+            list(educator_ids),
+        )
+        return {r["educator_id"]: Contact(**dict(r)) for r in rows}
 
     async def delete(self, educator_id: str) -> bool:
         result: str = await self.conn.execute("DELETE FROM contacts WHERE educator_id = $1", educator_id)
@@ -100,6 +130,12 @@ class PgErasures:
     async def erased(self, educator_id: str) -> bool:
         found = await self.conn.fetchval("SELECT 1 FROM erasures WHERE educator_id = $1", educator_id)
         return found is not None
+
+    async def erased_many(self, educator_ids: Sequence[str]) -> set[str]:
+        rows = await self.conn.fetch(
+            "SELECT educator_id FROM erasures WHERE educator_id = ANY($1::text[])", list(educator_ids)
+        )
+        return {r["educator_id"] for r in rows}
 
 
 @dataclass(frozen=True)

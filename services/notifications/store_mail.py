@@ -80,6 +80,39 @@ class PgNotifications:
         )
         return inserted is not None
 
+    async def add_many(self, notifications: Sequence[Notification]) -> set[str]:
+        if not notifications:
+            return set()
+        rows = await self.conn.fetch(
+            "INSERT INTO notifications (notification_id, event_id, event_type, kind, channel, educator_id,"
+            " recipient, language, context, status, institution, certificate_id)"
+            " SELECT i, e, t, k, ch, ed, r, l, c::jsonb, st, inst, cert FROM unnest($1::text[], $2::text[],"
+            "  $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
+            "  $11::text[], $12::text[]) AS n(i, e, t, k, ch, ed, r, l, c, st, inst, cert)"
+            " ON CONFLICT (notification_id) DO NOTHING RETURNING notification_id",
+            [n.notification_id for n in notifications],
+            [n.event_id for n in notifications],
+            [n.event_type for n in notifications],
+            [n.kind for n in notifications],
+            [n.channel for n in notifications],
+            [n.educator_id for n in notifications],
+            [n.recipient for n in notifications],
+            [n.language for n in notifications],
+            [json.dumps(dict(n.context)) for n in notifications],  # what the pool's jsonb codec writes
+            [str(n.status) for n in notifications],
+            [n.institution for n in notifications],
+            [n.certificate_id for n in notifications],
+        )
+        return {r["notification_id"] for r in rows}
+
+    async def awaiting_contact_many(self, educator_ids: Sequence[str]) -> list[Notification]:
+        rows = await self.conn.fetch(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE educator_id = ANY($1::text[])"
+            " AND status = 'awaiting_contact' ORDER BY created_at, notification_id",
+            list(educator_ids),
+        )
+        return [_notification(r) for r in rows]
+
     async def awaiting_contact(self, educator_id: str) -> list[Notification]:
         rows = await self.conn.fetch(
             f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE educator_id = $1 AND status = 'awaiting_contact'"
@@ -112,6 +145,14 @@ class PgNotifications:
             certificate_id,
         )
         return [_notification(r) for r in rows]
+
+    async def with_held(self, certificate_ids: Sequence[str]) -> set[str]:
+        rows = await self.conn.fetch(
+            "SELECT DISTINCT certificate_id FROM notifications WHERE certificate_id = ANY($1::text[])"
+            " AND status = 'held'",
+            list(certificate_ids),
+        )
+        return {r["certificate_id"] for r in rows}
 
     async def erase(self, educator_id: str) -> int:
         stopped = await self.conn.fetchval(
@@ -185,6 +226,30 @@ class PgMailQueue:
         if outcome.status is NotificationStatus.FAILED:
             return await MAIL_QUEUE.dead(self.conn, claim, last_error=outcome.last_error)
         raise ValueError(f"a claimed notification cannot end as {outcome.status}")
+
+    async def finish_many(self, outcomes: Sequence[tuple[ClaimedNotification, Notification]]) -> list[bool]:
+        """The sent ones in one UPDATE (what `MAIL_QUEUE.done` does, for many claims); the rest one by one."""
+        sent = [(c, o) for c, o in outcomes if o.status is NotificationStatus.SENT]
+        done: set[str] = set()
+        if sent:
+            rows = await self.conn.fetch(
+                "UPDATE notifications q SET status = 'sent', claim_token = NULL, lease_until = NULL,"
+                " sent_at = now(), recipient = c.recipient, last_error = NULL"
+                " FROM unnest($1::text[], $2::uuid[], $3::text[]) AS c(key, token, recipient)"
+                " WHERE q.notification_id = c.key AND q.claim_token = c.token"
+                " RETURNING q.notification_id",
+                [c.notification.notification_id for c, _ in sent],
+                [c.token for c, _ in sent],
+                [o.recipient for _, o in sent],
+            )
+            done = {r["notification_id"] for r in rows}
+        results: list[bool] = []
+        for claimed, outcome in outcomes:
+            if outcome.status is NotificationStatus.SENT:
+                results.append(claimed.notification.notification_id in done)
+            else:
+                results.append(await self.finish(claimed, outcome))
+        return results
 
     async def extend(self, claimed: Sequence[ClaimedNotification], lease_seconds: float) -> int:
         claims = [held_claim(c.notification.notification_id, c.token, c.notification.attempts) for c in claimed]

@@ -87,7 +87,9 @@ class RegisterWebhook:
 
 class NotificationUseCases:
     """Records notifications and webhook deliveries, hands contacts over, expires what waited too long,
-    and administers partner webhooks. `queued` nudges the senders after a commit."""
+    and administers partner webhooks. After a commit, `queued` nudges the mail sender and
+    `deliveries_queued` (default: `queued`) the webhook senders — only the one that got work: waking
+    every webhook worker for every event cost each a claim transaction per event (issue #11)."""
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class NotificationUseCases:
         certification_url: str,
         contact_wait_seconds: float,
         queued: Callable[[], None] = lambda: None,
+        deliveries_queued: Callable[[], None] | None = None,
         targets: TargetGuard | None = None,
         stored_mail: StoredMail | None = None,
     ) -> None:
@@ -103,6 +106,7 @@ class NotificationUseCases:
         self._certification_url = certification_url
         self._contact_wait = timedelta(seconds=contact_wait_seconds)
         self._queued = queued
+        self._deliveries_queued = deliveries_queued or queued
         self._targets = targets
         self._stored_mail = stored_mail
 
@@ -147,7 +151,10 @@ class NotificationUseCases:
                         body=event.body,
                     )
                 )
-        self._queued()
+        if queued and notification.status is NotificationStatus.PENDING:
+            self._queued()
+        if webhook_ids:
+            self._deliveries_queued()
         log.info(
             "notification queued" if queued else "notification not queued",
             notification_id=notification.notification_id,
@@ -338,7 +345,7 @@ class NotificationUseCases:
         async with self._uow.transaction() as repo:
             done = await repo.deliveries.redrive(delivery_id)
         if done:
-            self._queued()
+            self._deliveries_queued()
         return done
 
     async def webhooks(self) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from email.message import EmailMessage
 from pathlib import Path
 
 import asyncpg
@@ -21,6 +20,7 @@ from iioe_tools.embedded import EmbeddedPostgres
 from services.notifications.domain import Contact, RetrySchedule
 from services.notifications.mail import SmtpSender
 from services.notifications.main import MIGRATIONS
+from services.notifications.mime import OutgoingMail
 from services.notifications.sending import MailDelivery
 from services.notifications.store import PostgresUnitOfWork
 from services.notifications.tests.fakes import FakeComposer, smtp_server
@@ -44,7 +44,7 @@ class StopPostgresAfterAcceptance:
         self.pg = pg
         self.outage: asyncio.Task[None] | None = None
 
-    async def send(self, msg: EmailMessage) -> None:
+    async def send(self, msg: OutgoingMail) -> None:
         await self.inner.send(msg)
         if self.outage is None:
             await asyncio.to_thread(self.pg.stop)

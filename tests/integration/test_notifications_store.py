@@ -10,13 +10,14 @@ import asyncpg
 import pytest
 
 from iioe.runtime.db import setup_database
+from services.notifications.batches import BatchUseCases
 from services.notifications.domain import Contact, RetrySchedule, Session, digest_notification_id
 from services.notifications.main import MIGRATIONS
 from services.notifications.sending import MailDelivery
 from services.notifications.store import PostgresUnitOfWork
 from services.notifications.tests.fakes import FakeComposer, FakeMailSender
 from services.notifications.tests.test_programme import revoked
-from services.notifications.tests.test_usecases import T0, issued
+from services.notifications.tests.test_usecases import T0, issued, registered
 from services.notifications.usecases import Attended, ContactReceived, NotificationUseCases
 
 pytestmark = pytest.mark.integration
@@ -112,3 +113,37 @@ async def test_erasure_stops_a_claimed_send_and_forgets_the_address(pool: asyncp
     assert await pool.fetchval("SELECT count(*) FROM contacts") == 0 and recipient_id
     await contact(uc, "edu-x")
     assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
+
+
+async def test_the_batch_paths_on_postgresql(pool: asyncpg.Pool) -> None:
+    """Issue #11's set-wise statements: inbox claim, contacts, inserts, held mails, outcomes of a batch."""
+    uow = PostgresUnitOfWork(lambda: pool)
+    batch = BatchUseCases(uow, certification_url="http://c")
+    people = [ContactReceived(Contact(f"b-{n}", "must", "N", f"b-{n}@x.mn", "en"), T0) for n in range(4)]
+    await usecases(pool).erase_educator("b-3", T0)
+    assert await batch.apply_contacts(people[:2]) == 0
+    events = [registered("b-0"), issued("b-1"), revoked("b-1"), registered("b-2"), registered("b-3")]
+    inserted = await batch.record_events([*events, events[0]])
+    assert sorted(str(n.status) for n in inserted) == ["awaiting_contact", "held", "pending", "pending"]
+    assert await batch.record_events(events) == []  # the inbox remembers the batch
+    assert await batch.apply_contacts(people[2:]) == 1  # b-2's welcome mail waited for its address
+    context = await pool.fetchval("SELECT context FROM notifications WHERE kind = 'certificate_issued'")
+    assert context["certificate_id"] == "cert-b-1"  # jsonb, as `add` stores it
+
+    mail = MailDelivery(
+        uow, FakeMailSender(), FakeComposer(), RetrySchedule(1.0, 2.0, 3), mail_from="x@x.mn", lease_seconds=30
+    )
+    # a stale token: another worker took this row over, so this worker's `sent` must not count
+    async with uow.transaction() as repo:
+        [stale] = [c for c in await repo.mail.claim(10, 30) if c.notification.educator_id == "b-0"]
+    await pool.execute(
+        "UPDATE notifications SET status = 'pending', claim_token = NULL, next_attempt_at = now()"
+        " WHERE status = 'sending'"
+    )
+    async with uow.transaction() as repo:
+        assert await repo.mail.finish_many([(stale, stale.notification.sent("b-0@x.mn"))]) == [False]
+    assert await mail.send_due() == 3
+    rows = await pool.fetch("SELECT kind, status FROM notifications WHERE educator_id LIKE 'b-%'")
+    by_kind = {r["kind"]: r["status"] for r in rows}
+    assert by_kind == {"welcome": "sent", "certificate_issued": "sent", "certificate_revoked": "pending"}
+    assert await mail.send_due() == 1  # the revocation, released when the issued mail was recorded sent

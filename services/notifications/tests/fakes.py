@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from services.notifications.domain import Contact, Notification, NotificationStatus, Session
+from services.notifications.mime import OutgoingMail
 from services.notifications.ports import (
     ClaimedDelivery,
     ClaimedNotification,
@@ -78,6 +79,8 @@ class FakeState:
     completions: set[tuple[str, str]] = field(default_factory=set)
     certified: set[tuple[str, str]] = field(default_factory=set)
     digests: set[tuple[str, str]] = field(default_factory=set)
+    finish_batches: list[int] = field(default_factory=list)
+    """How many outcomes each `finish_many` recorded (one transaction each)."""
 
 
 @dataclass
@@ -93,10 +96,16 @@ class FakeInbox(_Repo):
         self.state.inbox.add((consumer, event_id))
         return True
 
+    async def claim_many(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        return {event_id for event_id in dict.fromkeys(event_ids) if await self.claim(consumer, event_id)}
+
 
 class FakeContacts(_Repo):
     async def lock(self, educator_id: str) -> None:
         return None  # one event loop and no await between read and write: nothing to serialise
+
+    async def lock_many(self, educator_ids: Sequence[str]) -> None:
+        return None
 
     async def upsert(self, contact: Contact, event_time: datetime) -> bool:
         current = self.state.contacts.get(contact.educator_id)
@@ -108,6 +117,13 @@ class FakeContacts(_Repo):
     async def get(self, educator_id: str) -> Contact | None:
         found = self.state.contacts.get(educator_id)
         return found[0] if found else None
+
+    async def upsert_many(self, contacts: Sequence[tuple[Contact, datetime]]) -> None:
+        for contact, event_time in contacts:
+            await self.upsert(contact, event_time)
+
+    async def get_many(self, educator_ids: Sequence[str]) -> dict[str, Contact]:
+        return {e: self.state.contacts[e][0] for e in educator_ids if e in self.state.contacts}
 
     async def delete(self, educator_id: str) -> bool:
         return self.state.contacts.pop(educator_id, None) is not None
@@ -123,6 +139,9 @@ class FakeErasures(_Repo):
     async def erased(self, educator_id: str) -> bool:
         return educator_id in self.state.erasures
 
+    async def erased_many(self, educator_ids: Sequence[str]) -> set[str]:
+        return {e for e in educator_ids if e in self.state.erasures}
+
 
 class FakeNotifications(_Repo):
     async def add(self, n: Notification) -> bool:
@@ -131,6 +150,12 @@ class FakeNotifications(_Repo):
         now = self.clock.now
         self.state.notifications[n.notification_id] = Row(n, now, now, status=str(n.status))
         return True
+
+    async def add_many(self, notifications: Sequence[Notification]) -> set[str]:
+        return {n.notification_id for n in notifications if await self.add(n)}
+
+    async def awaiting_contact_many(self, educator_ids: Sequence[str]) -> list[Notification]:
+        return [r.item for r in self._where(AWAITING) if r.item.educator_id in educator_ids]
 
     def _where(self, status: NotificationStatus) -> list[Row]:
         return [r for r in self.state.notifications.values() if r.item.status is status]
@@ -148,6 +173,10 @@ class FakeNotifications(_Repo):
 
     async def held(self, certificate_id: str) -> list[Notification]:
         return [r.item for r in self._where(NotificationStatus.HELD) if r.item.certificate_id == certificate_id]
+
+    async def with_held(self, certificate_ids: Sequence[str]) -> set[str]:
+        held = {r.item.certificate_id for r in self._where(NotificationStatus.HELD)}
+        return {c for c in certificate_ids if c in held}
 
     async def erase(self, educator_id: str) -> int:
         stopped = 0
@@ -202,6 +231,10 @@ class FakeMailQueue(_Repo):
         if outcome.status is NotificationStatus.PENDING:
             row.next_attempt_at = self.clock.now + timedelta(seconds=outcome.retry_after_seconds or 0.0)
         return True
+
+    async def finish_many(self, outcomes: Sequence[tuple[ClaimedNotification, Notification]]) -> list[bool]:
+        self.state.finish_batches.append(len(outcomes))
+        return [await self.finish(claimed, outcome) for claimed, outcome in outcomes]
 
     async def extend(self, claimed: Sequence[ClaimedNotification], lease_seconds: float) -> int:
         extended = 0
@@ -427,10 +460,10 @@ class FakeMailSender:
         self.sent: list[EmailMessage] = []
         self.failures = list(failures)
 
-    async def send(self, msg: EmailMessage) -> None:
+    async def send(self, mail: OutgoingMail) -> None:
         if self.failures:
             raise self.failures.pop(0)
-        self.sent.append(msg)
+        self.sent.append(mail.message())
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.sent if m["To"] == address]
@@ -443,14 +476,14 @@ class FakeComposer:
         self.languages: list[str] = []
         self.broken = broken
 
-    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> EmailMessage:
+    def compose(self, notification: Notification, contact: Contact, language: str, sender: str) -> OutgoingMail:
         if notification.kind in self.broken:
             raise ValueError(f"{notification.kind} needs a value the event did not carry")
         self.languages.append(language)
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = sender, contact.email, f"{notification.kind} ({language})"
         msg.set_content(f"Dear {contact.full_name}")
-        return msg
+        return OutgoingMail(notification.notification_id, sender, (contact.email,), msg.as_bytes())
 
 
 class FakePoster:

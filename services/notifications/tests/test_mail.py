@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from services.notifications.mail import DeliveryError, MailboxSender, MailSender, SmtpSender
-from services.notifications.rendering import NOTIFICATION_ID_HEADER, Renderer, build_email
+from services.notifications.rendering import NOTIFICATION_ID_HEADER, OutgoingMail, Renderer, build_mail
 
 CONTEXT: dict[str, Any] = {
     "full_name": "Анна Петрова",
@@ -36,9 +36,9 @@ def file_names(folder: Path) -> list[str]:
     return sorted(f.name for f in folder.iterdir())
 
 
-def make_message(notification_id: str = "ntf-001", recipient: str = "anna@msue.example") -> EmailMessage:
+def make_message(notification_id: str = "ntf-001", recipient: str = "anna@msue.example") -> OutgoingMail:
     rendered = Renderer().render("welcome", "ru", CONTEXT)
-    return build_email(rendered, sender="IIOE <noreply@iioe.example>", recipient=recipient, message_id=notification_id)
+    return build_mail(rendered, sender="IIOE <noreply@iioe.example>", recipient=recipient, message_id=notification_id)
 
 
 class CollectingHandler:
@@ -90,7 +90,7 @@ async def test_mailbox_writes_a_parseable_eml(tmp_path: Path) -> None:
     assert isinstance(parsed, EmailMessage)
     assert parsed["Message-ID"] == "<ntf-abc.1@iioe.local>"
     assert parsed[NOTIFICATION_ID_HEADER] == "ntf-abc.1"
-    assert parsed["Subject"] == msg["Subject"]
+    assert parsed["Subject"] == msg.message()["Subject"]
     plain = parsed.get_body(("plain",))
     html = parsed.get_body(("html",))
     assert plain is not None and "Здравствуйте, Анна Петрова!" in plain.get_content()
@@ -105,13 +105,9 @@ async def test_mailbox_redelivery_overwrites_the_same_file(tmp_path: Path) -> No
     assert file_names(tmp_path) == ["ntf-dup.eml"]
 
 
-@pytest.mark.parametrize("bad_id", [None, "../escape", "a/b"])
-async def test_mailbox_rejects_missing_or_unsafe_ids_permanently(tmp_path: Path, bad_id: str | None) -> None:
-    msg = EmailMessage()
-    msg["Subject"] = "x"
-    if bad_id is not None:
-        msg[NOTIFICATION_ID_HEADER] = bad_id
-    msg.set_content("x")
+@pytest.mark.parametrize("bad_id", ["", "../escape", "a/b"])
+async def test_mailbox_rejects_missing_or_unsafe_ids_permanently(tmp_path: Path, bad_id: str) -> None:
+    msg = OutgoingMail(bad_id, "noreply@iioe.example", ("anna@msue.example",), b"Subject: x\r\n\r\nx\r\n")
     with pytest.raises(DeliveryError) as info:
         await MailboxSender(tmp_path / "box").send(msg)
     assert info.value.permanent
@@ -171,3 +167,29 @@ async def test_smtp_connection_refused_is_transient() -> None:
 
 def test_smtp_repr_hides_password() -> None:
     assert "s3cret" not in repr(SmtpSender("smtp.example", 587, True, "user", "s3cret"))
+
+
+async def test_smtp_keeps_one_connection_across_mails_and_refusals(smtp_server: tuple[CollectingHandler, int]) -> None:
+    handler, port = smtp_server
+    before = len(handler.envelopes)
+    sender = SmtpSender("127.0.0.1", port, starttls=False, timeout=5)
+    await sender.send(make_message("ntf-keep-1"))
+    with pytest.raises(DeliveryError):
+        await sender.send(make_message("ntf-keep-2", recipient="nobody@msue.example"))  # refused: envelope reset
+    await sender.send(make_message("ntf-keep-3"))
+    assert sender.connections == 1
+    ids = [email.message_from_bytes(e.content)[NOTIFICATION_ID_HEADER] for e in handler.envelopes[before:]]
+    assert ids == ["ntf-keep-1", "ntf-keep-3"]
+    await sender.close()
+
+
+async def test_smtp_reconnects_when_a_kept_connection_was_closed(smtp_server: tuple[CollectingHandler, int]) -> None:
+    handler, port = smtp_server
+    sender = SmtpSender("127.0.0.1", port, starttls=False, timeout=5)
+    await sender.send(make_message("ntf-drop-1"))
+    [(client, _)] = sender._idle
+    await client.quit()  # closed while idle
+    await sender.send(make_message("ntf-drop-2"))
+    assert sender.connections == 2
+    assert email.message_from_bytes(handler.envelopes[-1].content)[NOTIFICATION_ID_HEADER] == "ntf-drop-2"
+    await sender.close()

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from email.message import EmailMessage
 
 import asyncpg
 import pytest
 
 from iioe.events import CERTIFICATE_ISSUED
 from services.notifications.domain import NotificationStatus, RetrySchedule
+from services.notifications.mime import OutgoingMail
 from services.notifications.ports import DeliveryError
 from services.notifications.sending import MailDelivery, OutcomeRecorder, WebhookDelivery
 from services.notifications.tests.fakes import FakeMailSender, FakeUnitOfWork
@@ -51,7 +51,7 @@ class AcceptThenOutage(FakeMailSender):
         super().__init__()
         self.uow = uow
 
-    async def send(self, msg: EmailMessage) -> None:
+    async def send(self, msg: OutgoingMail) -> None:
         await super().send(msg)
         self.uow.down = True
 
@@ -161,7 +161,7 @@ async def test_a_failed_send_is_recorded_through_an_outage_too() -> None:
     outage = Outage(p.uow, until=2)
 
     class RefuseThenOutage(FakeMailSender):
-        async def send(self, msg: EmailMessage) -> None:
+        async def send(self, msg: OutgoingMail) -> None:
             p.uow.down = True
             raise DeliveryError("451 try later", permanent=False)
 
@@ -210,7 +210,7 @@ async def test_leases_are_renewed_while_a_batch_is_being_sent() -> None:
     renewed: list[bool] = []
 
     class SlowRelay(FakeMailSender):
-        async def send(self, msg: EmailMessage) -> None:
+        async def send(self, msg: OutgoingMail) -> None:
             p.clock.advance(LEASE - 1)  # nearly the whole lease goes by in this call
             await asyncio.sleep(0.2)  # real time: the keeper beats (every 0.05 s here)
             row = p.uow.state.notifications[recorded.notification_id]

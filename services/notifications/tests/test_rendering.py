@@ -25,11 +25,12 @@ from services.notifications.rendering import (
     TEMPLATES_DIR,
     MailComposer,
     MessageName,
+    OutgoingMail,
     ProgrammeNames,
     RenderedMessage,
     Renderer,
     TemplateContextError,
-    build_email,
+    build_mail,
     format_month,
     format_number,
     resolve_language,
@@ -192,15 +193,15 @@ def test_dates_and_credits_follow_language_conventions() -> None:
     assert format_number(7.25, "ru") == "7,25"
 
 
-def _parse(msg: EmailMessage) -> EmailMessage:
-    parsed = email.message_from_bytes(msg.as_bytes(), policy=policy.default)
+def _parse(msg: OutgoingMail) -> EmailMessage:
+    parsed = email.message_from_bytes(msg.data, policy=policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
 
 
 def test_build_email_has_text_and_html_alternatives_and_ids(renderer: Renderer) -> None:
     rendered = renderer.render("certificate_issued", "mn", FULL_CONTEXT)
-    msg = build_email(
+    msg = build_mail(
         rendered,
         sender="IIOE <noreply@iioe.example>",
         recipient="Батбаяр Ганболд <batbayar@num.edu.mn>",
@@ -219,17 +220,18 @@ def test_build_email_has_text_and_html_alternatives_and_ids(renderer: Renderer) 
     html = parsed.get_body(("html",))
     assert plain is not None and html is not None
     assert plain.get_content_charset() == "utf-8" and html.get_content_charset() == "utf-8"
-    assert plain.get_content() == rendered.text
-    assert html.get_content() == rendered.html
-    # 7-bit clean on the wire, whatever the language.
-    assert max(msg.as_bytes()) < 128
+    assert plain.get_content().replace("\r\n", "\n") == rendered.text
+    assert html.get_content().replace("\r\n", "\n") == rendered.html
+    assert msg.sender == "noreply@iioe.example" and msg.recipients == ("batbayar@num.edu.mn",)
+    # 7-bit clean on the wire, whatever the language, and CRLF line endings only.
+    assert max(msg.data) < 128 and b"\n" not in msg.data.replace(b"\r\n", b"")
 
 
 @pytest.mark.parametrize("bad_id", ["", "../etc/passwd", "a b", "<x>", "id@host", ".hidden"])
 def test_build_email_rejects_unsafe_notification_ids(bad_id: str) -> None:
     rendered = RenderedMessage(subject="s", text="t", html="<p>h</p>", language="en")
     with pytest.raises(ValueError, match="notification id"):
-        build_email(rendered, sender="a@iioe.example", recipient="b@iioe.example", message_id=bad_id)
+        build_mail(rendered, sender="a@iioe.example", recipient="b@iioe.example", message_id=bad_id)
 
 
 @pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
@@ -286,7 +288,7 @@ def test_composer_adds_the_person_and_names_in_the_readers_language(tmp_path: Pa
     )
     ru = composer.context(issued, person, "ru")
     assert (ru["programme_name"], ru["institution_name"]) == ("AI in HE", must.name_en)  # English when no Russian name
-    msg = composer.compose(issued, person, "mn", "IIOE <noreply@iioe.example>")
+    msg = composer.compose(issued, person, "mn", "IIOE <noreply@iioe.example>").message()
     assert msg["To"] == "s@must.edu.mn" and msg[NOTIFICATION_ID_HEADER] == "ntf-1"
     assert msg["Content-Language"] == "mn" and "Хиймэл оюун" in msg["Subject"]
     assert ProgrammeNames.load(tmp_path / "missing.json").name("ai", "mn") == "ai"  # no catalogue: the id
