@@ -104,14 +104,15 @@ def parse_event(raw: bytes, subject: str | None = None) -> tuple[EventSpec, Clou
     spec = BY_TYPE.get(body["type"]) if isinstance(body["type"], str) else None
     if spec is None:
         raise InvalidEvent(Reason.UNKNOWN_TYPE, f"unknown event type {body['type']!r}")
-    envelope_only = {k: v for k, v in body.items() if k != "data"}
-    try:
-        envelope_of(Any).model_validate({**envelope_only, "data": None})
-    except ValidationError as exc:
-        raise InvalidEvent(Reason.INVALID_ATTRIBUTE, _first_error(exc)) from None
     try:
         event = envelope_of(spec.model).model_validate(body)
     except ValidationError as exc:
+        # which part is wrong: the attributes are judged first, then the data (one validation when all is well)
+        envelope_only = {k: v for k, v in body.items() if k != "data"}
+        try:
+            envelope_of(Any).model_validate({**envelope_only, "data": None})
+        except ValidationError as envelope_exc:
+            raise InvalidEvent(Reason.INVALID_ATTRIBUTE, _first_error(envelope_exc)) from None
         raise InvalidEvent(_data_reason(exc), _first_error(exc)) from None
     if subject is not None:
         _check_subject(subject, spec, event)
