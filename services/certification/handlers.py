@@ -114,6 +114,7 @@ def build_consumers(
     batch_size: int,
     portfolios: Portfolios | None = None,
     ready: Callable[[], Awaitable[object]] | None = None,
+    workers: int = 1,
 ) -> list[ConsumerSpec]:
     filters = [event_filter(EDUCATOR_REGISTERED.name), event_filter(COURSE_COMPLETED.name)]
     if portfolios is not None:  # the Faculty AI Portfolio read model (portfolio_usecases.py)
@@ -123,6 +124,12 @@ def build_consumers(
     on_batch = batch_handler(certification, durable, portfolios, ready)
     return [
         runtime.add_consumer(
-            CONSUMER_NAME, EVENTS_STREAM, filters, handler, batch_size=batch_size, batch_handler=on_batch
+            CONSUMER_NAME,
+            EVENTS_STREAM,
+            filters,
+            handler,
+            batch_size=batch_size,
+            batch_handler=on_batch,
+            workers=workers,
         )
     ]

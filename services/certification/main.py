@@ -57,7 +57,14 @@ def create_app(settings: CertificationSettings | None = None, **overrides: Any) 
     portfolios = Portfolios(PostgresPortfolioUnitOfWork(lambda: runtime.pool, vault), certification)
     transfers = CreditTransfers(uow, certification.institutions)
     restored = asyncio.Event()
-    build_consumers(runtime, certification, settings.consumer_batch_size, portfolios, ready=restored.wait)
+    build_consumers(
+        runtime,
+        certification,
+        settings.consumer_batch_size,
+        portfolios,
+        ready=restored.wait,
+        workers=settings.consumer_workers,
+    )
     listing = CertificateListing(
         PostgresListingReader(lambda: runtime.pool), certification.catalogue, certification.verification_url
     )

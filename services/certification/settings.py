@@ -31,6 +31,9 @@ class CertificationSettings(ServiceSettings):
     institutions_file: Path | None = Field(default=None, validation_alias="IIOE_INSTITUTIONS_FILE")
     """Extra institutions, so credit recognitions can name receiving institutions outside the pilot list."""
     consumer_batch_size: int = 100
+    consumer_workers: int = Field(default=2, ge=1)
+    """Batches handled at once by this process (`ConsumerSpec.workers`): a batch mostly waits on PostgreSQL,
+    and two are as safe as two replicas (educators locked in sorted order, the inbox)."""
     public_url: str | None = None
     """How verifiers reach this service (status list URLs in credentials, verification page, QR codes);
     default `http://127.0.0.1:<http_port>`. Set it before issuing: credentials carry it for good."""

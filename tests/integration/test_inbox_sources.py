@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -107,5 +108,53 @@ async def test_two_partners_sending_the_same_id_are_both_applied(infra, nc, data
             ("urn:iioe:partner:lms-a", "evt-1"),
             ("urn:iioe:partner:lms-b", "evt-1"),
         ]
+    finally:
+        await runtime.stop()
+
+
+async def test_two_workers_on_one_durable_share_the_events_and_health_adds_them_up(
+    infra, nc, database_url, ref, tmp_path: Path
+) -> None:
+    """`ConsumerSpec.workers`: two fetch-and-handle loops in one process on the same durable — every event
+    handled once, both loops busy, `/healthz` counts per durable."""
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "001_effects.sql").write_text("CREATE TABLE effects (event_id text PRIMARY KEY);")
+    settings = ServiceSettings(
+        service_name="workers",
+        nats_url=infra.nats_url,
+        database_url=database_url,
+        db_schema="workers_e2e",
+        consumer_prefix=f"{ref}-",
+        outbox_relay_enabled=False,
+    )
+    runtime = ServiceRuntime(settings, migrations, pool_size=4)
+    inst = f"w{ref}"
+    subject = f"iioe.events.{inst}.course_completed.v1"
+
+    async def on_event(received: ReceivedEvent) -> None:
+        async with runtime.transaction() as conn:
+            if await claim_event(conn, "effects", received):
+                await conn.execute("INSERT INTO effects VALUES ($1)", received.id)
+                await asyncio.sleep(0.005)  # a handler that waits, as one on the database does
+
+    runtime.add_consumer("effects", EVENTS_STREAM, [subject], on_event, batch_size=10, workers=2)
+    await runtime.start()
+    try:
+        assert len(runtime.consumers) == 2
+        js = nc.jetstream()
+        for n in range(300):
+            await js.publish(subject, completion(f"evt-{n}", "urn:iioe:partner:lms", f"edu-{n}", inst))
+
+        async def processed_all() -> bool:
+            return sum(c.processed for c in runtime.consumers) >= 300
+
+        await eventually(processed_all, timeout=30, what="300 events handled")
+        async with runtime.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM effects") == 300
+        assert sum(c.processed for c in runtime.consumers) == 300
+        assert all(c.processed > 0 for c in runtime.consumers), "both workers took batches"
+        health = await runtime.health()
+        assert health["consumers"][runtime.consumers[0].spec.durable]["processed"] == 300
     finally:
         await runtime.stop()

@@ -167,6 +167,10 @@ class ConsumerSpec:
     batch_handler: BatchHandler | None = None
     """Optional fast path: a whole fetched batch in one call; on error each message is retried alone."""
     batch_size: int = 100
+    workers: int = 1
+    """Fetch-and-handle loops on the durable in this process. A handler that mostly waits on the database
+    (certification) gets through more with two: one works while the other waits. Only for handlers that are
+    safe with replicas (per-key locks, inbox), since that is what concurrent loops are."""
     max_deliver: int = 5
     ack_wait_seconds: float = 30.0
     retry_backoff_seconds: Sequence[float] = field(default=(1.0, 5.0, 15.0, 30.0))

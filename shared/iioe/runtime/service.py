@@ -128,10 +128,11 @@ class ServiceRuntime:
             self.relay = OutboxRelay(self._pool, self._js, poll_seconds=s.outbox_poll_seconds, metrics=self.metrics)
             self._spawn(self.relay.run, "outbox-relay")
         for spec in self._consumer_specs:
-            consumer = EventConsumer(self._js, spec, probe=self.probe_database, metrics=self.metrics)
-            await consumer.start()
-            self.consumers.append(consumer)
-            self._spawn(consumer.run, spec.durable)
+            for worker in range(1, spec.workers + 1):
+                consumer = EventConsumer(self._js, spec, probe=self.probe_database, metrics=self.metrics)
+                await consumer.start()
+                self.consumers.append(consumer)
+                self._spawn(consumer.run, spec.durable if worker == 1 else f"{spec.durable}#{worker}")
         for name, run in self._background:
             self._spawn(run, name)
         log.info("service started", consumers=[c.spec.durable for c in self.consumers])
@@ -186,8 +187,17 @@ class ServiceRuntime:
                 self._pool.terminate()
         log.info("service stopped")
 
+    def _consumer_counts(self) -> dict[str, dict[str, int]]:
+        """processed / dead_lettered per durable, summed over its workers."""
+        counts: dict[str, dict[str, int]] = {}
+        for c in self.consumers:
+            mine = counts.setdefault(c.spec.durable, {"processed": 0, "dead_lettered": 0})
+            mine["processed"] += c.processed
+            mine["dead_lettered"] += c.dead_lettered
+        return counts
+
     async def refresh_metrics(self) -> None:  # observability hook: the gauges read at each scrape
-        consumers = [(c.spec.stream, c.spec.durable) for c in self.consumers]
+        consumers = list(dict.fromkeys((c.spec.stream, c.spec.durable) for c in self.consumers))
         await self.metrics.refresh(js=self._js, consumers=consumers, pool=self._pool)
 
     @contextlib.asynccontextmanager
@@ -236,8 +246,6 @@ class ServiceRuntime:
             "nats": "ok" if nats_ok else "disconnected",
             "outbox_pending": pending,
             "outbox_duplicate_alarms": duplicate_publish_alarms(),
-            "consumers": {
-                c.spec.durable: {"processed": c.processed, "dead_lettered": c.dead_lettered} for c in self.consumers
-            },
+            "consumers": self._consumer_counts(),
             "stopped_tasks": dead_tasks,
         }
