@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -67,19 +68,24 @@ async def test_same_id_from_two_sources_is_claimed_twice_and_legacy_rows_still_m
         await pool.close()
 
 
-async def test_two_partners_sending_the_same_id_are_both_applied(infra, nc, database_url, ref, tmp_path: Path) -> None:
+def effects_runtime(infra: Any, database_url: str, ref: str, tmp_path: Path, name: str, table: str) -> ServiceRuntime:
+    """A bare runtime whose handlers record their effects in one table (`table`: its column list)."""
     migrations = tmp_path / "migrations"
     migrations.mkdir()
-    (migrations / "001_effects.sql").write_text("CREATE TABLE effects (source text, event_id text);")
+    (migrations / "001_effects.sql").write_text(f"CREATE TABLE effects ({table});")
     settings = ServiceSettings(
-        service_name="inbox",
+        service_name=name,
         nats_url=infra.nats_url,
         database_url=database_url,
-        db_schema="inbox_e2e",
+        db_schema=f"{name}_e2e",
         consumer_prefix=f"{ref}-",
         outbox_relay_enabled=False,
     )
-    runtime = ServiceRuntime(settings, migrations, pool_size=2)
+    return ServiceRuntime(settings, migrations, pool_size=4)
+
+
+async def test_two_partners_sending_the_same_id_are_both_applied(infra, nc, database_url, ref, tmp_path: Path) -> None:
+    runtime = effects_runtime(infra, database_url, ref, tmp_path, "inbox", "source text, event_id text")
     inst = f"x{ref}"
     subject = f"iioe.events.{inst}.course_completed.v1"
 
@@ -117,18 +123,7 @@ async def test_two_workers_on_one_durable_share_the_events_and_health_adds_them_
 ) -> None:
     """`ConsumerSpec.workers`: two fetch-and-handle loops in one process on the same durable — every event
     handled once, both loops busy, `/healthz` counts per durable."""
-    migrations = tmp_path / "migrations"
-    migrations.mkdir()
-    (migrations / "001_effects.sql").write_text("CREATE TABLE effects (event_id text PRIMARY KEY);")
-    settings = ServiceSettings(
-        service_name="workers",
-        nats_url=infra.nats_url,
-        database_url=database_url,
-        db_schema="workers_e2e",
-        consumer_prefix=f"{ref}-",
-        outbox_relay_enabled=False,
-    )
-    runtime = ServiceRuntime(settings, migrations, pool_size=4)
+    runtime = effects_runtime(infra, database_url, ref, tmp_path, "workers", "event_id text PRIMARY KEY")
     inst = f"w{ref}"
     subject = f"iioe.events.{inst}.course_completed.v1"
 
