@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -92,6 +93,25 @@ async def connect_with_retry(dsn: str, attempts: int = 30, delay: float = 0.5) -
     raise AssertionError("unreachable")
 
 
+class PooledConnection(asyncpg.Connection):
+    """A pool connection released without asyncpg's reset round trip (`SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL`) — one round trip less per transaction, in every service.
+
+    Our transactions leave no session state: locks are transaction-scoped (`pg_advisory_xact_lock`; the one
+    session lock, certification's restore, is released in a `finally`), settings are `SET LOCAL`, cursors
+    live inside transactions. An open transaction is still rolled back by asyncpg, and a connection that
+    has `LISTEN`ed gets the full reset."""
+
+    _listened = False
+
+    async def add_listener(self, channel: str, callback: Any) -> None:
+        self._listened = True  # for good: asyncpg forgets its listeners before it asks for the reset query
+        await super().add_listener(channel, callback)
+
+    def get_reset_query(self) -> str:
+        return str(super().get_reset_query()) if self._listened else ""
+
+
 async def create_pool(
     dsn: str,
     schema: str,
@@ -116,6 +136,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        connection_class=PooledConnection,
         command_timeout=t.command_seconds,
         timeout=t.connect_seconds,
         server_settings={"search_path": schema, "application_name": f"iioe-{schema}", **t.server_settings()},
