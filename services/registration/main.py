@@ -27,7 +27,7 @@ def create_app(settings: RegistrationSettings | None = None, **overrides: Any) -
     settings = settings or RegistrationSettings(**overrides)
     institutions = load_institutions(settings.institutions_file)
     runtime = ServiceRuntime(settings, MIGRATIONS, pool_size=settings.db_pool_size)
-    uow = PostgresUnitOfWork(runtime.transaction)
+    uow = PostgresUnitOfWork(runtime.transaction, runtime.autocommit)
     registrations = Registrations(
         uow,
         institutions,

@@ -116,3 +116,8 @@ class UnitOfWork(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """Commits when the block exits normally, rolls back when it raises."""
         ...
+
+    def statements(self) -> AbstractAsyncContextManager[Transaction]:
+        """Each statement commits on its own: only for work that is one atomic statement (a batch of
+        registrations), which then saves the BEGIN and COMMIT round trips."""
+        ...

@@ -224,12 +224,26 @@ class PostgresTransaction:
 class PostgresUnitOfWork:
     """Built on the runtime's `transaction()`, which wakes the outbox relay after each commit."""
 
-    def __init__(self, begin: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
+    def __init__(
+        self,
+        begin: Callable[[], AbstractAsyncContextManager[Any]],
+        autocommit: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+    ) -> None:
         self._begin = begin
+        self._autocommit = autocommit or begin
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
         async with self._begin() as conn:
-            yield PostgresTransaction(
-                PostgresEducators(conn), PostgresRecords(conn), PostgresAudit(conn), PostgresOutbox(conn), conn
-            )
+            yield _repositories(conn)
+
+    @asynccontextmanager
+    async def statements(self) -> AsyncIterator[PostgresTransaction]:
+        async with self._autocommit() as conn:
+            yield _repositories(conn)
+
+
+def _repositories(conn: Any) -> PostgresTransaction:
+    return PostgresTransaction(
+        PostgresEducators(conn), PostgresRecords(conn), PostgresAudit(conn), PostgresOutbox(conn), conn
+    )

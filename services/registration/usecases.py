@@ -126,7 +126,9 @@ class Registrations:
         return reply
 
     async def _register_all(self, batch: Sequence[NewRegistration]) -> list[RegisterEducatorReply]:
-        async with self._uow.transaction() as tx:
+        # one statement stores the educators and stages their events; a second only reads (the ids of
+        # e-mails already registered), so no transaction is needed around them
+        async with self._uow.statements() as tx:
             found = await tx.register_all(batch, source=self._source)
         return [
             RegisterEducatorReply(educator_id=new.educator.educator_id, status="registered")

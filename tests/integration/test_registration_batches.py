@@ -41,7 +41,12 @@ def registrations_on(pool: asyncpg.Pool, **kw: Any) -> Registrations:
         async with pool.acquire() as conn, conn.transaction():
             yield conn
 
-    return Registrations(PostgresUnitOfWork(begin), {"must", "num"}, source=SOURCE, **kw)
+    @asynccontextmanager
+    async def autocommit() -> AsyncIterator[Any]:  # as the service runs batches: one statement, no transaction
+        async with pool.acquire() as conn:
+            yield conn
+
+    return Registrations(PostgresUnitOfWork(begin, autocommit), {"must", "num"}, source=SOURCE, **kw)
 
 
 def command(email: str, full_name: str = "Батын Сарнай", institution: str = "must") -> RegisterEducator:

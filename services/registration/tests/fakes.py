@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +151,9 @@ class FakeUnitOfWork:
         """Events of committed transactions, in commit order (what the relay would publish)."""
         self.forgotten_contacts: list[str] = []
         self.commits = 0
+
+    def statements(self) -> AbstractAsyncContextManager[FakeTransaction]:
+        return self.transaction()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeTransaction]:

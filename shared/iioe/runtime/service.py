@@ -208,6 +208,15 @@ class ServiceRuntime:
         if self.relay is not None:
             self.relay.wake()
 
+    @contextlib.asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Any]:
+        """A connection outside any transaction, for work done in one statement (which is atomic on its own):
+        no BEGIN and COMMIT round trips. Wakes the outbox relay afterwards, as `transaction()` does."""
+        async with self.pool.acquire() as conn:
+            yield conn
+        if self.relay is not None:
+            self.relay.wake()
+
     async def probe_database(self) -> None:
         """`SELECT 1` through the pool: raises while the database does not answer (consumers pause on it)."""
         async with self.pool.acquire() as conn:
