@@ -25,10 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import FetchTimeoutError
 from tqdm import tqdm
 
 from iioe.parsing import InvalidEvent, parse_event
@@ -42,6 +39,7 @@ from services.analytics import store
 from services.analytics.domain import ProjectionEvent, ProjectionRules
 from services.analytics.handlers import projection_event
 from services.analytics.main import MIGRATIONS, rules_from
+from services.analytics.pull import BatchPuller
 from services.analytics.reports import Reports
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import publish_summary
@@ -73,30 +71,27 @@ class RebuildResult:
 class _Replayer:
     """Reads the stream in order and projects each batch; counts what it saw."""
 
-    def __init__(self, sub: JetStreamContext.PullSubscription, rules: ProjectionRules, batch_size: int) -> None:
-        self._sub = sub
+    def __init__(self, puller: BatchPuller, rules: ProjectionRules) -> None:
+        self._puller = puller
         self._rules = rules
-        self._batch_size = batch_size
         self.seq = 0
         self.pending = 1
         self.result = RebuildResult(schema="")
 
     async def _fetch(self) -> list[ProjectionEvent] | None:
         """The next batch of valid events (maybe empty), or None when the stream has no more."""
-        try:
-            msgs = await self._sub.fetch(self._batch_size, timeout=2.0)
-        except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+        batch = await self._puller.next_batch()
+        if batch is None:
             return None
         events: list[ProjectionEvent] = []
-        for msg in msgs:
-            meta = msg.metadata
-            self.seq, self.pending = meta.sequence.stream, meta.num_pending
+        for msg in batch.msgs:
             try:
                 spec, event = parse_event(msg.data, msg.subject)
                 events.append(projection_event(spec, event.id, event.data, event.time, event.source))
             except (InvalidEvent, Unprocessable):
                 self.result.invalid += 1  # the live consumer dead-letters these: never counted
-        self.result.events_read += len(msgs)
+        self.seq, self.pending = batch.last_seq, batch.pending
+        self.result.events_read += len(batch.msgs)
         return events
 
     async def replay(
@@ -175,18 +170,9 @@ async def rebuild(
         js = nc.jetstream()
         pool = await setup_database(settings.database_url, build_schema, MIGRATIONS, max_size=2)
         state = (await js.stream_info(EVENTS_STREAM)).state
-        sub = await js.pull_subscribe(
-            EVENTS_SUBJECTS,
-            stream=EVENTS_STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE,
-                deliver_policy=DeliverPolicy.ALL,
-                inactive_threshold=120.0,
-                mem_storage=True,
-            ),
-            pending_msgs_limit=batch_size * 4,
-        )
-        replayer = _Replayer(sub, rules, batch_size)
+        puller = BatchPuller(nc, EVENTS_STREAM, EVENTS_SUBJECTS, batch_size)
+        await puller.start(js)
+        replayer = _Replayer(puller, rules)
         log.info("rebuild started", schema=build_schema, events=state.messages, last_seq=state.last_seq)
         with tqdm(
             total=state.messages, unit="ev", unit_scale=True, desc="rebuild", disable=not progress, file=sys.stderr
@@ -205,7 +191,7 @@ async def rebuild(
                     await conn.execute(f"ALTER SCHEMA {quote_schema(schema)} RENAME TO {quote_schema(old_schema)}")
                 await conn.execute(f"ALTER SCHEMA {quote_schema(build_schema)} RENAME TO {quote_schema(schema)}")
             swapped = True
-        await sub.unsubscribe()
+        await puller.close()
         await pool.close()
         pool = None
         if live_exists and not keep_old:
