@@ -28,7 +28,7 @@ import asyncpg
 from nats.js import JetStreamContext
 from tqdm import tqdm
 
-from iioe.parsing import InvalidEvent, parse_event
+from iioe.parsing import InvalidEvent
 from iioe.reference import load_institutions
 from iioe.runtime.consumer import Unprocessable
 from iioe.runtime.db import connect_with_retry, create_pool, quote_schema, setup_database
@@ -37,9 +37,9 @@ from iioe.runtime.nats import connect
 from iioe.subjects import EVENTS_STREAM, EVENTS_SUBJECTS
 from services.analytics import store
 from services.analytics.domain import ProjectionEvent, ProjectionRules
-from services.analytics.handlers import projection_event
 from services.analytics.main import MIGRATIONS, rules_from
 from services.analytics.pull import BatchPuller
+from services.analytics.replay_parsing import parse_projection_event
 from services.analytics.reports import Reports
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import publish_summary
@@ -86,8 +86,7 @@ class _Replayer:
         events: list[ProjectionEvent] = []
         for msg in batch.msgs:
             try:
-                spec, event = parse_event(msg.data, msg.subject)
-                events.append(projection_event(spec, event.id, event.data, event.time, event.source))
+                events.append(parse_projection_event(msg.data, msg.subject))
             except (InvalidEvent, Unprocessable):
                 self.result.invalid += 1  # the live consumer dead-letters these: never counted
         self.seq, self.pending = batch.last_seq, batch.pending
