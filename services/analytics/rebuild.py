@@ -16,10 +16,11 @@ everything newer is applied to the new tables, which its connections now resolve
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,23 @@ from services.analytics.store_reads import PgProjectionReader
 from services.analytics.usecases import Projector
 
 log = get_logger(__name__)
+
+
+_REPLAY_GC_THRESHOLD = (50_000, 50, 1_000)
+"""Collector thresholds while replaying (the defaults are 700, 10, 10). A replay keeps two or three
+batches of messages and events alive at a time and allocates millions of objects: with the
+defaults the cyclic collector kept re-scanning them, ≈ 30 % of the rebuild's Python CPU."""
+
+
+@contextmanager
+def _fewer_gc_passes() -> Iterator[None]:
+    """Raise the collector's thresholds for the replay; the process's own settings come back after."""
+    before = gc.get_threshold()
+    gc.set_threshold(*_REPLAY_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 class RebuildError(RuntimeError):
@@ -173,9 +191,12 @@ async def rebuild(
         await puller.start(js)
         replayer = _Replayer(puller, rules)
         log.info("rebuild started", schema=build_schema, events=state.messages, last_seq=state.last_seq)
-        with tqdm(
-            total=state.messages, unit="ev", unit_scale=True, desc="rebuild", disable=not progress, file=sys.stderr
-        ) as bar:
+        with (
+            _fewer_gc_passes(),
+            tqdm(
+                total=state.messages, unit="ev", unit_scale=True, desc="rebuild", disable=not progress, file=sys.stderr
+            ) as bar,
+        ):
             build_pool = pool
             await replayer.replay(state.last_seq, lambda: _in_new_transaction(build_pool), bar.update)
             async with pool.acquire() as conn, conn.transaction():
