@@ -27,6 +27,10 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DEFAULT_PREFIX, AckPolicy, ConsumerConfig, DeliverPolicy, Header, StatusCode
 
+from iioe.runtime.logging import get_logger
+
+log = get_logger(__name__)
+
 _END_OF_REQUEST = {StatusCode.NO_MESSAGES.value, StatusCode.REQUEST_TIMEOUT.value, StatusCode.CONFLICT.value}
 """Statuses that end a pull request early (no messages, expired, or a conflict such as a
 leadership change): the batch so far is complete and the next request may be sent."""
@@ -130,6 +134,7 @@ class BatchPuller:
                     try:
                         await asyncio.wait_for(self._arrived.wait(), self._timeout)
                     except TimeoutError:
+                        log.warning("pull request unanswered", stream=self._stream, seconds=self._timeout)
                         self._outstanding = False  # lost (e.g. a reconnect): the next call asks again
                         return None
             number, msgs = self._ready.popleft()

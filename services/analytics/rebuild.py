@@ -4,6 +4,9 @@
 2. An ephemeral pull consumer (no acks, large batches) reads the stream from sequence 1 up to
    the last sequence seen at start; each batch is claimed and projected with the same SQL as
    the live consumer (the `Projector` use case), one transaction per batch — the live service keeps running meanwhile.
+   Reading (`pull.BatchPuller`) and parsing (`replay_parsing`) are the rebuild's own lean versions
+   of the live path's, measured in docs/analytics.md (issue #11); the next batch is read and parsed
+   while PostgreSQL applies the previous one.
 3. Swap, in one transaction holding the projection lock exclusively (live transactions hold it
    shared, so they pause for this moment only): replay the tail that arrived during step 2, rename
    `<schema>` to `<schema>_old_<ts>` and the new schema to `<schema>`, commit; then drop the old one.
@@ -160,9 +163,10 @@ class _Replayer:
 async def _in_new_transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
     """A transaction of the build schema that commits without waiting for its WAL flush.
 
-    Safe: until the swap nothing reads the build schema, and a crash drops it anyway (the next
-    rebuild starts over). The swap's own commit is synchronous, and flushing its WAL flushes all
-    that came before, so the swapped-in tables are durable when `rebuild` returns.
+    Safe: nothing reads the build schema before the swap, and a rebuild that dies before it is
+    started over (its schema is never swapped in). The swap's own commit is synchronous, and
+    flushing its WAL flushes all that came before, so the swapped-in tables are durable when
+    `rebuild` returns.
     """
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL synchronous_commit = off")
