@@ -1,0 +1,19 @@
+"""Services tune the garbage collector once started (`iioe.runtime.service.tune_garbage_collector`)."""
+
+from __future__ import annotations
+
+import gc
+
+from iioe.runtime.service import GC_THRESHOLD, tune_garbage_collector
+
+
+def test_startup_objects_are_frozen_and_young_collections_are_rarer() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == GC_THRESHOLD
+        assert GC_THRESHOLD[0] > before[0]
+        assert gc.get_freeze_count() > 1000, "modules, models and the app are out of the collector's way"
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
