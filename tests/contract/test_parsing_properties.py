@@ -190,6 +190,35 @@ def test_valid_events_on_another_institutions_subject_are_rejected(
         raise AssertionError("an event published on another institution's subject was accepted")
 
 
+def mutated(event: CloudEvent[Any], level: str, index: int, new_key: str | None, value: Any, delete: bool) -> bytes:
+    """`event` with one attribute (`level` "envelope") or data field ("data") deleted, replaced or added."""
+    body = json.loads(event.to_json_bytes())
+    target = body if level == "envelope" else body["data"]
+    names = sorted(target)
+    name = names[index % len(names)] if delete or new_key is None else new_key
+    if delete:
+        del target[name]
+    else:
+        target[name] = value
+    return json.dumps(body).encode()
+
+
+def with_hostile_fragment(sample: Path, where: str, index: int, fragment: str) -> tuple[bytes, str]:
+    """A golden sample with raw `fragment` spliced in as an extension, a data field or an attribute's value;
+    (bytes, subject)."""
+    golden = json.loads(sample.read_text(encoding="utf-8"))
+    event, subject = golden["event"], golden["subject"]
+    if where == "extension":
+        event["hostile"] = "@@"
+    elif where == "data_extra":
+        event["data"]["hostile"] = "@@"
+    elif where == "data_field":
+        event["data"][sorted(event["data"])[index % len(event["data"])]] = "@@"
+    else:
+        event[sorted(event)[index % len(event)]] = "@@"
+    return json.dumps(event).replace('"@@"', fragment, 1).encode(), subject
+
+
 @BOUNDED
 @given(
     generated=valid_events(),
@@ -208,15 +237,7 @@ def test_mutated_events_parse_or_are_rejected_with_a_known_reason(
     delete: bool,
 ) -> None:
     _, event, subject = generated
-    body = json.loads(event.to_json_bytes())
-    target = body if level == "envelope" else body["data"]
-    names = sorted(target)
-    name = names[index % len(names)] if delete or new_key is None else new_key
-    if delete:
-        del target[name]
-    else:
-        target[name] = value
-    _parse_or_invalid(json.dumps(body).encode(), subject)
+    _parse_or_invalid(mutated(event, level, index, new_key, value, delete), subject)
 
 
 @BOUNDED
@@ -229,18 +250,7 @@ def test_mutated_events_parse_or_are_rejected_with_a_known_reason(
 def test_hostile_json_is_rejected_with_a_known_reason_or_round_trips(
     sample: Path, where: str, index: int, fragment: str
 ) -> None:
-    golden = json.loads(sample.read_text(encoding="utf-8"))
-    event, subject = golden["event"], golden["subject"]
-    if where == "extension":
-        event["hostile"] = "@@"
-    elif where == "data_extra":
-        event["data"]["hostile"] = "@@"
-    elif where == "data_field":
-        event["data"][sorted(event["data"])[index % len(event["data"])]] = "@@"
-    else:
-        event[sorted(event)[index % len(event)]] = "@@"
-    raw = json.dumps(event).replace('"@@"', fragment, 1).encode()
-    _parse_or_invalid(raw, subject)
+    _parse_or_invalid(*with_hostile_fragment(sample, where, index, fragment))
 
 
 def test_oversized_input_is_rejected_before_it_is_read() -> None:

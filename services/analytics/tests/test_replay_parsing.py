@@ -24,7 +24,14 @@ from iioe.subjects import MAX_EVENT_BYTES
 from services.analytics.domain import ProjectionEvent
 from services.analytics.handlers import projection_event
 from services.analytics.replay_parsing import _plainly_valid, parse_projection_event
-from tests.contract.test_parsing_properties import BOUNDED, hostile_fragments, json_values, valid_events
+from tests.contract.test_parsing_properties import (
+    BOUNDED,
+    hostile_fragments,
+    json_values,
+    mutated,
+    valid_events,
+    with_hostile_fragment,
+)
 
 MISFITS = ("iioe.events.other.{name}.v{major}", "iioe.events.{inst}.{name}.v9", "iioe.events.{inst}.x.v1")
 """Subjects of another institution, another major version, another type."""
@@ -98,15 +105,7 @@ def test_mutated_events(
     delete: bool,
 ) -> None:
     _, event, subject = generated
-    body = json.loads(event.to_json_bytes())
-    target = body if level == "envelope" else body["data"]
-    names = sorted(target)
-    name = names[index % len(names)] if delete or new_key is None else new_key
-    if delete:
-        del target[name]
-    else:
-        target[name] = value
-    assert_same(json.dumps(body).encode(), subject)
+    assert_same(mutated(event, level, index, new_key, value, delete), subject)
 
 
 @BOUNDED
@@ -117,17 +116,7 @@ def test_mutated_events(
     fragment=hostile_fragments,
 )
 def test_hostile_json(sample: Path, where: str, index: int, fragment: str) -> None:
-    golden = json.loads(sample.read_text(encoding="utf-8"))
-    event, subject = golden["event"], golden["subject"]
-    if where == "extension":
-        event["hostile"] = "@@"
-    elif where == "data_extra":
-        event["data"]["hostile"] = "@@"
-    elif where == "data_field":
-        event["data"][sorted(event["data"])[index % len(event["data"])]] = "@@"
-    else:
-        event[sorted(event)[index % len(event)]] = "@@"
-    assert_same(json.dumps(event).replace('"@@"', fragment, 1).encode(), subject)
+    assert_same(*with_hostile_fragment(sample, where, index, fragment))
 
 
 @BOUNDED
