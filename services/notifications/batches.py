@@ -21,7 +21,6 @@ from services.notifications.domain import (
     WAITS_FOR_ISSUED,
     Notification,
     NotificationStatus,
-    delivery_id,
     event_facts,
 )
 from services.notifications.ports import NewDelivery, UnitOfWork
@@ -85,17 +84,7 @@ class BatchUseCases:
                 route = (data.institution, event.event_type)
                 if route not in hooks:
                     hooks[route] = await repo.webhooks.matching(*route)
-                deliveries += [
-                    NewDelivery(
-                        delivery_id=delivery_id(webhook_id, event.source, event.event_id),
-                        webhook_id=webhook_id,
-                        event_id=event.event_id,
-                        event_type=event.event_type,
-                        event_subject=event.subject,
-                        body=event.body,
-                    )
-                    for webhook_id in hooks[route]
-                ]
+                deliveries += [event.delivery_to(webhook_id) for webhook_id in hooks[route]]
             added = await repo.notifications.add_many(notifications)
             for delivery in deliveries:
                 await repo.deliveries.add(delivery)

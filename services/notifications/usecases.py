@@ -49,6 +49,17 @@ class EventToNotify:
     """The CloudEvent exactly as received, forwarded byte for byte to partner webhooks."""
     data: NotifyingEvent
 
+    def delivery_to(self, webhook_id: str) -> NewDelivery:
+        """This event's delivery to one webhook (its id stable across retries and replays)."""
+        return NewDelivery(
+            delivery_id=delivery_id(webhook_id, self.source, self.event_id),
+            webhook_id=webhook_id,
+            event_id=self.event_id,
+            event_type=self.event_type,
+            event_subject=self.subject,
+            body=self.body,
+        )
+
 
 @dataclass(frozen=True)
 class Attended:
@@ -141,16 +152,7 @@ class NotificationUseCases:
                 await repo.cascade.add_certified(data.educator_id, str(context["certificate_id"]))
             webhook_ids = await repo.webhooks.matching(data.institution, event.event_type)
             for webhook_id in webhook_ids:
-                await repo.deliveries.add(
-                    NewDelivery(
-                        delivery_id=delivery_id(webhook_id, event.source, event.event_id),
-                        webhook_id=webhook_id,
-                        event_id=event.event_id,
-                        event_type=event.event_type,
-                        event_subject=event.subject,
-                        body=event.body,
-                    )
-                )
+                await repo.deliveries.add(event.delivery_to(webhook_id))
         if queued and notification.status is NotificationStatus.PENDING:
             self._queued()
         if webhook_ids:
