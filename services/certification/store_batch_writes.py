@@ -14,7 +14,7 @@ taken in the newest lists (`TakenIndexes`), learned once per list and kept curre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -56,10 +56,11 @@ class TakenIndexes:
             self._taken[list_id] = taken
         return taken
 
-    def committed(self, entries: Sequence[StatusEntry]) -> None:
-        for entry in entries:
-            if entry.list_id in self._taken:
-                self._taken[entry.list_id].add(entry.index)
+    def committed(self, keys: Iterable[tuple[str, int]]) -> None:
+        """(list, index) pairs a committed transaction took."""
+        for list_id, index in keys:
+            if list_id in self._taken:
+                self._taken[list_id].add(index)
 
     def forget(self) -> None:
         self._taken.clear()
@@ -72,15 +73,14 @@ class BatchStatusLists:
         self._inner = inner
         self._taken = taken
         self._drawn: dict[tuple[str, int], StatusEntry] = {}
-        self._written_keys: set[tuple[str, int]] = set()
-        self.written: list[StatusEntry] = []
-        """Entries flushed in this transaction: `TakenIndexes` learns them once it commits."""
+        self.written: set[tuple[str, int]] = set()
+        """(list, index) of the entries flushed in this transaction: `TakenIndexes` learns them once it commits."""
 
     async def allocate(self, entry: StatusEntry) -> bool:
         key = (entry.list_id, entry.index)
         if (
             key in self._drawn
-            or key in self._written_keys
+            or key in self.written
             or entry.index in await self._taken.of(self._inner.conn, entry.list_id)
         ):
             return False
@@ -106,9 +106,8 @@ class BatchStatusLists:
         except asyncpg.UniqueViolationError as exc:
             self._taken.forget()
             raise BatchConflict(f"a status index was taken meanwhile: {exc}") from exc
+        self.written.update(self._drawn)
         self._drawn.clear()
-        self.written += entries
-        self._written_keys.update((e.list_id, e.index) for e in entries)
 
     def __getattr__(self, name: str) -> Any:  # newest, create, get: reads of lists, not of entries
         return getattr(self._inner, name)
@@ -138,7 +137,3 @@ class BatchOutbox:
             await stage_many(self._inner.conn, self._messages)
             self._inner.staged += len(self._messages)
             self._messages.clear()
-
-    @property
-    def staged(self) -> int:
-        return self._inner.staged + len(self._messages)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -23,6 +24,27 @@ _RECOGNITION_SELECT = (
     "SELECT recognition_id, certificate_id, receiving_institution, receiving_programme, credits, recognized_at"
     " FROM recognitions"
 )
+
+
+_CERTIFICATE_INSERT = (
+    "INSERT INTO certificates (certificate_id, educator_id, institution, programme_id, course_ids, credits,"
+    " issued_at, kid, credential) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+)
+
+
+def _certificate_row(c: Certificate) -> tuple[Any, ...]:
+    """`_CERTIFICATE_INSERT`'s arguments."""
+    return (
+        c.certificate_id,
+        c.educator_id,
+        c.institution,
+        c.programme_id,
+        list(c.course_ids),
+        c.credits,
+        c.issued_at,
+        c.kid,
+        c.credential,
+    )
 
 
 def _certificate(row: asyncpg.Record) -> Certificate:
@@ -65,41 +87,13 @@ class PostgresCertificates:
 
     async def add(self, certificate: Certificate) -> bool:
         inserted = await self.conn.fetchval(
-            "INSERT INTO certificates (certificate_id, educator_id, institution, programme_id, course_ids, credits,"
-            " issued_at, kid, credential) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            " ON CONFLICT DO NOTHING RETURNING 1",
-            certificate.certificate_id,
-            certificate.educator_id,
-            certificate.institution,
-            certificate.programme_id,
-            list(certificate.course_ids),
-            certificate.credits,
-            certificate.issued_at,
-            certificate.kid,
-            certificate.credential,
+            _CERTIFICATE_INSERT + " ON CONFLICT DO NOTHING RETURNING 1", *_certificate_row(certificate)
         )
         return inserted is not None
 
     async def add_all(self, certificates: Sequence[Certificate]) -> None:
         """Insert new certificates in one pipelined statement; raises `UniqueViolationError` if one exists."""
-        await self.conn.executemany(
-            "INSERT INTO certificates (certificate_id, educator_id, institution, programme_id, course_ids, credits,"
-            " issued_at, kid, credential) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            [
-                (
-                    c.certificate_id,
-                    c.educator_id,
-                    c.institution,
-                    c.programme_id,
-                    list(c.course_ids),
-                    c.credits,
-                    c.issued_at,
-                    c.kid,
-                    c.credential,
-                )
-                for c in certificates
-            ],
-        )
+        await self.conn.executemany(_CERTIFICATE_INSERT, [_certificate_row(c) for c in certificates])
 
     async def get(self, certificate_id: str, *, for_update: bool = False) -> Certificate | None:
         sql = _CERTIFICATE_SELECT + " WHERE c.certificate_id = $1" + (" FOR UPDATE OF c" if for_update else "")
